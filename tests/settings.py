@@ -8,8 +8,8 @@ import os
 
 os.environ.setdefault("EMBEDDED_REDIS_PORT", "6391")
 
-from dashboard.settings import *  # noqa: E402, F403
-from dashboard.settings import DATABASES, VAR_DIR  # noqa: E402
+from dashboard.settings import *  # noqa: F403
+from dashboard.settings import DATABASES, VAR_DIR
 
 # Hashing passwords slowly is the point in production and a waste of minutes in tests.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,18 @@
+import pytest
+from celery.contrib.testing.worker import start_worker
+
+from dashboard.celery import app, ping
+
+
+@pytest.mark.integration
+def test_a_real_worker_on_the_test_broker_completes_a_task():
+    app.conf.task_always_eager = False
+    with start_worker(app, perform_ping_check=False, pool="solo", loglevel="WARNING"):
+        result = ping.delay("hello")
+        assert result.get(timeout=20) == {"pong": "hello"}
+
+
+def test_celery_speaks_json_only_and_bounds_task_time():
+    assert app.conf.task_serializer == "json"
+    assert app.conf.accept_content == ["json"]
+    assert app.conf.task_soft_time_limit < app.conf.task_time_limit

@@ -1,0 +1,153 @@
+"""`make run`'s supervisor, started for real on free ports with its own var/ directory."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, found through /proc (no third-party package needed)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def health(port: int):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            return response.status, json.load(response)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None, None
+
+
+@pytest.fixture
+def supervisor_env(tmp_path):
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}
+    }
+    env.update(
+        VAR_DIR=str(tmp_path / "var"),
+        PORT=str(free_port()),
+        EMBEDDED_REDIS_PORT=str(free_port()),
+        SYNC_INTERVAL_SECONDS="3600",
+    )
+    return env
+
+
+def start(env):
+    return subprocess.Popen(
+        [sys.executable, "-m", "dashboard.supervisor"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_healthy(process, port, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read()
+        status, body = health(port)
+        if status == 200:
+            return body
+        time.sleep(0.3)
+    raise AssertionError("the dashboard did not become healthy in time")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_it_starts_everything_and_stops_every_process_on_a_signal(supervisor_env, sig):
+    port = int(supervisor_env["PORT"])
+    process = start(supervisor_env)
+    try:
+        assert wait_healthy(process, port) == {"status": "ok", "database": "ok", "broker": "ok"}
+        # The web server, the worker (and its pool), beat and Redis all run under it.
+        time.sleep(1)
+        below = descendants(process.pid)
+        assert len(below) >= 4
+        process.send_signal(sig)
+        output, _ = process.communicate(timeout=40)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "Stopped." in output
+    assert not [pid for pid in below if alive(pid)]
+    assert health(port) == (None, None)
+
+
+def test_it_prints_a_generated_admin_password_once_and_it_works(supervisor_env):
+    port = int(supervisor_env["PORT"])
+    outputs = []
+    for _ in range(2):
+        process = start(supervisor_env)
+        try:
+            wait_healthy(process, port)
+            process.send_signal(signal.SIGTERM)
+            outputs.append(process.communicate(timeout=40)[0])
+        finally:
+            if process.poll() is None:
+                process.kill()
+    match = re.search(r"username: admin\s+password: (\S+)", outputs[0])
+    assert match, outputs[0]
+    password = match.group(1)
+    assert len(password) >= 12
+    assert "password:" not in outputs[1]  # shown only on the first run
+
+    # The printed password logs in (checked against the database the supervisor made).
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django;django.setup();from django.contrib.auth import authenticate;"
+            f"print(authenticate(username='admin', password={password!r}) is not None)",
+        ],
+        cwd=settings.BASE_DIR,
+        env={**supervisor_env, "DJANGO_SETTINGS_MODULE": "dashboard.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.stdout.strip() == "True", check.stderr
