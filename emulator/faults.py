@@ -1,0 +1,117 @@
+"""Faults on demand: 429/500/529 answers, slow answers, results cut off midway. Off by default.
+
+Where a key's faults come from, first match wins:
+1. an `EmulatedKeyFaults` row for the key (`set_key_faults(key, rate_429=0.5)` in a test);
+2. words in the key itself, for callers that can only choose a key: `fault-429`, `fault-500`,
+   `fault-529` (every second call fails), `fault-slow` (answers take 0.2 s longer),
+   `fault-cut` (results streams stop midway), `fault-expire` (batches run past their expiry);
+3. the EMULATOR_FAULT_* settings, for every key.
+
+Failures are deterministic: a rate r fails call k (counted per key in this process) when
+floor(k * r) > floor((k - 1) * r), so 0.5 fails every second call and 1 fails them all.
+"""
+
+import hashlib
+import itertools
+import math
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from emulator.models import EmulatedKeyFaults
+
+KEY_WORD_RATE = 0.5
+KEY_WORD_LATENCY = 0.2
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_529: float = 0.0
+    retry_after_seconds: int = 1
+    latency_seconds: float = 0.0
+    cut_results: bool = False
+    slow_batches: bool = False
+
+
+def workspace_of(api_key: str) -> str:
+    """The workspace a key stands for: a hash, so no key is ever stored."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def set_key_faults(api_key: str, **faults) -> EmulatedKeyFaults:
+    """Turn faults on for one key (fields of `EmulatedKeyFaults`); `clear_key_faults` undoes it."""
+    row, _ = EmulatedKeyFaults.objects.update_or_create(
+        workspace=workspace_of(api_key), defaults=faults
+    )
+    _reset_counter(workspace_of(api_key))
+    return row
+
+
+def clear_key_faults(api_key: str) -> None:
+    EmulatedKeyFaults.objects.filter(workspace=workspace_of(api_key)).delete()
+    _reset_counter(workspace_of(api_key))
+
+
+def plan_for(api_key: str) -> FaultPlan:
+    row = EmulatedKeyFaults.objects.filter(workspace=workspace_of(api_key)).first()
+    if row is not None:
+        return FaultPlan(
+            rate_429=row.rate_429,
+            rate_500=row.rate_500,
+            rate_529=row.rate_529,
+            retry_after_seconds=row.retry_after_seconds,
+            latency_seconds=row.latency_seconds,
+            cut_results=row.cut_results,
+            slow_batches=row.slow_batches,
+        )
+    words = {word for word in ("429", "500", "529", "slow", "cut", "expire") if f"fault-{word}"
+             in api_key}  # fmt: skip
+    if words:
+        return FaultPlan(
+            rate_429=KEY_WORD_RATE if "429" in words else 0.0,
+            rate_500=KEY_WORD_RATE if "500" in words else 0.0,
+            rate_529=KEY_WORD_RATE if "529" in words else 0.0,
+            retry_after_seconds=settings.EMULATOR_FAULT_RETRY_AFTER_SECONDS,
+            latency_seconds=KEY_WORD_LATENCY if "slow" in words else 0.0,
+            cut_results="cut" in words,
+            slow_batches="expire" in words,
+        )
+    return FaultPlan(
+        rate_429=settings.EMULATOR_FAULT_RATE_429,
+        rate_500=settings.EMULATOR_FAULT_RATE_500,
+        rate_529=settings.EMULATOR_FAULT_RATE_529,
+        retry_after_seconds=settings.EMULATOR_FAULT_RETRY_AFTER_SECONDS,
+        latency_seconds=settings.EMULATOR_FAULT_LATENCY_SECONDS,
+        cut_results=settings.EMULATOR_FAULT_CUT_RESULTS,
+    )
+
+
+_lock = threading.Lock()
+_counters: dict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
+
+
+def _reset_counter(workspace: str) -> None:
+    with _lock:
+        _counters.pop(workspace, None)
+
+
+def _hits(rate: float, call: int) -> bool:
+    if rate <= 0:
+        return False
+    return math.floor(call * rate) > math.floor((call - 1) * rate)
+
+
+def failure_for(api_key: str, plan: FaultPlan) -> int | None:
+    """The status this call must fail with (429, 500 or 529), or None to answer normally."""
+    if not (plan.rate_429 or plan.rate_500 or plan.rate_529):
+        return None
+    with _lock:
+        call = next(_counters[workspace_of(api_key)])
+    for status, rate in ((429, plan.rate_429), (500, plan.rate_500), (529, plan.rate_529)):
+        if _hits(rate, call):
+            return status
+    return None

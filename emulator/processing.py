@@ -1,0 +1,392 @@
+"""How a batch runs: driven by the clock, deterministic, with no background worker.
+
+Request i (in request order) finishes at `created_at + base + (i + 1) * per_request`; the batch
+ends when the last one does, or at cancel time plus a short grace, or at `expires_at`. Everything a
+client sees is computed from those times when it asks. Each request's outcome is a pure function
+of the request itself, so results are generated while they stream and never stored.
+"""
+
+import hashlib
+import json
+import math
+import secrets
+import string
+from collections.abc import Iterator
+from datetime import UTC, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from emulator import catalog
+from emulator.models import (
+    CHUNK_SIZE,
+    EXPIRY,
+    RESULTS_KEPT,
+    EmulatedBatch,
+    EmulatedRequestChunk,
+    ProcessingStatus,
+)
+from emulator.validation import check_params
+
+_BASE62 = string.digits + string.ascii_letters
+# Chunk rows written per INSERT, so creating a huge batch holds a bounded number of blobs at once.
+_CHUNKS_PER_INSERT = 5
+
+
+def random_id(prefix: str, length: int = 24) -> str:
+    return prefix + "01" + "".join(secrets.choice(_BASE62) for _ in range(length - 2))
+
+
+def stable_id(prefix: str, *parts: str, length: int = 24) -> str:
+    """An id that is always the same for the same parts (generated results must not change)."""
+    digest = int.from_bytes(hashlib.sha256("\x1f".join(parts).encode()).digest(), "big")
+    chars = []
+    for _ in range(length - 2):
+        digest, rest = divmod(digest, 62)
+        chars.append(_BASE62[rest])
+    return prefix + "01" + "".join(chars)
+
+
+def rfc3339(moment) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# Creating ------------------------------------------------------------------------------------
+
+
+def create_batch(workspace: str, requests: list, *, slow: bool = False) -> EmulatedBatch:
+    """Store a batch whose requests have passed `validation.parse_create_body`.
+
+    `slow` makes it take 48 h, so it is still running at its 24 h expiry: about half of its
+    requests succeed or error, the rest end `expired`.
+    """
+    now = timezone.now()
+    count = len(requests)
+    base = settings.EMULATOR_BASE_SECONDS
+    per_request = settings.EMULATOR_SECONDS_PER_REQUEST
+    if slow:
+        base, per_request = 0.0, 2 * EXPIRY.total_seconds() / count
+    with transaction.atomic():
+        batch = EmulatedBatch.objects.create(
+            batch_id=random_id("msgbatch_"),
+            workspace=workspace,
+            request_count=count,
+            created_at=now,
+            expires_at=now + EXPIRY,
+            base_seconds=base,
+            seconds_per_request=per_request,
+            cancel_seconds=settings.EMULATOR_CANCEL_SECONDS,
+        )
+        pending = []
+        for number, start in enumerate(range(0, count, CHUNK_SIZE)):
+            part = requests[start : start + CHUNK_SIZE]
+            pending.append(
+                EmulatedRequestChunk(
+                    batch=batch,
+                    number=number,
+                    first_index=start,
+                    data=EmulatedRequestChunk.pack([[r["custom_id"], r["params"]] for r in part]),
+                    outcomes="".join("e" if check_params(r["params"]) else "s" for r in part),
+                )
+            )
+            if len(pending) == _CHUNKS_PER_INSERT:
+                EmulatedRequestChunk.objects.bulk_create(pending)
+                pending = []
+        EmulatedRequestChunk.objects.bulk_create(pending)
+    return batch
+
+
+# The clock -------------------------------------------------------------------------------------
+
+
+def finished_by(batch: EmulatedBatch, moment) -> int:
+    """How many requests (a prefix in request order) have been processed at `moment`."""
+    elapsed = (moment - batch.created_at).total_seconds() - batch.base_seconds
+    if elapsed < 0:
+        return 0
+    if batch.seconds_per_request <= 0:
+        return batch.request_count
+    # A hair of tolerance: float division must not leave the last request unfinished at its time.
+    return min(batch.request_count, math.floor(elapsed / batch.seconds_per_request + 1e-9))
+
+
+def natural_end(batch: EmulatedBatch):
+    return batch.created_at + timedelta(
+        seconds=batch.base_seconds + batch.request_count * batch.seconds_per_request
+    )
+
+
+def end_time(batch: EmulatedBatch):
+    """When the batch ends (or ended), unless a cancel comes first."""
+    if batch.cancel_initiated_at is not None:
+        return batch.cancel_initiated_at + timedelta(seconds=batch.cancel_seconds)
+    return min(natural_end(batch), batch.expires_at)
+
+
+def cutoff(batch: EmulatedBatch):
+    """The moment after which no further request is processed."""
+    cut = min(natural_end(batch), batch.expires_at)
+    if batch.cancel_initiated_at is not None:
+        cut = min(cut, batch.cancel_initiated_at)
+    return cut
+
+
+def status_at(batch: EmulatedBatch, now) -> str:
+    if batch.ended_at is not None or now >= end_time(batch):
+        return ProcessingStatus.ENDED
+    if batch.cancel_initiated_at is not None:
+        return ProcessingStatus.CANCELING
+    return ProcessingStatus.IN_PROGRESS
+
+
+def _kind_counts(batch: EmulatedBatch, processed: int) -> tuple[int, int]:
+    """(succeeded, errored) among the first `processed` requests."""
+    succeeded = errored = 0
+    for first_index, outcomes in batch.chunks.order_by("number").values_list(
+        "first_index", "outcomes"
+    ):
+        if first_index >= processed:
+            break
+        head = outcomes[: processed - first_index]
+        errors = head.count("e")
+        errored += errors
+        succeeded += len(head) - errors
+    return succeeded, errored
+
+
+def unprocessed_fate(batch: EmulatedBatch) -> str:
+    """What the requests not processed by the cutoff become."""
+    return "canceled" if batch.cancel_initiated_at is not None else "expired"
+
+
+def finalize_if_due(batch: EmulatedBatch, now=None) -> EmulatedBatch:
+    """Record the final counts the first time a batch is seen past its end; a no-op after."""
+    now = now or timezone.now()
+    if batch.ended_at is not None or now < end_time(batch):
+        return batch
+    with transaction.atomic():
+        locked = EmulatedBatch.objects.select_for_update().get(pk=batch.pk)
+        if locked.ended_at is None:
+            processed = finished_by(locked, cutoff(locked))
+            locked.succeeded, locked.errored = _kind_counts(locked, processed)
+            rest = locked.request_count - processed
+            locked.canceled = rest if unprocessed_fate(locked) == "canceled" else 0
+            locked.expired = rest if unprocessed_fate(locked) == "expired" else 0
+            locked.ended_at = end_time(locked)
+            locked.save(update_fields=["ended_at", "succeeded", "errored", "canceled", "expired"])
+    return locked
+
+
+def cancel(batch: EmulatedBatch) -> EmulatedBatch:
+    """Ask a running batch to stop; canceling an ending or ended batch changes nothing."""
+    now = timezone.now()
+    with transaction.atomic():
+        locked = EmulatedBatch.objects.select_for_update().get(pk=batch.pk)
+        if locked.cancel_initiated_at is None and status_at(locked, now) == "in_progress":
+            locked.cancel_initiated_at = now
+            locked.save(update_fields=["cancel_initiated_at"])
+    return locked
+
+
+# What a client sees ----------------------------------------------------------------------------
+
+
+def batch_body(batch: EmulatedBatch, results_url: str | None, now=None) -> dict:
+    """The `MessageBatch` object as the API would show it at `now`."""
+    now = now or timezone.now()
+    batch = finalize_if_due(batch, now)
+    status = status_at(batch, now)
+    counts = {"processing": batch.request_count, "succeeded": 0, "errored": 0}
+    counts |= {"canceled": 0, "expired": 0}
+    if status == ProcessingStatus.ENDED:
+        counts = {
+            "processing": 0,
+            "succeeded": batch.succeeded,
+            "errored": batch.errored,
+            "canceled": batch.canceled,
+            "expired": batch.expired,
+        }
+    elif settings.EMULATOR_PROGRESSIVE_COUNTS:
+        processed = finished_by(batch, min(now, cutoff(batch)))
+        succeeded, errored = _kind_counts(batch, processed)
+        counts |= {
+            "processing": batch.request_count - processed,
+            "succeeded": succeeded,
+            "errored": errored,
+        }
+    archived_at = batch.created_at + RESULTS_KEPT
+    return {
+        "id": batch.batch_id,
+        "type": "message_batch",
+        "processing_status": str(status),
+        "request_counts": counts,
+        "ended_at": rfc3339(batch.ended_at),
+        "created_at": rfc3339(batch.created_at),
+        "expires_at": rfc3339(batch.expires_at),
+        "archived_at": rfc3339(archived_at) if now >= archived_at else None,
+        "cancel_initiated_at": rfc3339(batch.cancel_initiated_at),
+        "results_url": results_url if status == ProcessingStatus.ENDED else None,
+    }
+
+
+def results_lines(batch: EmulatedBatch) -> Iterator[bytes]:
+    """Every result line of an ended batch, one chunk row in memory at a time.
+
+    The order is deliberately not the request order (chunks last to first, each shuffled by a hash
+    of `custom_id`), as the API warns: clients must match results by `custom_id`.
+    """
+    processed = finished_by(batch, cutoff(batch))
+    fate = unprocessed_fate(batch)
+    chunks = batch.chunks.order_by("-number").only("first_index", "data")
+    for chunk in chunks.iterator(chunk_size=1):
+        entries = list(enumerate(chunk.unpack(), start=chunk.first_index))
+        entries.sort(key=lambda entry: hashlib.md5(entry[1][0].encode()).digest())  # noqa: S324
+        for index, (custom_id, params) in entries:
+            if index < processed:
+                result = outcome(batch.batch_id, custom_id, params)
+            else:
+                result = {"type": fate}
+            yield (json.dumps({"custom_id": custom_id, "result": result}) + "\n").encode()
+
+
+# One request's outcome -------------------------------------------------------------------------
+
+
+def outcome(batch_id: str, custom_id: str, params: dict) -> dict:
+    """The result of one processed request: `succeeded` with a message, or `errored`."""
+    problem = check_params(params)
+    if problem:
+        return {
+            "type": "errored",
+            "error": {
+                "type": "error",
+                "error": {"type": "invalid_request_error", "message": problem},
+                "request_id": stable_id("req_", batch_id, custom_id),
+            },
+        }
+    return {"type": "succeeded", "message": generate_message(batch_id, custom_id, params)}
+
+
+def _text_of(content) -> str:
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content or []:
+        if isinstance(block, dict) and isinstance(block.get("text"), str):
+            parts.append(block["text"])
+    return " ".join(parts)
+
+
+def _tokens(text: str) -> int:
+    # About four characters a token, as for English text.
+    return math.ceil(len(text) / 4)
+
+
+def _input_tokens(params: dict) -> tuple[int, int]:
+    """(uncached input tokens, tokens of the prompt marked for caching)."""
+    total = cached = 0
+    system = params.get("system") or []
+    blocks = [{"type": "text", "text": system}] if isinstance(system, str) else list(system)
+    for message in params["messages"]:
+        content = message["content"]
+        if isinstance(content, str):
+            blocks.append({"type": "text", "text": content})
+        else:
+            blocks.extend(content)
+    for block in blocks:
+        if block.get("type") in ("image", "document"):
+            size = 1500  # an image or a PDF page costs about this much whatever its bytes
+        else:
+            size = _tokens(json.dumps(block.get("text", block), ensure_ascii=False))
+        total += size
+        if "cache_control" in block:
+            cached = total  # caching covers the whole prefix up to the marked block
+    total += sum(_tokens(json.dumps(tool)) for tool in params.get("tools") or [])
+    total += 4 * len(params["messages"])
+    return total - cached, cached
+
+
+_FILLER = (
+    "sandbox answer: the emulator reads your prompt and replies with a stable, made-up text "
+    "that grows with the question so pages, prices and downloads have something real to show"
+)
+_WORDS = _FILLER.split()
+
+
+def _tool_input(schema: dict, prompt: str) -> dict:
+    """Arguments for a tool call that fit the tool's `input_schema`'s required fields."""
+    values = {"string": prompt[:40] or "sandbox", "integer": 1, "number": 1.0, "boolean": True}
+    properties = schema.get("properties") or {}
+    return {
+        name: values.get((properties.get(name) or {}).get("type"), "sandbox")
+        for name in schema.get("required") or list(properties)[:1]
+    }
+
+
+def generate_message(batch_id: str, custom_id: str, params: dict) -> dict:
+    """A `Message` as Claude might answer, derived only from the request."""
+    prompt = _text_of(params["messages"][-1]["content"]).strip()
+    seed = int(hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8], 16)
+    wanted = 12 + seed % 40 + len(prompt.split()) // 2
+    cap = params["max_tokens"]
+    words = [f"[{prompt[:60]}]" if prompt else "[no text]"]
+    words += [_WORDS[(seed + i) % len(_WORDS)] for i in range(wanted)]
+    content = []
+    stop_reason = "end_turn"
+    tools = [t for t in params.get("tools") or [] if "input_schema" in t]
+    choice = params.get("tool_choice") or {"type": "auto"}
+    if tools and choice.get("type") != "none":
+        tool = next((t for t in tools if t["name"] == choice.get("name")), tools[0])
+        words = [f"I'll use the {tool['name']} tool."]
+        content.append({"type": "text", "text": " ".join(words), "citations": None})
+        content.append(
+            {
+                "type": "tool_use",
+                "id": stable_id("toolu_", batch_id, custom_id),
+                "name": tool["name"],
+                "input": _tool_input(tool["input_schema"], prompt),
+                "caller": {"type": "direct"},
+            }
+        )
+        stop_reason = "tool_use"
+    else:
+        if len(words) > cap:
+            words, stop_reason = words[:cap], "max_tokens"
+        if words:
+            content.append({"type": "text", "text": " ".join(words), "citations": None})
+    thinking = params.get("thinking") or {}
+    if thinking.get("type") == "enabled":
+        content.insert(
+            0,
+            {
+                "type": "thinking",
+                "thinking": f"The user asks: {prompt[:80]}",
+                "signature": stable_id("sig_", batch_id, custom_id, length=40),
+            },
+        )
+    uncached, cached = _input_tokens(params)
+    return {
+        "id": stable_id("msg_", batch_id, custom_id),
+        "type": "message",
+        "role": "assistant",
+        "model": catalog.resolved_id(params["model"]),
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "stop_details": None,
+        "container": None,
+        "usage": {
+            "input_tokens": uncached,
+            "output_tokens": len(words) + sum(8 for b in content if b["type"] != "text"),
+            "cache_creation_input_tokens": cached,
+            "cache_read_input_tokens": 0,
+            "cache_creation": None,
+            "inference_geo": None,
+            "output_tokens_details": None,
+            "server_tool_use": None,
+            "service_tier": "batch",
+        },
+    }

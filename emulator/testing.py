@@ -1,0 +1,99 @@
+"""Helpers for test suites that use the emulator as their back end.
+
+In-process, without a server (inside a `django_db` test; the WSGI app runs in the same thread
+and on the same database connection):
+
+    client = httpx.Client(base_url=BASE_URL, transport=httpx_transport())   # the dashboard's httpx
+    sdk = sdk_client("sk-test-owner")                                         # the official SDK
+
+Batches straight into the database, any size, in well under a second for thousands:
+
+    batch = make_batch("sk-test-owner", 20_000, invalid_every=10)   # every 10th request errors
+    with time_machine.travel(batch.created_at + timedelta(minutes=2), tick=False): ...
+
+Faults for one key: `emulator.faults.set_key_faults("sk-test-owner", rate_429=1.0)`, or a key with
+`fault-429` (or -500, -529, -slow, -cut, -expire) in it.
+"""
+
+import httpx
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+
+from emulator import processing
+from emulator.faults import plan_for, workspace_of
+from emulator.models import EmulatedBatch
+
+BASE_URL = "http://testserver/emulator"
+HEADERS = {"anthropic-version": "2023-06-01"}
+
+
+def wsgi_app():
+    """The project's WSGI app for in-process calls inside a test's database transaction.
+
+    Like Django's test client, it keeps the request signals from closing the database connection,
+    which would end the test's transaction (and, on SQLite, close the test database).
+    """
+    handler = WSGIHandler()
+
+    def app(environ, start_response):
+        request_started.disconnect(close_old_connections)
+        request_finished.disconnect(close_old_connections)
+        try:
+            response = handler(environ, start_response)
+            try:
+                yield from response
+            finally:
+                response.close()
+        finally:
+            request_started.connect(close_old_connections)
+            request_finished.connect(close_old_connections)
+
+    return app
+
+
+def httpx_transport() -> httpx.WSGITransport:
+    """An `httpx` transport that answers from the emulator in this process."""
+    return httpx.WSGITransport(app=wsgi_app())
+
+
+def sdk_client(api_key: str, *, max_retries: int = 0, **options):
+    """The official `anthropic` SDK (a test-only dependency), pointed at the emulator in-process."""
+    import anthropic
+    import httpx2
+
+    transport = httpx2.WSGITransport(app=wsgi_app())
+    return anthropic.Anthropic(
+        api_key=api_key,
+        base_url=BASE_URL,
+        http_client=httpx2.Client(transport=transport),
+        max_retries=max_retries,
+        **options,
+    )
+
+
+def request_params(number: int, *, model: str = "claude-haiku-4-5", max_tokens: int = 64) -> dict:
+    return {
+        "model": model,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": f"Question number {number}: what is {number}?"}],
+    }
+
+
+def make_batch(
+    api_key: str, size: int, *, invalid_every: int = 0, prefix: str = "req"
+) -> EmulatedBatch:
+    """A batch of `size` requests created directly in the database, as a create call would.
+
+    With `invalid_every=n`, every n-th request asks for an unknown model and will end `errored`.
+    The batch honours the key's faults (a `fault-expire` key makes it run past its expiry).
+    """
+    requests = []
+    for number in range(size):
+        params = request_params(number)
+        if invalid_every and number % invalid_every == invalid_every - 1:
+            params["model"] = "claude-unknown-9"
+        requests.append({"custom_id": f"{prefix}-{number}", "params": params})
+    return processing.create_batch(
+        workspace_of(api_key), requests, slow=plan_for(api_key).slow_batches
+    )
