@@ -63,3 +63,34 @@ def outsider(django_user_model):
 def owner_client(client, user):
     client.force_login(user)
     return client
+
+
+# Emulator fixtures
+
+
+@pytest.fixture
+def emulator_sdk(db):
+    """A factory for official-SDK clients on the in-process emulator: `emulator_sdk("sk-key")`."""
+    from emulator.testing import sdk_client
+
+    return sdk_client
+
+
+@pytest.fixture
+def emulator_http(db):
+    """An `httpx.Client` on the in-process emulator (base URL `http://testserver/emulator`)."""
+    import httpx
+
+    from emulator.testing import BASE_URL, HEADERS, httpx_transport
+
+    with httpx.Client(base_url=BASE_URL, headers=HEADERS, transport=httpx_transport()) as client:
+        yield client
+
+
+@pytest.fixture
+def frozen_now():
+    """Time stopped at a fixed instant; `.shift(seconds)` moves it on (never sleep)."""
+    import time_machine
+
+    with time_machine.travel("2026-11-22T12:00:00Z", tick=False) as traveller:
+        yield traveller
