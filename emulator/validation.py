@@ -116,7 +116,7 @@ def _pydantic_style(location: str, message: str) -> str:
             if location != "params"
             else (f"{field}: Field required")
         )
-    if match := re.fullmatch(r"Additional properties are not allowed \('(.+?)' was", message[:200]):
+    if match := re.match(r"Additional properties are not allowed \('(.+?)' was", message):
         field = match.group(1)
         prefix = "" if location == "params" else f"{location}."
         return f"{prefix}{field}: Extra inputs are not permitted"
