@@ -213,9 +213,49 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 
+
+# Keys that encrypt the stored API keys (Fernet), newest first; see batches/crypto.py.
+def _debug_fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    path = VAR_DIR / "fernet_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(Fernet.generate_key().decode(), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+FERNET_KEYS = env_list("FERNET_KEYS", [])
+if not FERNET_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured("FERNET_KEYS is required when DEBUG is false.")
+    FERNET_KEYS = [_debug_fernet_key()]
+
+# The Message Batches API: the version header, timeouts and retries of every call.
+ANTHROPIC_VERSION = "2023-06-01"
+API_TIMEOUT_SECONDS = env_float("API_TIMEOUT_SECONDS", 30.0, minimum=1.0)
+API_MAX_ATTEMPTS = env_int("API_MAX_ATTEMPTS", 5, minimum=1, maximum=20)
+API_RETRY_MAX_WAIT_SECONDS = env_float("API_RETRY_MAX_WAIT_SECONDS", 60.0, minimum=0.0)
+# Only read at first run: a workspace for the real API is created with this key.
+ANTHROPIC_BASE_URL = env_url(
+    "ANTHROPIC_BASE_URL", "https://api.anthropic.com", schemes=("http", "https")
+).rstrip("/")
+
 # How often the beat asks every workspace for its batches.
 SYNC_INTERVAL_SECONDS = env_float("SYNC_INTERVAL_SECONDS", 15.0, minimum=1.0)
-CELERY_BEAT_SCHEDULE: dict = {}
+# Every this often, a sync lists a workspace's batches to the end, to notice deleted ones.
+FULL_SYNC_INTERVAL_SECONDS = env_float("FULL_SYNC_INTERVAL_SECONDS", 300.0, minimum=1.0)
+# Results are written to the database this many rows at a time.
+INGEST_CHUNK_SIZE = env_int("INGEST_CHUNK_SIZE", 1000, minimum=1, maximum=10000)
+CELERY_BEAT_SCHEDULE = {
+    "sync-all-workspaces": {
+        "task": "batches.tasks.sync_all_workspaces",
+        "schedule": SYNC_INTERVAL_SECONDS,
+        # A tick that waited longer than the interval is stale: the next one is coming.
+        "options": {"expires": SYNC_INTERVAL_SECONDS},
+    },
+}
 
 # The emulator (the sandbox workspace)
 # A batch ends EMULATOR_BASE_SECONDS + n * EMULATOR_SECONDS_PER_REQUEST after creation: with the

@@ -13,6 +13,9 @@ from django.conf import settings
 
 from dashboard.supervisor import embedded_redis_argv
 
+# Fixtures for the mirror: workspaces whose API is the emulator, in this process.
+pytest_plugins = ["tests.mirror"]
+
 
 def _redis_answers(url: str) -> bool:
     try:
@@ -94,3 +97,11 @@ def frozen_now():
 
     with time_machine.travel("2026-11-22T12:00:00Z", tick=False) as traveller:
         yield traveller
+
+
+@pytest.fixture(autouse=True)
+def _fresh_emulator_fault_counters():
+    """Each test starts counting calls afresh, so `fault-429` keys fail on the same calls."""
+    from emulator.faults import reset_counters
+
+    reset_counters()

@@ -1,0 +1,83 @@
+from django import forms
+from django.contrib import admin
+
+from batches.models import Batch, Result, Workspace
+
+
+class WorkspaceForm(forms.ModelForm):
+    # Write-only: the stored key is never sent back to the browser, only its hint is shown.
+    api_key = forms.CharField(
+        label="API key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Leave blank to keep the current key.",
+    )
+
+    class Meta:
+        model = Workspace
+        fields = ["name", "slug", "base_url", "members"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.instance.pk and not cleaned.get("api_key"):
+            self.add_error("api_key", "A new workspace needs an API key.")
+        return cleaned
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("api_key"):
+            self.instance.set_api_key(self.cleaned_data["api_key"])
+        return super().save(commit)
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(admin.ModelAdmin):
+    form = WorkspaceForm
+    list_display = ["name", "base_url", "api_key_hint", "last_synced_at", "last_sync_error"]
+    readonly_fields = ["api_key_hint", "is_sandbox", "last_synced_at", "last_sync_error"]
+    filter_horizontal = ["members"]
+    prepopulated_fields = {"slug": ["name"]}
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "base_url", "api_key", "api_key_hint", "is_sandbox"]}),
+        ("Who may see it", {"fields": ["members"]}),
+        ("Sync", {"fields": ["last_synced_at", "last_sync_error"]}),
+    ]
+
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    list_display = [
+        "api_id",
+        "name",
+        "workspace",
+        "processing_status",
+        "succeeded",
+        "errored",
+        "created_at",
+        "results_ingested_at",
+        "gone_at",
+    ]
+    list_filter = ["workspace", "processing_status"]
+    search_fields = ["api_id", "name"]
+    list_select_related = ["workspace"]
+    readonly_fields = [
+        field.name
+        for field in Batch._meta.get_fields()
+        if getattr(field, "concrete", False) and field.name not in {"id", "name"}
+    ]
+
+
+@admin.register(Result)
+class ResultAdmin(admin.ModelAdmin):
+    list_display = ["custom_id", "batch", "result_type", "error_type", "stop_reason"]
+    list_filter = ["result_type", "error_type"]
+    search_fields = ["custom_id", "batch__api_id"]
+    list_select_related = ["batch"]
+    raw_id_fields = ["batch"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

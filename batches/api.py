@@ -1,0 +1,305 @@
+"""The one module that speaks HTTP to the Message Batches API.
+
+Everything that talks to the API goes through `ApiClient`: it sends the version header, applies
+timeouts, turns every failure into one `ApiError` that says whether a retry can help, retries those
+with exponential backoff and jitter that honours `retry-after`, logs each error's `request-id`, and
+streams results line by line. The key is sent in a header and never logged.
+"""
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from django.conf import settings
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}
+USER_AGENT = "batch-dashboard/0.1"
+
+# Tests replace this to retry without waiting; tenacity calls it between attempts.
+sleep = time.sleep
+
+# Tests may set a transport (e.g. httpx.WSGITransport over the emulator) used by every client.
+default_transport: httpx.BaseTransport | None = None
+
+
+class ApiError(Exception):
+    """A failed call: HTTP status (None when no answer came), the API's error type and message,
+    the request id to quote to support, and whether trying again could help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_type: str = "",
+        request_id: str = "",
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_type = error_type
+        self.request_id = request_id
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+    def __str__(self):
+        parts = [f"{self.status} {self.error_type}".strip() if self.status else self.error_type]
+        parts.append(self.message)
+        if self.request_id:
+            parts.append(f"(request-id {self.request_id})")
+        return " ".join(part for part in parts if part)
+
+    @property
+    def is_not_found(self) -> bool:
+        return self.status == 404
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    for header, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = response.headers.get(header)
+        if value:
+            try:
+                return max(0.0, float(value) / scale)
+            except ValueError:
+                continue  # an HTTP date: fall back to our own backoff
+    return None
+
+
+def error_from_response(response: httpx.Response) -> ApiError:
+    request_id = response.headers.get("request-id", "")
+    error_type, message = "", ""
+    try:
+        body = json.loads(response.read())
+        error_type = body["error"]["type"]
+        message = body["error"]["message"]
+        request_id = request_id or body.get("request_id") or ""
+    except (ValueError, KeyError, TypeError):
+        message = f"HTTP {response.status_code} with an unexpected body"
+    return ApiError(
+        message,
+        status=response.status_code,
+        error_type=error_type or "http_error",
+        request_id=request_id,
+        retryable=response.status_code in RETRYABLE_STATUSES or response.status_code >= 500,
+        retry_after=_retry_after_seconds(response),
+    )
+
+
+class _WaitHonouringRetryAfter:
+    """Exponential backoff with jitter, but never sooner than the server's `retry-after`."""
+
+    def __init__(self, initial: float, maximum: float):
+        self.backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
+        self.maximum = maximum
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait = self.backoff(state)
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, ApiError) and error.retry_after is not None:
+            wait = max(wait, min(error.retry_after, self.maximum))
+        return wait
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception()
+    logger.warning(
+        "API call failed (attempt %d), retrying in %.1f s: %s",
+        state.attempt_number,
+        state.next_action.sleep if state.next_action else 0,
+        error,
+    )
+
+
+@dataclass
+class Page:
+    data: list[dict[str, Any]]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None
+
+
+class ApiClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+    ):
+        timeout = timeout or settings.API_TIMEOUT_SECONDS
+        self.max_attempts = max_attempts or settings.API_MAX_ATTEMPTS
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={
+                "x-api-key": api_key,
+                "anthropic-version": settings.ANTHROPIC_VERSION,
+                "user-agent": USER_AGENT,
+            },
+            # Connecting should be quick; a results stream may pause between chunks.
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            transport=transport or default_transport,
+        )
+
+    @classmethod
+    def for_workspace(cls, workspace, **kwargs) -> "ApiClient":
+        return cls(workspace.base_url, workspace.api_key, **kwargs)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    # The retry policy ---------------------------------------------------------------------------
+    def _retrying(self) -> Retrying:
+        return Retrying(
+            retry=retry_if_exception(lambda error: isinstance(error, ApiError) and error.retryable),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=_WaitHonouringRetryAfter(initial=0.5, maximum=settings.API_RETRY_MAX_WAIT_SECONDS),
+            sleep=lambda seconds: sleep(seconds),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+
+    def _send_once(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ApiError(
+                f"The API did not answer in time ({type(exc).__name__}).",
+                error_type="timeout",
+                retryable=True,
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ApiError(
+                f"Could not reach the API: {exc}", error_type="connection_error", retryable=True
+            ) from exc
+        if response.is_error:
+            error = error_from_response(response)
+            logger.info("API %s %s answered %s", method, path, error)
+            raise error
+        return response
+
+    def request(self, method: str, path: str, **kwargs) -> Any:
+        """One JSON call, retried while the failure is one a retry can help."""
+        response = self._retrying()(self._send_once, method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ApiError(
+                "The API answered with something that is not JSON.",
+                status=response.status_code,
+                error_type="invalid_response",
+                request_id=response.headers.get("request-id", ""),
+            ) from exc
+
+    # The calls ----------------------------------------------------------------------------------
+    def create_batch(self, requests: list[dict]) -> dict:
+        return self.request("POST", "/v1/messages/batches", json={"requests": requests})
+
+    def create_batch_raw(self, body: bytes) -> dict:
+        """Create from an already-encoded body, so a large batch is not re-encoded in memory."""
+        return self.request(
+            "POST",
+            "/v1/messages/batches",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+
+    def retrieve_batch(self, batch_id: str) -> dict:
+        return self.request("GET", f"/v1/messages/batches/{batch_id}")
+
+    def cancel_batch(self, batch_id: str) -> dict:
+        return self.request("POST", f"/v1/messages/batches/{batch_id}/cancel")
+
+    def delete_batch(self, batch_id: str) -> dict:
+        return self.request("DELETE", f"/v1/messages/batches/{batch_id}")
+
+    def list_batches(
+        self, *, limit: int = 20, after_id: str | None = None, before_id: str | None = None
+    ) -> Page:
+        params: dict[str, Any] = {"limit": limit}
+        if after_id:
+            params["after_id"] = after_id
+        if before_id:
+            params["before_id"] = before_id
+        body = self.request("GET", "/v1/messages/batches", params=params)
+        return Page(body["data"], body["has_more"], body.get("first_id"), body.get("last_id"))
+
+    def iter_batch_pages(self, *, limit: int = 1000) -> Iterator[Page]:
+        """Every page of the workspace's batches, newest first."""
+        after_id = None
+        while True:
+            page = self.list_batches(limit=limit, after_id=after_id)
+            yield page
+            if not page.has_more or not page.last_id:
+                return
+            after_id = page.last_id
+
+    def list_models(self) -> list[dict]:
+        models, after_id = [], None
+        while True:
+            params: dict[str, Any] = {"limit": 1000}
+            if after_id:
+                params["after_id"] = after_id
+            body = self.request("GET", "/v1/models", params=params)
+            models.extend(body["data"])
+            if not body.get("has_more") or not body.get("last_id"):
+                return models
+            after_id = body["last_id"]
+
+    def iter_results(self, results_url: str) -> Iterator[bytes]:
+        """The raw lines of a results file, streamed: never the whole file in memory.
+
+        Opening the stream is retried like any call; a stream cut off midway raises a retryable
+        `ApiError`, and the caller starts over (ingestion is idempotent).
+        """
+
+        def open_stream():
+            request = self.http.build_request("GET", results_url)
+            try:
+                response = self.http.send(request, stream=True)
+            except httpx.TimeoutException as exc:
+                raise ApiError("The results download timed out.", retryable=True) from exc
+            except httpx.TransportError as exc:
+                raise ApiError(f"Could not reach the API: {exc}", retryable=True) from exc
+            if response.is_error:
+                error = error_from_response(response)
+                response.close()
+                raise error
+            return response
+
+        response = self._retrying()(open_stream)
+        try:
+            for line in response.iter_lines():
+                if line.strip():
+                    yield line.encode("utf-8")
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            raise ApiError(
+                f"The results stream broke off: {exc}",
+                error_type="stream_error",
+                retryable=True,
+                request_id=response.headers.get("request-id", ""),
+            ) from exc
+        finally:
+            response.close()

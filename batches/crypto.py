@@ -1,0 +1,50 @@
+"""Encryption of API keys at rest (Fernet), with key rotation.
+
+FERNET_KEYS lists one or more keys, newest first: the first encrypts, all of them decrypt, so a
+new key can be put in front and `manage.py rotatekeys` re-encrypts every stored API key with it.
+"""
+
+from functools import cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+
+@cache
+def _fernet() -> MultiFernet:
+    try:
+        return MultiFernet([Fernet(key) for key in settings.FERNET_KEYS])
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            "FERNET_KEYS must be url-safe base64 keys of 32 bytes, comma-separated; make one "
+            "with: python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'"
+        ) from exc
+
+
+def encrypt(plain: str) -> str:
+    return _fernet().encrypt(plain.encode()).decode()
+
+
+def decrypt(token: str) -> str:
+    try:
+        return _fernet().decrypt(token.encode()).decode()
+    except InvalidToken as exc:
+        raise ImproperlyConfigured(
+            "A stored API key cannot be decrypted with FERNET_KEYS: was a key removed before "
+            "`manage.py rotatekeys` ran?"
+        ) from exc
+
+
+def rotate(token: str) -> str:
+    return _fernet().rotate(token.encode()).decode()
+
+
+def mask(key: str) -> str:
+    """What may be shown of a key: its family prefix and last four characters."""
+    key = key.strip()
+    if len(key) < 12:
+        return "…" + key[-2:] if key else ""
+    prefix = "sk-ant-" if key.startswith("sk-ant-") else key[:3]
+    return f"{prefix}...{key[-4:]}"

@@ -1,0 +1,49 @@
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from batches.models import Workspace
+from batches.workspaces import create_workspace
+
+
+class Command(BaseCommand):
+    help = (
+        "Create a workspace. The API key comes from the ANTHROPIC_API_KEY environment variable "
+        "or --api-key-file, never from the command line (it would stay in the shell history)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        parser.add_argument("--base-url", required=True, help="e.g. https://api.anthropic.com")
+        parser.add_argument("--api-key-file", type=Path, help="a file holding the API key")
+        parser.add_argument(
+            "--member", action="append", default=[], help="a username to add (repeatable)"
+        )
+
+    def handle(self, name, base_url, api_key_file, member, **options):
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise CommandError(f"--base-url {base_url!r} is not an http(s) URL.")
+        if api_key_file:
+            try:
+                key = api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise CommandError(f"Cannot read {api_key_file}: {exc.strerror}.") from None
+        else:
+            key = os.environ.get("ANTHROPIC_API_KEY", "").strip()
+        if not key:
+            raise CommandError("No API key: set ANTHROPIC_API_KEY or pass --api-key-file.")
+        if Workspace.objects.filter(name=name).exists():
+            raise CommandError(f"A workspace named {name!r} already exists.")
+        users = list(get_user_model().objects.filter(username__in=member))
+        unknown = set(member) - {user.get_username() for user in users}
+        if unknown:
+            raise CommandError(f"No such user: {', '.join(sorted(unknown))}.")
+        workspace = create_workspace(name, base_url, key, members=users)
+        self.stdout.write(
+            f"Created workspace {workspace.name!r} ({workspace.slug}) on {workspace.base_url} "
+            f"with key {workspace.api_key_hint}."
+        )

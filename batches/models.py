@@ -1,0 +1,249 @@
+"""Workspaces, the mirror of their Message Batches, and the batches' results."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils.text import slugify
+
+from batches import crypto
+
+
+class WorkspaceQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(members=user)
+
+
+class Workspace(models.Model):
+    """One API key's view of the API: every batch the key can see belongs to it."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    base_url = models.URLField(
+        "API base URL",
+        max_length=300,
+        help_text="https://api.anthropic.com, or the sandbox's http://127.0.0.1:8000/emulator",
+    )
+    api_key_encrypted = models.TextField(editable=False)
+    api_key_hint = models.CharField(max_length=32, editable=False)
+    is_sandbox = models.BooleanField(default=False, editable=False)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="workspaces", blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    last_full_sync_at = models.DateTimeField(null=True, blank=True)
+    last_sync_error = models.TextField(blank=True)
+    # A sync holds the workspace until this time; a crashed one lets go when it passes.
+    sync_claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = WorkspaceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def save(self, *args, **kwargs):
+        if not self.slug:
+            self.slug = slugify(self.name)[:100] or "workspace"
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self):
+        return reverse("workspace_batches", args=[self.slug])
+
+    # The key is write-only: set it, use it for a call, show its hint, never render it.
+    def set_api_key(self, key: str) -> None:
+        key = key.strip()
+        self.api_key_encrypted = crypto.encrypt(key)
+        self.api_key_hint = crypto.mask(key)
+
+    @property
+    def api_key(self) -> str:
+        return crypto.decrypt(self.api_key_encrypted)
+
+
+class BatchQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(workspace__members=user)
+
+    def active(self):
+        return self.filter(processing_status__in=Batch.ACTIVE)
+
+    def due_for_poll(self, now):
+        return self.active().filter(gone_at__isnull=True, next_poll_at__lte=now)
+
+    def needing_ingestion(self, now):
+        """Ended, with results to fetch, not yet stored, and not held by a running ingestion."""
+        return self.filter(
+            processing_status=Batch.Status.ENDED,
+            gone_at__isnull=True,
+            results_ingested_at__isnull=True,
+            archived_at__isnull=True,
+            ingest_attempts__lt=Batch.MAX_INGEST_ATTEMPTS,
+        ).filter(Q(ingest_claimed_until__isnull=True) | Q(ingest_claimed_until__lt=now))
+
+
+class Batch(models.Model):
+    """The mirror of one Message Batch, plus what the dashboard knows that the API does not."""
+
+    class Status(models.TextChoices):
+        # Exactly the API's values: the dashboard's own states never mix in here.
+        IN_PROGRESS = "in_progress", "In progress"
+        CANCELING = "canceling", "Canceling"
+        ENDED = "ended", "Ended"
+
+    ACTIVE = (Status.IN_PROGRESS, Status.CANCELING)
+    TERMINAL = (Status.ENDED,)
+    # How long a batch that answers 404 is given before it counts as deleted: the API can
+    # answer 404 for a batch created a moment ago.
+    NOT_FOUND_GRACE = timedelta(minutes=2)
+    # After this many failed attempts (backing off up to an hour apart) ingestion gives up; the
+    # error stays on the batch page and "Refresh now" tries again.
+    MAX_INGEST_ATTEMPTS = 12
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="batches")
+    api_id = models.CharField("API id", max_length=100)
+    processing_status = models.CharField(max_length=20, choices=Status.choices)
+    processing = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    errored = models.PositiveIntegerField(default=0)
+    canceled = models.PositiveIntegerField(default=0)
+    expired = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    cancel_initiated_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    results_url = models.URLField(max_length=500, blank=True)
+
+    # Local knowledge.
+    name = models.CharField(max_length=200, blank=True)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="submitted_batches",
+    )
+    source_filename = models.CharField(max_length=255, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    gone_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the batch was found deleted from the API."
+    )
+    first_not_found_at = models.DateTimeField(null=True, blank=True)
+
+    results_ingested_at = models.DateTimeField(null=True, blank=True)
+    results_ingested = models.PositiveIntegerField(default=0)
+    results_file = models.FileField(upload_to="results/", blank=True)
+    ingest_error = models.TextField(blank=True)
+    ingest_mismatch = models.TextField(blank=True)
+    ingest_attempts = models.PositiveIntegerField(default=0)
+    ingest_claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = BatchQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "api_id"], name="batch_unique_api_id"),
+        ]
+        indexes = [
+            # The poller's query: Batch.objects.due_for_poll(now), the active batches whose
+            # next poll time has come.
+            models.Index(
+                fields=["next_poll_at"],
+                name="batch_due_for_poll",
+                condition=Q(processing_status__in=["in_progress", "canceling"], gone_at=None),
+            ),
+            # The batch lists: a workspace's batches, newest first.
+            models.Index(fields=["workspace", "-created_at"], name="batch_workspace_newest"),
+            models.Index(fields=["-created_at"], name="batch_newest"),
+        ]
+        verbose_name_plural = "batches"
+
+    def __str__(self):
+        return self.name or self.api_id
+
+    def get_absolute_url(self):
+        return reverse("batch_detail", args=[self.workspace.slug, self.api_id])
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.api_id
+
+    @property
+    def is_active(self) -> bool:
+        return self.processing_status in self.ACTIVE
+
+    @property
+    def is_ended(self) -> bool:
+        return self.processing_status == self.Status.ENDED
+
+    @property
+    def created_outside(self) -> bool:
+        """Created by a script or another tool with the same key, not through the dashboard."""
+        return self.submitted_by_id is None and not self.source_filename
+
+    @property
+    def total(self) -> int:
+        return self.processing + self.succeeded + self.errored + self.canceled + self.expired
+
+    @property
+    def results_available_until(self):
+        return self.created_at + timedelta(days=29)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNT_FIELDS}
+
+
+COUNT_FIELDS = ("processing", "succeeded", "errored", "canceled", "expired")
+
+
+class Result(models.Model):
+    """One line of a batch's results: what became of one request (`custom_id`)."""
+
+    class Type(models.TextChoices):
+        SUCCEEDED = "succeeded", "Succeeded"
+        ERRORED = "errored", "Errored"
+        CANCELED = "canceled", "Canceled"
+        EXPIRED = "expired", "Expired"
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="results")
+    custom_id = models.CharField(max_length=64)
+    result_type = models.CharField(max_length=20, choices=Type.choices)
+    error_type = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    stop_reason = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_creation_input_tokens = models.PositiveIntegerField(default=0)
+    cache_read_input_tokens = models.PositiveIntegerField(default=0)
+    content = models.JSONField(null=True, blank=True, help_text="The message's content blocks.")
+    # The text blocks joined: what the explorer shows and searches.
+    answer_text = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["batch", "custom_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "custom_id"], name="result_unique_custom_id"),
+        ]
+        indexes = [
+            # The explorer's filters within one batch.
+            models.Index(fields=["batch", "result_type", "custom_id"], name="result_by_type"),
+        ]
+
+    def __str__(self):
+        return f"{self.custom_id}: {self.result_type}"

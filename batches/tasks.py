@@ -1,0 +1,29 @@
+"""Celery tasks: thin doors into batches.sync. They take ids, never model instances."""
+
+from celery import shared_task
+
+from batches import sync
+from batches.models import Workspace
+
+
+@shared_task
+def sync_all_workspaces() -> int:
+    """The beat's tick: one sync task per workspace, so one slow or broken key stalls no other."""
+    ids = list(Workspace.objects.values_list("pk", flat=True))
+    for workspace_id in ids:
+        sync_workspace.delay(workspace_id)
+    return len(ids)
+
+
+@shared_task
+def sync_workspace(workspace_id: int) -> str:
+    report = sync.sync_workspace(workspace_id)
+    for batch_id in report.to_ingest:
+        ingest_results.delay(batch_id)
+    return str(report)
+
+
+@shared_task
+def ingest_results(batch_id: int) -> dict:
+    report = sync.ingest_results(batch_id)
+    return {"stored": report.stored, "skipped": report.skipped, "error": report.error}

@@ -1,0 +1,50 @@
+"""Creating workspaces, including the Sandbox that a fresh install starts with."""
+
+import logging
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from batches.models import Workspace
+
+logger = logging.getLogger(__name__)
+
+SANDBOX_NAME = "Sandbox"
+REAL_API_NAME = "Anthropic API"
+
+
+def sandbox_base_url() -> str:
+    return f"{settings.SITE_URL}/emulator"
+
+
+@transaction.atomic
+def create_workspace(name: str, base_url: str, api_key: str, *, members=(), sandbox=False):
+    workspace = Workspace(name=name, base_url=base_url.rstrip("/"), is_sandbox=sandbox)
+    workspace.set_api_key(api_key)
+    workspace.save()
+    if members:
+        workspace.members.add(*members)
+    return workspace
+
+
+def ensure_sandbox() -> Workspace:
+    """The Sandbox workspace on the built-in emulator, its URL following SITE_URL."""
+    staff = list(get_user_model().objects.filter(is_superuser=True))
+    workspace = Workspace.objects.filter(is_sandbox=True).first()
+    if workspace is None:
+        # The emulator treats every key as its own workspace: a random one keeps installs apart.
+        key = f"sk-ant-sandbox-{secrets.token_urlsafe(24)}"
+        return create_workspace(SANDBOX_NAME, sandbox_base_url(), key, members=staff, sandbox=True)
+    if workspace.base_url != sandbox_base_url():
+        workspace.base_url = sandbox_base_url()
+        workspace.save(update_fields=["base_url"])
+    return workspace
+
+
+def ensure_real_api_workspace(api_key: str) -> Workspace | None:
+    if not api_key or Workspace.objects.filter(base_url=settings.ANTHROPIC_BASE_URL).exists():
+        return None
+    staff = list(get_user_model().objects.filter(is_superuser=True))
+    return create_workspace(REAL_API_NAME, settings.ANTHROPIC_BASE_URL, api_key, members=staff)
