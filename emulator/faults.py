@@ -94,6 +94,12 @@ _lock = threading.Lock()
 _counters: dict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
 
 
+def reset_counters() -> None:
+    """Start every key's call count again (the suite does this before each test)."""
+    with _lock:
+        _counters.clear()
+
+
 def _reset_counter(workspace: str) -> None:
     with _lock:
         _counters.pop(workspace, None)
