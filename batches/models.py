@@ -41,6 +41,18 @@ class Workspace(models.Model):
     last_sync_error = models.TextField(blank=True)
     # A sync holds the workspace until this time; a crashed one lets go when it passes.
     sync_claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # The workspace's `/v1/models`, refreshed by the sync: the upload form's choices and what the
+    # validator accepts.
+    models_available = models.JSONField(default=list, blank=True, editable=False)
+    models_fetched_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # Finished-batch notices beyond the submitter's toast.
+    notify_email = models.BooleanField(
+        default=False, help_text="Email the submitter when one of their batches ends."
+    )
+    notify_webhook_url = models.URLField(
+        max_length=500, blank=True, help_text="POST a JSON notice here when any batch ends."
+    )
 
     objects = WorkspaceQuerySet.as_manager()
 
@@ -135,6 +147,11 @@ class Batch(models.Model):
         related_name="submitted_batches",
     )
     source_filename = models.CharField(max_length=255, blank=True)
+    submission = models.ForeignKey(
+        "Submission", null=True, blank=True, on_delete=models.SET_NULL, related_name="batches"
+    )
+    # When the submitter was told the batch ended (toast, email, webhook): told once.
+    end_notified_at = models.DateTimeField(null=True, blank=True)
     first_seen_at = models.DateTimeField(auto_now_add=True)
     last_polled_at = models.DateTimeField(null=True, blank=True)
     next_poll_at = models.DateTimeField(null=True, blank=True)
@@ -193,7 +210,7 @@ class Batch(models.Model):
     @property
     def created_outside(self) -> bool:
         """Created by a script or another tool with the same key, not through the dashboard."""
-        return self.submitted_by_id is None and not self.source_filename
+        return self.submission_id is None and self.submitted_by_id is None
 
     @property
     def total(self) -> int:
@@ -247,3 +264,123 @@ class Result(models.Model):
 
     def __str__(self):
         return f"{self.custom_id}: {self.result_type}"
+
+
+def upload_path(submission, filename):
+    return f"uploads/{submission.workspace.slug}/{submission.key}/{filename}"
+
+
+class Submission(models.Model):
+    """One uploaded file: validated, priced, then submitted as one or more batches, once."""
+
+    class Format(models.TextChoices):
+        JSONL = "jsonl", "JSONL"
+        CSV = "csv", "CSV"
+
+    class State(models.TextChoices):
+        # The dashboard's own states; the API's live on Batch.processing_status.
+        NEEDS_TEMPLATE = "needs_template", "Needs a prompt template"
+        HAS_PROBLEMS = "has_problems", "Has problems"
+        READY = "ready", "Ready to submit"
+        SUBMITTING = "submitting", "Submitting"
+        SUBMITTED = "submitted", "Submitted"
+        FAILED = "failed", "Submit failed"
+
+    class Oversize(models.TextChoices):
+        SPLIT = "split", "Split into several batches"
+        REFUSE = "refuse", "Refuse the file"
+
+    # The idempotency key: one submission, however often its submit button is pressed.
+    key = models.UUIDField(unique=True, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="submissions")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    name = models.CharField(max_length=200, blank=True)
+    source_filename = models.CharField(max_length=255)
+    source_format = models.CharField(max_length=10, choices=Format.choices)
+    upload = models.FileField(upload_to=upload_path, max_length=400)
+    upload_size = models.BigIntegerField(default=0)
+    oversize = models.CharField(max_length=10, choices=Oversize.choices, default=Oversize.SPLIT)
+    # For CSV: template, id_column, model, max_tokens, system, temperature.
+    csv_options = models.JSONField(default=dict, blank=True)
+    resubmission_of = models.ForeignKey(
+        "Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="resubmissions"
+    )
+
+    state = models.CharField(max_length=20, choices=State.choices, default=State.NEEDS_TEMPLATE)
+    request_count = models.PositiveIntegerField(default=0)
+    request_bytes = models.BigIntegerField(default=0)
+    problem_count = models.PositiveIntegerField(default=0)
+    # The first problems (line, field, message, fix); the full report is a download.
+    problems = models.JSONField(default=list, blank=True)
+    report_file = models.FileField(upload_to=upload_path, max_length=400, blank=True)
+    models_used = models.JSONField(default=dict, blank=True, help_text="model id: request count")
+    estimate = models.JSONField(default=dict, blank=True)
+    validated_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    submit_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.name or self.source_filename
+
+    def get_absolute_url(self):
+        return reverse("submission_detail", args=[self.workspace.slug, self.key])
+
+    @property
+    def display_name(self):
+        return self.name or self.source_filename
+
+
+class SubmissionPart(models.Model):
+    """One batch-sized slice of a submission, and the batch it became."""
+
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="parts")
+    index = models.PositiveIntegerField()
+    request_count = models.PositiveIntegerField()
+    request_bytes = models.BigIntegerField()
+    batch = models.OneToOneField(
+        Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="submission_part"
+    )
+    # A create call that was sent; if its answer is lost the next attempt first looks for the
+    # batch among the workspace's newest ones instead of creating a second.
+    create_started_at = models.DateTimeField(null=True, blank=True)
+    create_attempts = models.PositiveIntegerField(default=0)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["submission", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["submission", "index"], name="part_unique_index"),
+        ]
+
+    def __str__(self):
+        return f"{self.submission} part {self.index + 1}"
+
+
+class BatchRequest(models.Model):
+    """A request as it was submitted: shown beside its result, and resubmitted from here."""
+
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="requests")
+    part = models.PositiveIntegerField(default=0)
+    custom_id = models.CharField(max_length=64)
+    # The file's line (JSONL) or row (CSV) number, so a CSV can be given back in its own order.
+    line = models.PositiveIntegerField()
+    params = models.JSONField()
+
+    class Meta:
+        ordering = ["submission", "line"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["submission", "custom_id"], name="request_unique_custom_id"
+            ),
+        ]
+        indexes = [models.Index(fields=["submission", "part", "line"], name="request_by_part")]
+
+    def __str__(self):
+        return self.custom_id

@@ -180,9 +180,25 @@ def sync_workspace(workspace_id: int, *, client: ApiClient | None = None) -> Syn
     return report
 
 
+MODELS_REFRESH = timedelta(hours=1)
+
+
+def refresh_models(workspace: Workspace, client: ApiClient, now: datetime) -> None:
+    """Keep the workspace's model list (the upload form's choices) at most an hour old."""
+    if workspace.models_fetched_at and now - workspace.models_fetched_at < MODELS_REFRESH:
+        return
+    models = [
+        {"id": item["id"], "display_name": item.get("display_name") or item["id"],
+         "max_tokens": item.get("max_tokens")}
+        for item in client.list_models()
+    ]  # fmt: skip
+    Workspace.objects.filter(pk=workspace.pk).update(models_available=models, models_fetched_at=now)
+
+
 def _sync(
     workspace: Workspace, client: ApiClient, now: datetime, full: bool, report: SyncReport
 ) -> None:
+    refresh_models(workspace, client, now)
     known = Batch.objects.filter(workspace=workspace, gone_at__isnull=True)
     known_ended = set(known.filter(processing_status=Batch.Status.ENDED).values_list("api_id"))
     known_ended = {api_id for (api_id,) in known_ended}

@@ -244,6 +244,12 @@ ANTHROPIC_BASE_URL = env_url(
 
 # How often the beat asks every workspace for its batches.
 SYNC_INTERVAL_SECONDS = env_float("SYNC_INTERVAL_SECONDS", 15.0, minimum=1.0)
+# The API's limits on one batch; a larger upload is split into several batches (or refused).
+MAX_BATCH_REQUESTS = env_int("MAX_BATCH_REQUESTS", 100_000, minimum=1, maximum=100_000)
+MAX_BATCH_BYTES = env_int("MAX_BATCH_BYTES", 256_000_000, minimum=1000, maximum=256_000_000)
+# The largest upload the form accepts (bytes, before decompression).
+MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 2_000_000_000, minimum=1000)
+
 # Every this often, a sync lists a workspace's batches to the end, to notice deleted ones.
 FULL_SYNC_INTERVAL_SECONDS = env_float("FULL_SYNC_INTERVAL_SECONDS", 300.0, minimum=1.0)
 # Results are written to the database this many rows at a time.

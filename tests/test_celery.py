@@ -5,6 +5,7 @@ from dashboard.celery import app, ping
 
 
 @pytest.mark.integration
+@pytest.mark.django_db
 def test_a_real_worker_on_the_test_broker_completes_a_task():
     app.conf.task_always_eager = False
     with start_worker(app, perform_ping_check=False, pool="solo", loglevel="WARNING"):

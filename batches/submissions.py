@@ -1,0 +1,327 @@
+"""From an uploaded file to batches, exactly once.
+
+1. `create_submission` stores the upload on disk and checks it (a CSV once it has its options).
+2. `validate_submission` reads the file line by line and records the report and the split plan.
+3. `request_submit` moves a clean submission to `submitting` with a conditional update, so a double
+   click or a reload starts nothing twice; the caller enqueues `create_batches` after the commit.
+4. `create_batches` stores the requests, then creates each part's batch. A create whose answer was
+   lost (a timeout, a 5xx) may still have made the batch, so before trying again it looks for it
+   among the workspace's newest batches, and adopts it instead of creating a second.
+"""
+
+import csv
+import io
+import json
+import logging
+import tempfile
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.db import transaction
+from django.utils import timezone
+
+from batches import api, intake
+from batches.api import ApiClient, ApiError
+from batches.models import Batch, BatchRequest, Submission, SubmissionPart, Workspace
+from batches.sync import api_fields
+
+logger = logging.getLogger(__name__)
+
+STORE_CHUNK = 2000
+PART_LEASE = timedelta(minutes=15)
+# How far back a lost create is looked for: the clocks of the API and of this server differ.
+CLOCK_SLACK = timedelta(minutes=2)
+
+
+def detect_format(filename: str) -> str | None:
+    name = filename.lower().removesuffix(".gz")
+    if name.endswith(".jsonl") or name.endswith(".ndjson"):
+        return Submission.Format.JSONL
+    if name.endswith(".csv"):
+        return Submission.Format.CSV
+    return None
+
+
+def create_submission(
+    workspace: Workspace,
+    user,
+    uploaded_file,
+    *,
+    name: str = "",
+    oversize: str = Submission.Oversize.SPLIT,
+    csv_options: dict | None = None,
+    resubmission_of: Batch | None = None,
+) -> Submission:
+    filename = Path(uploaded_file.name).name
+    fmt = detect_format(filename)
+    if fmt is None:
+        raise ValueError(f"{filename} is neither .jsonl nor .csv (optionally .gz).")
+    submission = Submission(
+        key=uuid.uuid4(),
+        workspace=workspace,
+        created_by=user,
+        name=name,
+        source_filename=filename,
+        source_format=fmt,
+        oversize=oversize,
+        csv_options=csv_options or {},
+        resubmission_of=resubmission_of,
+        upload_size=uploaded_file.size,
+    )
+    submission.upload.save(filename, uploaded_file, save=False)
+    submission.save()
+    if fmt == Submission.Format.JSONL or csv_options:
+        validate_submission(submission)
+    return submission
+
+
+def csv_columns(submission: Submission) -> list[str]:
+    """The header of an uploaded CSV, for the template form; empty if it cannot be read."""
+    try:
+        for _, raw in intake.physical_lines(Path(submission.upload.path)):
+            return [cell.strip() for cell in next(csv.reader([raw.decode("utf-8", "replace")]))]
+    except (intake.FileDamaged, csv.Error, StopIteration, OSError):
+        pass
+    return []
+
+
+def csv_sample_row(submission: Submission) -> dict[str, str]:
+    """The first data row, for the live preview of the template."""
+    try:
+        lines = (raw.decode("utf-8", "replace") + "\n" for _, raw in intake.physical_lines(
+            Path(submission.upload.path)))  # fmt: skip
+        reader = csv.reader(lines)
+        header = [cell.strip() for cell in next(reader)]
+        for cells in reader:
+            if any(cell.strip() for cell in cells):
+                return dict(zip(header, cells, strict=False))
+    except (intake.FileDamaged, csv.Error, StopIteration, OSError):
+        pass
+    return {}
+
+
+def validate_submission(submission: Submission) -> intake.Report:
+    csv_options = None
+    if submission.source_format == Submission.Format.CSV:
+        csv_options = intake.CsvOptions.from_dict(submission.csv_options)
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as report_out:
+        report = intake.validate_file(
+            Path(submission.upload.path),
+            submission.source_format,
+            models=submission.workspace.models_available or None,
+            csv_options=csv_options,
+            oversize=submission.oversize,
+            report_out=report_out,
+        )
+        report_out.seek(0)
+        if submission.report_file:
+            submission.report_file.delete(save=False)
+        if report.problem_count:
+            data = io.BytesIO(report_out.read().encode("utf-8"))
+            submission.report_file.save("problems.csv", File(data), save=False)
+    submission.request_count = report.request_count
+    submission.request_bytes = report.request_bytes
+    submission.problem_count = report.problem_count
+    submission.problems = [problem.as_dict() for problem in report.problems]
+    submission.models_used = dict(report.models.most_common())
+    submission.estimate = {
+        **report.estimate,
+        "parts": report.parts,
+        "preview": report.preview,
+        "notes": report.notes,
+    }
+    submission.validated_at = timezone.now()
+    submission.state = Submission.State.READY if report.ok else Submission.State.HAS_PROBLEMS
+    with transaction.atomic():
+        submission.save()
+        submission.parts.all().delete()
+        if report.ok:
+            SubmissionPart.objects.bulk_create(
+                SubmissionPart(
+                    submission=submission,
+                    index=index,
+                    request_count=part["requests"],
+                    request_bytes=part["bytes"],
+                )
+                for index, part in enumerate(report.parts)
+            )
+    return report
+
+
+def request_submit(submission: Submission) -> bool:
+    """Ready → submitting, once. False when it was not ready (already submitted, or problems)."""
+    changed = Submission.objects.filter(
+        pk=submission.pk, state__in=[Submission.State.READY, Submission.State.FAILED]
+    ).update(state=Submission.State.SUBMITTING, submit_error="")
+    return changed == 1
+
+
+def store_requests(submission: Submission) -> int:
+    """Keep every request (to show beside its result, and to resubmit). Idempotent."""
+    if BatchRequest.objects.filter(submission=submission).count() == submission.request_count:
+        return 0
+    csv_options = None
+    if submission.source_format == Submission.Format.CSV:
+        csv_options = intake.CsvOptions.from_dict(submission.csv_options)
+    rows, stored = [], 0
+    for request in intake.iter_placed_requests(
+        Path(submission.upload.path), submission.source_format, csv_options
+    ):
+        rows.append(
+            BatchRequest(
+                submission=submission,
+                part=request.part,
+                custom_id=request.custom_id,
+                line=request.line,
+                params=request.params,
+            )
+        )
+        if len(rows) >= STORE_CHUNK:
+            BatchRequest.objects.bulk_create(rows, ignore_conflicts=True)
+            stored += len(rows)
+            rows = []
+    if rows:
+        BatchRequest.objects.bulk_create(rows, ignore_conflicts=True)
+        stored += len(rows)
+    return stored
+
+
+def _create_body(submission: Submission, part: SubmissionPart):
+    """The part's create body in a temporary file, written request by request."""
+    body = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
+    body.write(b'{"requests":[')
+    requests = (
+        BatchRequest.objects.filter(submission=submission, part=part.index)
+        .order_by("line")
+        .values_list("custom_id", "params")
+    )
+    for number, (custom_id, params) in enumerate(requests.iterator(chunk_size=STORE_CHUNK)):
+        if number:
+            body.write(b",")
+        item = {"custom_id": custom_id, "params": params}
+        body.write(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode())
+    body.write(b"]}")
+    body.seek(0)
+    return body
+
+
+def _find_lost_batch(client: ApiClient, part: SubmissionPart, since: datetime) -> dict | None:
+    """A batch this part's earlier create made although its answer never arrived."""
+    taken = set(
+        Batch.objects.filter(workspace=part.submission.workspace)
+        .exclude(submission_part=None)
+        .values_list("api_id", flat=True)
+    )
+    page = client.list_batches(limit=100)
+    for item in page.data:
+        created = api_fields(item)["created_at"]
+        total = sum(item["request_counts"].values())
+        if created < since - CLOCK_SLACK:
+            break  # newest first: the rest are older still
+        if item["id"] not in taken and total == part.request_count:
+            return item
+    return None
+
+
+def _claim_part(part: SubmissionPart, now: datetime) -> bool:
+    from django.db.models import Q
+
+    return (
+        SubmissionPart.objects.filter(pk=part.pk, batch=None)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(claimed_until=now + PART_LEASE)
+        == 1
+    )
+
+
+def _record_batch(submission: Submission, part: SubmissionPart, item: dict) -> Batch:
+    name = submission.display_name
+    if submission.parts.count() > 1:
+        name = f"{name} (part {part.index + 1} of {submission.parts.count()})"
+    now = timezone.now()
+    batch, _ = Batch.objects.update_or_create(
+        workspace=submission.workspace,
+        api_id=item["id"],
+        defaults={
+            **api_fields(item),
+            "name": name[:200],
+            "submitted_by": submission.created_by,
+            "source_filename": submission.source_filename,
+            "submission": submission,
+            "last_polled_at": now,
+            "next_poll_at": now + timedelta(seconds=settings.SYNC_INTERVAL_SECONDS),
+        },
+    )
+    SubmissionPart.objects.filter(pk=part.pk).update(batch=batch, claimed_until=None, error="")
+    return batch
+
+
+def _create_part(client: ApiClient, submission: Submission, part: SubmissionPart) -> Batch:
+    attempts = settings.API_MAX_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        part.refresh_from_db()
+        if part.create_started_at is not None:
+            found = _find_lost_batch(client, part, part.create_started_at)
+            if found is not None:
+                logger.info("Adopting batch %s, created by a create whose answer was lost",
+                            found["id"])  # fmt: skip
+                return _record_batch(submission, part, found)
+        SubmissionPart.objects.filter(pk=part.pk).update(
+            create_started_at=part.create_started_at or timezone.now(),
+            create_attempts=part.create_attempts + 1,
+        )
+        with _create_body(submission, part) as body:
+            try:
+                # One attempt only: a retried create could make a second batch. Retries happen
+                # here, after looking for the batch the lost attempt may have made.
+                item = client.request(
+                    "POST",
+                    "/v1/messages/batches",
+                    content=body.read(),
+                    headers={"content-type": "application/json"},
+                )
+            except ApiError as error:
+                if not error.retryable or attempt == attempts:
+                    raise
+                api.sleep(min(2**attempt, 30))
+                continue
+        return _record_batch(submission, part, item)
+    raise AssertionError("unreachable")
+
+
+def create_batches(submission_id: int, *, client: ApiClient | None = None) -> Submission:
+    """The submit task's body: every part of a submitting submission becomes one batch."""
+    submission = Submission.objects.select_related("workspace", "created_by").get(pk=submission_id)
+    if submission.state != Submission.State.SUBMITTING:
+        return submission
+    store_requests(submission)
+    own_client = client is None
+    client = client or ApiClient.for_workspace(submission.workspace, max_attempts=1)
+    try:
+        for part in submission.parts.filter(batch=None).order_by("index"):
+            if not _claim_part(part, timezone.now()):
+                continue  # another worker is creating it
+            try:
+                _create_part(client, submission, part)
+            except ApiError as error:
+                SubmissionPart.objects.filter(pk=part.pk).update(
+                    claimed_until=None, error=str(error)
+                )
+                Submission.objects.filter(pk=submission.pk).update(
+                    state=Submission.State.FAILED, submit_error=str(error)
+                )
+                logger.warning("Submitting %s failed: %s", submission.key, error)
+                submission.refresh_from_db()
+                return submission
+        if not submission.parts.filter(batch=None).exists():
+            Submission.objects.filter(pk=submission.pk).update(
+                state=Submission.State.SUBMITTED, submitted_at=timezone.now()
+            )
+    finally:
+        if own_client:
+            client.close()
+    submission.refresh_from_db()
+    return submission
