@@ -27,3 +27,11 @@ def sync_workspace(workspace_id: int) -> str:
 def ingest_results(batch_id: int) -> dict:
     report = sync.ingest_results(batch_id)
     return {"stored": report.stored, "skipped": report.skipped, "error": report.error}
+
+
+@shared_task
+def submit_submission(submission_id: int) -> str:
+    """Create the batches of a submission that was moved to `submitting` (see submissions.py)."""
+    from batches.submissions import create_batches
+
+    return create_batches(submission_id).state

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from batches import views
 
@@ -12,4 +12,5 @@ urlpatterns = [
         views.batch_results,
         name="batch_results",
     ),
+    path("", include("batches.urls_intake")),
 ]
