@@ -152,6 +152,8 @@ class Batch(models.Model):
     )
     # When the submitter was told the batch ended (toast, email, webhook): told once.
     end_notified_at = models.DateTimeField(null=True, blank=True)
+    # When the workspace's email and webhook notices of the batch's end went out: sent once.
+    end_announced_at = models.DateTimeField(null=True, blank=True)
     first_seen_at = models.DateTimeField(auto_now_add=True)
     last_polled_at = models.DateTimeField(null=True, blank=True)
     next_poll_at = models.DateTimeField(null=True, blank=True)
@@ -384,3 +386,23 @@ class BatchRequest(models.Model):
 
     def __str__(self):
         return self.custom_id
+
+
+class UserPreference(models.Model):
+    """One person's dashboard choices."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="dashboard_preference"
+    )
+    # Besides the toast, a browser notification when one of the user's batches ends.
+    browser_notifications = models.BooleanField(default=False)
+
+    def __str__(self):
+        return f"Preferences of {self.user}"
+
+    @classmethod
+    def for_user(cls, user) -> "UserPreference":
+        if not user.is_authenticated:
+            return cls()
+        preference, _ = cls.objects.get_or_create(user=user)
+        return preference
