@@ -154,6 +154,18 @@ class Batch(models.Model):
     end_notified_at = models.DateTimeField(null=True, blank=True)
     # When the workspace's email and webhook notices of the batch's end went out: sent once.
     end_announced_at = models.DateTimeField(null=True, blank=True)
+    # Totals of the stored results' usage, worked out once after ingestion (batches.summaries).
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_creation_input_tokens = models.BigIntegerField(default=0)
+    cache_read_input_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True, help_text="USD, batch prices."
+    )
+    cost_incomplete = models.BooleanField(
+        default=False, help_text="Some results used a model the price table does not know."
+    )
+    totals_at = models.DateTimeField(null=True, blank=True)
     first_seen_at = models.DateTimeField(auto_now_add=True)
     last_polled_at = models.DateTimeField(null=True, blank=True)
     next_poll_at = models.DateTimeField(null=True, blank=True)

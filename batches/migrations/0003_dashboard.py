@@ -15,7 +15,42 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name='batch',
+            name='cache_creation_input_tokens',
+            field=models.BigIntegerField(default=0),
+        ),
+        migrations.AddField(
+            model_name='batch',
+            name='cache_read_input_tokens',
+            field=models.BigIntegerField(default=0),
+        ),
+        migrations.AddField(
+            model_name='batch',
+            name='cost',
+            field=models.DecimalField(blank=True, decimal_places=6, help_text='USD, batch prices.', max_digits=14, null=True),
+        ),
+        migrations.AddField(
+            model_name='batch',
+            name='cost_incomplete',
+            field=models.BooleanField(default=False, help_text='Some results used a model the price table does not know.'),
+        ),
+        migrations.AddField(
+            model_name='batch',
             name='end_announced_at',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name='batch',
+            name='input_tokens',
+            field=models.BigIntegerField(default=0),
+        ),
+        migrations.AddField(
+            model_name='batch',
+            name='output_tokens',
+            field=models.BigIntegerField(default=0),
+        ),
+        migrations.AddField(
+            model_name='batch',
+            name='totals_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.CreateModel(
