@@ -73,16 +73,22 @@ class CsvOptions:
 
     def placeholders(self) -> list[str]:
         """The `{column}` names of the template; ValueError for a malformed one."""
+        advice = (
+            "Placeholders are plain column names in braces, like {review}; "
+            "write {{ and }} for a literal brace."
+        )
         names = []
-        for _, name, spec, conversion in string.Formatter().parse(self.template):
-            if name is None:
-                continue
-            if name == "" or spec or conversion:
-                raise ValueError(
-                    "Placeholders are plain column names in braces, like {review}; "
-                    "write {{ and }} for a literal brace."
-                )
-            names.append(name)
+        try:
+            for _, name, spec, conversion in string.Formatter().parse(self.template):
+                if name is None:
+                    continue
+                if name == "" or spec or conversion:
+                    raise ValueError(advice)
+                names.append(name)
+        except ValueError as exc:
+            if str(exc) == advice:
+                raise
+            raise ValueError(f"The template has an unmatched brace ({exc}). {advice}") from None
         return names
 
     def render(self, row: dict[str, str]) -> str:
@@ -190,6 +196,8 @@ def schema_problems(line: int, item: dict) -> list[Problem]:
     problems = []
     for error in _request_validator().iter_errors(item):
         path = list(error.instance_path)
+        if path == ["custom_id"] and type(error.kind).__name__ != "Type":
+            continue  # the pattern and length are checked with a clearer message
         where = field_name(path)
         message, fix = error.message, "Compare it with the Messages API reference."
         kind = type(error.kind).__name__
@@ -330,6 +338,16 @@ class Validator:
                     "params.messages",
                     "messages is empty.",
                     'Add at least one message: [{"role": "user", "content": "…"}].',
+                )
+            )
+        max_tokens = params.get("max_tokens")
+        if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens < 1:
+            problems.append(
+                Problem(
+                    line,
+                    "params.max_tokens",
+                    f"max_tokens is {max_tokens}, less than the minimum of 1.",
+                    "Ask for at least 1 output token.",
                 )
             )
         model = params.get("model")
@@ -520,17 +538,18 @@ def read_csv(path: Path, validator: Validator, options: CsvOptions) -> Iterator[
         return
     row_number = 0
     while True:
+        start = reader.line_num + 1  # a quoted cell may span lines: name where the row began
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            line = reader.line_num
             validator.problem(
                 Problem(
-                    line,
+                    start,
                     "",
-                    f"Row at line {line} cannot be read: {exc} (often an unclosed quote).",
+                    f"The row starting at line {start} cannot be read: {exc} (often a quote "
+                    "that is never closed).",
                     'Close every quoted field, and write a quote inside one as "".',
                 )
             )

@@ -35,6 +35,7 @@ class FaultPlan:
     latency_seconds: float = 0.0
     cut_results: bool = False
     slow_batches: bool = False
+    lose_create_answers: int = 0
 
 
 def workspace_of(api_key: str) -> str:
@@ -67,6 +68,7 @@ def plan_for(api_key: str) -> FaultPlan:
             latency_seconds=row.latency_seconds,
             cut_results=row.cut_results,
             slow_batches=row.slow_batches,
+            lose_create_answers=row.lose_create_answers,
         )
     words = {word for word in ("429", "500", "529", "slow", "cut", "expire") if f"fault-{word}"
              in api_key}  # fmt: skip
@@ -121,3 +123,15 @@ def failure_for(api_key: str, plan: FaultPlan) -> int | None:
         if _hits(rate, call):
             return status
     return None
+
+
+def take_lost_create_answer(workspace: str) -> bool:
+    """True (once per planned loss) when this create's answer is to be lost after it succeeded."""
+    from django.db.models import F
+
+    return (
+        EmulatedKeyFaults.objects.filter(workspace=workspace, lose_create_answers__gt=0).update(
+            lose_create_answers=F("lose_create_answers") - 1
+        )
+        == 1
+    )

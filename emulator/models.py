@@ -107,6 +107,9 @@ class EmulatedKeyFaults(models.Model):
     cut_results = models.BooleanField(default=False)
     # Batches this key creates run past their 24 h expiry, so their unfinished requests expire.
     slow_batches = models.BooleanField(default=False)
+    # The next this-many creates make their batch but answer 500, as if the answer were lost on
+    # the way: what a client must survive without creating the batch twice.
+    lose_create_answers = models.PositiveIntegerField(default=0)
 
     def __str__(self):
         return f"faults for {self.workspace[:8]}"

@@ -187,6 +187,9 @@ def _create(request, workspace, plan):
         raise ApiError(400, "invalid_request_error", str(exc)) from None
     del raw
     batch = processing.create_batch(workspace, requests, slow=plan.slow_batches)
+    if plan.lose_create_answers and faults.take_lost_create_answer(workspace):
+        # The batch exists, but the client hears only an error (a rehearsal of a lost answer).
+        raise ApiError(500, "api_error", "Internal server error")
     return JsonResponse(_batch_json(request, batch))
 
 

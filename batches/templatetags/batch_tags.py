@@ -98,3 +98,140 @@ def until(value: datetime) -> str:
     if delta.total_seconds() >= 0:
         return f"in {duration(delta)}"
     return f"{duration(-delta)} ago"
+
+
+SUBMISSION_BADGES = {
+    "needs_template": "badge-info",
+    "has_problems": "badge-bad",
+    "ready": "badge-ok",
+    "submitting": "badge-info",
+    "submitted": "badge-ok",
+    "failed": "badge-bad",
+}
+
+
+@register.simple_tag
+def submission_badge(submission):
+    css = SUBMISSION_BADGES.get(submission.state, "badge-neutral")
+    return format_html('<span class="badge {}">{}</span>', css, submission.get_state_display())
+
+
+@register.simple_tag
+def money(value) -> str:
+    """Dollars: `$12.48`, and `$0.0031` for small amounts, so a cheap batch is not `$0.00`."""
+    if value in (None, ""):
+        return "—"
+    from decimal import Decimal
+
+    amount = Decimal(str(value))
+    if amount and abs(amount) < Decimal("0.01"):
+        return f"${amount:.4f}"
+    return f"${amount:,.2f}"
+
+
+# The dashboard (issue 6) ------------------------------------------------------------------------
+
+DAY = 24 * 3600
+SEGMENTS = (
+    ("succeeded", "seg-ok", "succeeded"),
+    ("errored", "seg-bad", "errored"),
+    ("expired", "seg-warn", "expired"),
+    ("canceled", "seg-neutral", "canceled"),
+)
+
+
+@register.inclusion_tag("batches/_progress.html")
+def progress_bar(batch, wide=False):
+    """Counts where the API moves them; otherwise time elapsed against the 24 h expiry, said so."""
+    total = batch.total or 0
+    done = total - batch.processing
+    segments = [
+        {"css": css, "label": label, "count": getattr(batch, name),
+         "width": percent(getattr(batch, name), total)}
+        for name, css, label in SEGMENTS
+        if getattr(batch, name)
+    ]  # fmt: skip
+    context = {"batch": batch, "segments": segments, "wide": wide, "total": total, "done": done}
+    if batch.is_active and not batch.gone_at and done == 0:
+        elapsed = max(0, int((timezone.now() - batch.created_at).total_seconds()))
+        context["time_width"] = min(100, round(100 * elapsed / DAY, 2))
+        verb = "canceling" if batch.processing_status == "canceling" else "running"
+        context["label"] = f"{verb} {duration(elapsed)} of at most 24 h"
+        context["by_time"] = True
+    elif batch.is_active and not batch.gone_at:
+        context["label"] = f"{done:,} of {total:,} done ({percent(done, total):.0f}%)"
+    else:
+        context["label"] = ", ".join(f"{s['count']:,} {s['label']}" for s in segments) or "empty"
+    return context
+
+
+@register.filter
+def pretty_json(value) -> str:
+    import json
+
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
+
+
+@register.filter
+def blocks(content) -> list:
+    """Message content as a list of blocks: a plain string becomes one text block."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if isinstance(content, list):
+        return [
+            block if isinstance(block, dict) else {"type": "text", "text": str(block)}
+            for block in content
+        ]
+    return [{"type": "unknown", "value": content}]
+
+
+SAFE_IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+
+
+@register.filter
+def image_src(block) -> str:
+    """A data: URL for a base64 image block of a known image type; empty otherwise."""
+    import re
+
+    source = block.get("source") or {}
+    if source.get("type") != "base64" or source.get("media_type") not in SAFE_IMAGE_TYPES:
+        return ""
+    data = source.get("data") or ""
+    if not re.fullmatch(r"[A-Za-z0-9+/=\s]+", data):
+        return ""
+    return f"data:{source['media_type']};base64,{data}"
+
+
+@register.filter
+def base64_size(data) -> int:
+    return len(data or "") * 3 // 4
+
+
+@register.filter
+def intdot(value) -> str:
+    """Thousands separators for big integers (also Decimal-free ints from aggregates)."""
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return "—"
+
+
+@register.simple_tag(takes_context=True)
+def running_counter(context):
+    from django.template.loader import render_to_string
+
+    from batches.views import running_count
+
+    request = context.get("request")
+    if request is None or not request.user.is_authenticated:
+        return ""
+    return render_to_string(
+        "batches/_poll.html#counter", {"running": running_count(request.user)}, request=request
+    )
+
+
+@register.filter
+def get_item(mapping, key):
+    return (mapping or {}).get(key)

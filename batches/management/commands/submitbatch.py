@@ -1,0 +1,67 @@
+import sys
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.files import File
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from batches import submissions, sync
+from batches.api import ApiClient, ApiError
+from batches.management.commands.validatebatch import (
+    add_csv_arguments,
+    csv_options_from,
+    print_report,
+)
+from batches.models import Submission, Workspace
+
+
+class Command(BaseCommand):
+    help = "Check a file and, when it has no problem, submit it as one or more batches."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--workspace", required=True)
+        parser.add_argument("--name", default="")
+        parser.add_argument("--user", help="the username recorded as the submitter")
+        add_csv_arguments(parser)
+
+    def handle(self, file, workspace, name, user, **options):
+        target = Workspace.objects.filter(name=workspace).first()
+        if target is None:
+            raise CommandError(f"No workspace named {workspace!r}.")
+        if not file.is_file():
+            raise CommandError(f"{file} is not a file.")
+        if submissions.detect_format(file.name) is None:
+            raise CommandError(f"{file.name} is neither .jsonl nor .csv (optionally .gz).")
+        submitter = None
+        if user:
+            submitter = get_user_model().objects.filter(username=user).first()
+            if submitter is None:
+                raise CommandError(f"No user named {user!r}.")
+        if not target.models_available:
+            try:
+                with ApiClient.for_workspace(target, max_attempts=2, timeout=10) as client:
+                    sync.refresh_models(target, client, timezone.now())
+                target.refresh_from_db()
+            except ApiError as error:
+                self.stderr.write(f"Could not read the model list: {error}")
+        csv_options = None
+        if submissions.detect_format(file.name) == Submission.Format.CSV:
+            csv_options = csv_options_from(options).__dict__
+        with file.open("rb") as handle:
+            upload = File(handle, name=file.name)
+            upload.size = file.stat().st_size
+            submission = submissions.create_submission(
+                target, submitter, upload, name=name, csv_options=csv_options
+            )
+        report = submissions.validate_submission(submission)
+        print_report(self.stdout, report, file)
+        if not report.ok:
+            sys.exit(1)
+        submissions.request_submit(submission)
+        submission = submissions.create_batches(submission.pk)
+        if submission.state != Submission.State.SUBMITTED:
+            raise CommandError(f"Submitting failed: {submission.submit_error}")
+        for batch in submission.batches.order_by("submission_part__index"):
+            self.stdout.write(f"Created {batch.api_id} ({batch.total:,} requests): {batch.name}")

@@ -1,0 +1,79 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+
+from batches.models import Batch, Submission
+from batches.workspaces import create_workspace
+from emulator.models import EmulatedBatch
+from emulator.testing import BASE_URL
+from tests.mirror import KEY
+
+SAMPLES = Path(__file__).parent / "fixtures" / "samples"
+
+
+def validatebatch(*args):
+    """The command in its own process, to see its exit code and output as a user would."""
+    return subprocess.run(
+        [sys.executable, "manage.py", "validatebatch", *map(str, args)],
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "tests.settings"},
+    )
+
+
+def test_validatebatch_accepts_a_good_file_with_exit_0():
+    result = validatebatch(SAMPLES / "questions.jsonl")
+    assert result.returncode == 0, result.stderr
+    assert "4 requests ready" in result.stdout
+
+
+def test_validatebatch_names_each_problem_line_and_exits_1(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"custom_id": "a b", "params": {}}\nnot json\n')
+    result = validatebatch(bad)
+    assert result.returncode == 1
+    assert "bad.jsonl: line 1 [custom_id]: custom_id 'a b' is not 1 to 64" in result.stdout
+    assert "bad.jsonl: line 2 [column 1]: Not valid JSON" in result.stdout
+    assert "0 requests, 5 problems." in result.stdout
+
+
+def test_validatebatch_checks_a_csv_with_a_template():
+    args = [SAMPLES / "reviews.csv", "--template", "Sentiment of: {review}", "--id-column",
+            "review_id", "--model", "claude-haiku-4-5", "--max-tokens", "5"]  # fmt: skip
+    result = validatebatch(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 requests ready" in result.stdout
+    missing = validatebatch(SAMPLES / "reviews.csv", "--model", "claude-haiku-4-5")
+    assert missing.returncode != 0 and "A CSV file needs --template, --max-tokens" in missing.stderr
+
+
+@pytest.mark.django_db
+def test_submitbatch_validates_and_submits(api_in_process, user, capsys):
+    create_workspace("Research", BASE_URL, KEY, members=[user])
+    call_command("submitbatch", str(SAMPLES / "questions.jsonl"), "--workspace", "Research",
+                 "--name", "Capitals", "--user", "owner")  # fmt: skip
+    out = capsys.readouterr().out
+    batch = Batch.objects.get()
+    assert f"Created {batch.api_id} (4 requests): Capitals" in out
+    assert batch.submitted_by == user
+    assert EmulatedBatch.objects.count() == 1
+    assert Submission.objects.get().state == Submission.State.SUBMITTED
+
+
+@pytest.mark.django_db
+def test_submitbatch_refuses_a_file_with_problems(api_in_process, tmp_path, user):
+    create_workspace("Research", BASE_URL, KEY, members=[user])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"custom_id": "x"}\n')
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("submitbatch", str(bad), "--workspace", "Research")
+    assert exit_info.value.code == 1
+    assert not EmulatedBatch.objects.exists()
+    with pytest.raises(CommandError, match="No workspace named"):
+        call_command("submitbatch", str(bad), "--workspace", "Nope")

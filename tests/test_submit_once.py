@@ -1,0 +1,130 @@
+"""Submit exactly once: double posts, retried tasks, lost create answers."""
+
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from batches import submissions
+from batches.models import Batch, BatchRequest, Submission
+from emulator.faults import set_key_faults
+from emulator.models import EmulatedBatch
+from tests.mirror import KEY
+
+pytestmark = pytest.mark.django_db
+SAMPLES = Path(__file__).parent / "fixtures" / "samples"
+
+
+def upload(workspace, user, name="questions.jsonl", content=None, **kwargs):
+    data = content if content is not None else (SAMPLES / name).read_bytes()
+    return submissions.create_submission(
+        workspace, user, SimpleUploadedFile(name, data), name="Questions", **kwargs
+    )
+
+
+@pytest.fixture
+def models_known(workspace):
+    from django.utils import timezone
+
+    from batches.api import ApiClient
+    from batches.sync import refresh_models
+
+    with ApiClient.for_workspace(workspace) as client:
+        refresh_models(workspace, client, timezone.now())
+    workspace.refresh_from_db()
+    return workspace
+
+
+def test_a_clean_file_is_submitted_as_one_batch_with_its_requests_kept(models_known, user):
+    submission = upload(models_known, user)
+    assert submission.state == Submission.State.READY
+    assert submissions.request_submit(submission)
+    submission = submissions.create_batches(submission.pk)
+    assert submission.state == Submission.State.SUBMITTED
+    batch = Batch.objects.get()
+    assert batch.submitted_by == user and batch.submission == submission
+    assert batch.source_filename == "questions.jsonl" and batch.name == "Questions"
+    assert batch.total == 4 and not batch.created_outside
+    assert BatchRequest.objects.filter(submission=submission).count() == 4
+    assert EmulatedBatch.objects.count() == 1
+
+
+def test_a_double_post_submits_once(models_known, owner_client, django_capture_on_commit_callbacks):
+    submission = upload(models_known, models_known.members.first())
+    url = reverse("submission_submit", args=[models_known.slug, submission.key])
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        first = owner_client.post(url)
+        second = owner_client.post(url, follow=True)
+    assert first.status_code == 302
+    assert len(callbacks) == 1  # one task enqueued for two clicks
+    assert b"already submitted; nothing was sent twice" in second.content
+    submissions.create_batches(submission.pk)
+    submissions.create_batches(submission.pk)  # a retried task
+    assert EmulatedBatch.objects.count() == 1 and Batch.objects.count() == 1
+
+
+def test_a_lost_create_answer_is_recovered_without_a_second_batch(models_known, user):
+    set_key_faults(KEY, lose_create_answers=1)
+    submission = upload(models_known, user)
+    submissions.request_submit(submission)
+    submission = submissions.create_batches(submission.pk)
+    assert submission.state == Submission.State.SUBMITTED
+    assert EmulatedBatch.objects.count() == 1  # the API has exactly one
+    assert Batch.objects.get().api_id == EmulatedBatch.objects.get().batch_id
+    assert submission.parts.get().create_attempts == 1  # adopted, not created again
+
+
+def test_a_lost_answer_on_every_attempt_fails_cleanly_and_try_again_adopts(models_known, user):
+    set_key_faults(KEY, rate_500=1.0)
+    submission = upload(models_known, user)
+    submissions.request_submit(submission)
+    submission = submissions.create_batches(submission.pk)
+    assert submission.state == Submission.State.FAILED
+    assert "api_error" in submission.submit_error
+    set_key_faults(KEY, rate_500=0.0, lose_create_answers=1)
+    assert submissions.request_submit(submission)
+    submission = submissions.create_batches(submission.pk)
+    set_key_faults(KEY, lose_create_answers=0)
+    assert submissions.request_submit(submission) is False  # submitted: no third try
+    assert submission.state == Submission.State.SUBMITTED
+    assert EmulatedBatch.objects.count() == 1
+
+
+def test_a_file_with_problems_cannot_be_submitted(models_known, user):
+    submission = upload(models_known, user, content=b'{"custom_id": "a"}\n')
+    assert submission.state == Submission.State.HAS_PROBLEMS
+    assert not submissions.request_submit(submission)
+    assert not EmulatedBatch.objects.exists()
+
+
+def test_a_file_over_the_limit_goes_in_several_batches(models_known, user, settings):
+    settings.MAX_BATCH_REQUESTS = 2
+    submission = upload(models_known, user)
+    assert [part.request_count for part in submission.parts.all()] == [2, 2]
+    submissions.request_submit(submission)
+    submissions.create_batches(submission.pk)
+    names = sorted(Batch.objects.values_list("name", flat=True))
+    assert names == ["Questions (part 1 of 2)", "Questions (part 2 of 2)"]
+    assert EmulatedBatch.objects.count() == 2
+    assert sorted(BatchRequest.objects.values_list("part", flat=True)) == [0, 0, 1, 1]
+
+
+def test_a_csv_submission_builds_its_requests_from_the_template(models_known, user):
+    submission = upload(
+        models_known,
+        user,
+        name="reviews.csv",
+        csv_options={
+            "template": "Classify as positive, negative or neutral (one word): {review}",
+            "id_column": "review_id",
+            "model": "claude-haiku-4-5",
+            "max_tokens": 5,
+        },
+    )
+    assert submission.state == Submission.State.READY, submission.problems
+    submissions.request_submit(submission)
+    submissions.create_batches(submission.pk)
+    request = BatchRequest.objects.get(custom_id="r5")
+    assert request.line == 6
+    assert request.params["messages"][0]["content"].endswith("merci !")

@@ -1,0 +1,154 @@
+import gzip
+import random
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from batches.models import Submission
+
+pytestmark = pytest.mark.django_db
+SAMPLES = Path(__file__).parent / "fixtures" / "samples"
+
+
+def post_file(client, workspace, filename, data, **fields):
+    return client.post(
+        reverse("upload", args=[workspace.slug]),
+        {"file": SimpleUploadedFile(filename, data), "oversize": "split", **fields},
+    )
+
+
+def test_the_upload_page_renders_for_members_and_404s_for_outsiders(
+    owner_client, client, outsider, workspace
+):
+    response = owner_client.get(reverse("upload", args=[workspace.slug]))
+    assert response.status_code == 200
+    assert b"New batch from a file" in response.content
+    client.force_login(outsider)
+    assert client.get(reverse("upload", args=[workspace.slug])).status_code == 404
+
+
+def test_a_good_jsonl_upload_shows_the_report_price_and_submit_button(owner_client, workspace):
+    data = (SAMPLES / "questions.jsonl").read_bytes()
+    response = post_file(owner_client, workspace, "questions.jsonl", data, name="Capitals")
+    submission = Submission.objects.get()
+    assert response.status_code == 302 and response["Location"] == submission.get_absolute_url()
+    html = owner_client.get(submission.get_absolute_url()).content.decode()
+    assert "4 requests ready." in html
+    assert "Input cost (est.)" in html and "claude-sonnet-4-5" in html
+    assert "Submit 4 requests" in html
+    assert "How do solar panels convert sunlight into electricity?" in html
+
+
+def test_a_bad_jsonl_upload_lists_problems_with_lines_and_a_full_report(owner_client, workspace):
+    lines = [
+        '{"custom_id": "a", "params": {"model": "claude-sonnet-4-5", "max_tokens": 5, '
+        '"messages": [{"role": "user", "content": "hi"}]}}',
+        '{"custom_id": "a", "params": {',
+        '{"custom_id": "b c", "params": {"model": "claude-sonnet-4-5", "max_tokens": 5, '
+        '"messages": []}}',
+    ]
+    post_file(owner_client, workspace, "bad.jsonl", "\n".join(lines).encode())
+    submission = Submission.objects.get()
+    assert submission.state == Submission.State.HAS_PROBLEMS
+    html = owner_client.get(submission.get_absolute_url()).content.decode()
+    assert "1 request ready, 3 problems." in html
+    assert "Not valid JSON at column" in html and "messages is empty." in html
+    assert "Submit" not in html.split("Problems")[1]
+    report = owner_client.get(reverse("submission_report", args=[workspace.slug, submission.key]))
+    body = b"".join(report.streaming_content).decode()
+    assert report["Content-Disposition"].startswith('attachment; filename="bad-problems.csv"')
+    assert body.splitlines()[0] == "line,field,problem,how to fix it"
+    assert len(body.strip().splitlines()) == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("notes.txt", b"hello", "is not a .jsonl or .csv file"),
+        ("empty.jsonl", b"", "The submitted file is empty."),
+    ],
+)
+def test_a_wrong_file_is_refused_with_a_message(owner_client, workspace, name, data, message):
+    response = post_file(owner_client, workspace, name, data)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Submission.objects.exists()
+
+
+def test_no_file_at_all_is_refused_with_a_message(owner_client, workspace):
+    response = owner_client.post(reverse("upload", args=[workspace.slug]), {"oversize": "split"})
+    assert response.status_code == 400
+    assert "This field is required." in response.content.decode()
+
+
+@pytest.mark.parametrize("name", ["noise.jsonl", "noise.csv", "noise.jsonl.gz", "noise.csv.gz"])
+def test_garbage_never_gets_a_500(owner_client, workspace, name):
+    noise = bytes(random.Random(name).randrange(256) for _ in range(5000))
+    if name.endswith(".gz") and random.Random(name).random() < 2:
+        noise = gzip.compress(noise)[:-20]  # compressed, and cut short
+    response = post_file(owner_client, workspace, name, noise)
+    assert response.status_code == 302
+    submission = Submission.objects.get()
+    page = owner_client.get(submission.get_absolute_url())
+    assert page.status_code == 200
+    if name.startswith("noise.csv"):
+        options = {"template": "{x}", "model": "claude-haiku-4-5", "max_tokens": "5"}
+        url = reverse("submission_template", args=[workspace.slug, submission.key])
+        assert owner_client.post(url, options).status_code in (302, 400)
+
+
+def test_the_csv_flow_template_preview_then_report(owner_client, workspace):
+    data = (SAMPLES / "reviews.csv").read_bytes()
+    post_file(owner_client, workspace, "reviews.csv", data)
+    submission = Submission.objects.get()
+    assert submission.state == Submission.State.NEEDS_TEMPLATE
+    page = owner_client.get(submission.get_absolute_url()).content.decode()
+    assert "Turn each row into a request" in page and "Column “review”" in page
+
+    preview_url = reverse("submission_preview", args=[workspace.slug, submission.key])
+    options = {
+        "template": "Classify as positive, negative or neutral (one word): {review}",
+        "id_column": "review_id",
+        "model": "claude-haiku-4-5",
+        "max_tokens": "5",
+    }
+    preview = owner_client.post(preview_url, options, HTTP_HX_REQUEST="true")
+    assert preview.status_code == 200
+    assert "The product quality is excellent!" in preview.content.decode()
+    assert "&quot;custom_id&quot;: &quot;r1&quot;" in preview.content.decode()
+    assert "<html" not in preview.content.decode()
+
+    template_url = reverse("submission_template", args=[workspace.slug, submission.key])
+    wrong = owner_client.post(template_url, {**options, "template": "Say {text}"})
+    assert wrong.status_code == 400
+    assert "The file has no column &#x27;text&#x27;" in wrong.content.decode()
+    assert owner_client.post(template_url, options).status_code == 302
+    submission.refresh_from_db()
+    assert submission.state == Submission.State.READY, submission.problems
+    assert submission.request_count == 5
+
+
+def test_the_status_region_polls_while_submitting_and_stops_after(owner_client, workspace):
+    post_file(owner_client, workspace, "q.jsonl", (SAMPLES / "questions.jsonl").read_bytes())
+    submission = Submission.objects.get()
+    Submission.objects.filter(pk=submission.pk).update(state=Submission.State.SUBMITTING)
+    fragment = owner_client.get(submission.get_absolute_url(), HTTP_HX_REQUEST="true")
+    assert fragment.status_code == 200 and b"Submitting" in fragment.content
+    assert b"<html" not in fragment.content
+    Submission.objects.filter(pk=submission.pk).update(state=Submission.State.SUBMITTED)
+    done = owner_client.get(submission.get_absolute_url(), HTTP_HX_REQUEST="true")
+    assert done.status_code == 286 and b"Submitted." in done.content
+
+
+def test_outsiders_get_404_on_every_submission_url(client, outsider, owner_client, workspace):
+    post_file(owner_client, workspace, "q.jsonl", (SAMPLES / "questions.jsonl").read_bytes())
+    submission = Submission.objects.get()
+    client.force_login(outsider)
+    args = [workspace.slug, submission.key]
+    assert client.get(reverse("submission_detail", args=args)).status_code == 404
+    assert client.get(reverse("submission_report", args=args)).status_code == 404
+    assert client.post(reverse("submission_preview", args=args)).status_code == 404
+    assert client.post(reverse("submission_submit", args=args)).status_code == 404
+    assert client.post(reverse("submission_template", args=args)).status_code == 404
