@@ -1,12 +1,43 @@
+"""The dashboard's pages: batch list, one batch, its results, one result, actions and downloads.
+
+Pages read the database only; the actions (cancel, delete, refresh now, resubmit) go through
+`batches.actions`. A page and its HTMX fragments come from one template: an HTMX request (not
+boosted) gets the page's `{% partialdef %}` region, and a poll of something that can no longer
+change is answered with 286, which stops it.
+"""
+
+import gzip
+import json
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseStopPolling
 
-from batches.models import Batch, Result, Workspace
+from batches import actions, downloads, notices, summaries
+from batches.models import Batch, BatchRequest, Result, UserPreference, Workspace
 
 BATCHES_PER_PAGE = 25
 RESULTS_PER_PAGE = 50
+STATUS_FILTERS = {
+    "active": "Running (in progress or canceling)",
+    "in_progress": "In progress",
+    "canceling": "Canceling",
+    "ended": "Ended",
+    "canceled": "Canceled",
+    "deleted": "Deleted from the API",
+}
+PROBLEM_FILTERS = {
+    "any": "Has errored or expired requests",
+    "errored": "Has errored requests",
+    "expired": "Has expired requests",
+    "none": "No problems",
+}
 
 
 def _get_workspace_for_user(request, slug) -> Workspace:
@@ -14,24 +45,111 @@ def _get_workspace_for_user(request, slug) -> Workspace:
 
 
 def _get_batch_for_user(request, slug, api_id) -> Batch:
-    batches = Batch.objects.visible_to(request.user).select_related("workspace", "submitted_by")
+    batches = Batch.objects.visible_to(request.user).select_related(
+        "workspace", "submitted_by", "submission", "submission_part"
+    )
     return get_object_or_404(batches, workspace__slug=slug, api_id=api_id)
+
+
+def _partial(request) -> bool:
+    return bool(request.htmx) and not request.htmx.boosted
+
+
+# The batch list ---------------------------------------------------------------------------------
+
+
+def _filter_batches(batches, params, *, fixed_workspace=None) -> tuple:
+    """Apply the list's filters from the query string; returns (queryset, the filters in use)."""
+    chosen = {
+        "workspace": "" if fixed_workspace else params.get("workspace", ""),
+        "status": params.get("status", ""),
+        "problems": params.get("problems", ""),
+        "submitter": params.get("submitter", ""),
+        "q": params.get("q", "").strip()[:200],
+    }
+    if chosen["workspace"]:
+        batches = batches.filter(workspace__slug=chosen["workspace"])
+    status = chosen["status"]
+    if status == "active":
+        batches = batches.active().filter(gone_at=None)
+    elif status in ("in_progress", "canceling"):
+        batches = batches.filter(processing_status=status, gone_at=None)
+    elif status == "ended":
+        batches = batches.filter(processing_status=Batch.Status.ENDED, gone_at=None)
+    elif status == "canceled":
+        batches = batches.filter(cancel_initiated_at__isnull=False)
+    elif status == "deleted":
+        batches = batches.filter(gone_at__isnull=False)
+    problems = chosen["problems"]
+    if problems == "any":
+        batches = batches.filter(summaries.has_problems_filter())
+    elif problems == "errored":
+        batches = batches.filter(errored__gt=0)
+    elif problems == "expired":
+        batches = batches.filter(expired__gt=0)
+    elif problems == "none":
+        batches = batches.filter(errored=0, expired=0)
+    submitter = chosen["submitter"]
+    if submitter == "outside":
+        batches = batches.filter(submitted_by=None)
+    elif submitter.isdigit():
+        batches = batches.filter(submitted_by_id=int(submitter))
+    if chosen["q"]:
+        q = chosen["q"]
+        batches = batches.filter(
+            Q(name__icontains=q) | Q(api_id__icontains=q) | Q(source_filename__icontains=q)
+        )
+    return batches, chosen
+
+
+def _batch_list(request, *, workspace=None, template="batches/home.html"):
+    workspaces = Workspace.objects.visible_to(request.user)
+    batches = Batch.objects.visible_to(request.user)
+    if workspace is not None:
+        batches = batches.filter(workspace=workspace)
+    batches, chosen = _filter_batches(batches, request.GET, fixed_workspace=workspace)
+    batches = batches.select_related("workspace", "submitted_by", "submission").order_by(
+        "-created_at", "-id"
+    )
+    page = Paginator(batches, BATCHES_PER_PAGE).get_page(request.GET.get("page"))
+    rows = list(page.object_list)
+    summaries.store_totals(rows)
+    any_active = any(batch.is_active and not batch.gone_at for batch in rows)
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "page": page,
+        "rows": rows,
+        "workspace": workspace,
+        "any_active": any_active,
+        "filters": chosen,
+        "filtering": any(chosen.values()),
+        "query": query.urlencode(),
+        "status_filters": STATUS_FILTERS,
+        "problem_filters": PROBLEM_FILTERS,
+    }
+    if _partial(request):
+        response = render(request, f"{template}#batch_list", context)
+        if not any_active:
+            response.status_code = HttpResponseStopPolling.status_code
+        return response
+    context["workspaces"] = [workspace] if workspace else list(workspaces)
+    if workspace is None:
+        context["preference"] = _preference(request.user)
+    submitters = (
+        get_user_model()
+        .objects.filter(submitted_batches__workspace__in=workspaces)
+        .distinct()
+        .order_by("username")
+    )
+    context["submitters"] = list(submitters)
+    context["has_workspaces"] = bool(context["workspaces"])
+    return render(request, template, context)
 
 
 @require_GET
 def home(request):
-    workspaces = Workspace.objects.visible_to(request.user)
-    batches = (
-        Batch.objects.visible_to(request.user)
-        .select_related("workspace", "submitted_by")
-        .order_by("-created_at", "-id")
-    )
-    page = Paginator(batches, BATCHES_PER_PAGE).get_page(request.GET.get("page"))
-    return render(
-        request,
-        "batches/home.html",
-        {"page": page, "has_workspaces": workspaces.exists()},
-    )
+    return _batch_list(request)
 
 
 @require_GET
@@ -49,15 +167,190 @@ def workspace_list(request):
 @require_GET
 def workspace_batches(request, slug):
     workspace = _get_workspace_for_user(request, slug)
-    batches = workspace.batches.select_related("submitted_by").order_by("-created_at", "-id")
-    page = Paginator(batches, BATCHES_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "batches/workspace_batches.html", {"workspace": workspace, "page": page})
+    return _batch_list(request, workspace=workspace, template="batches/workspace_batches.html")
+
+
+# The header's counter, and finished-batch toasts --------------------------------------------------
+
+
+def _preference(user) -> UserPreference:
+    """The user's preferences, read only (one query; defaults when none are stored)."""
+    return UserPreference.objects.filter(user=user).first() or UserPreference(user=user)
+
+
+def running_count(user) -> int:
+    return Batch.objects.visible_to(user).active().filter(gone_at=None).count()
+
+
+@require_GET
+def poll(request):
+    """The layout's poll: the running counter, plus a toast for each of the user's batches that
+    ended since it was last told (out of band)."""
+    toasts = notices.take_toasts(request.user)
+    context = {
+        "running": running_count(request.user),
+        "toasts": toasts,
+        "preference": _preference(request.user) if toasts else None,
+    }
+    return render(request, "batches/_poll.html", context)
+
+
+@require_POST
+def notification_preference(request):
+    preference = UserPreference.for_user(request.user)
+    preference.browser_notifications = request.POST.get("enabled") == "on"
+    preference.save(update_fields=["browser_notifications"])
+    if _partial(request):
+        return render(request, "batches/home.html#notify_toggle", {"preference": preference})
+    state = "on" if preference.browser_notifications else "off"
+    messages.success(request, f"Browser notifications are {state}.")
+    return redirect(request.POST.get("next") or "home")
+
+
+# One batch --------------------------------------------------------------------------------------
+
+
+def _still_changing(batch: Batch) -> bool:
+    """Worth polling: running, or ended with its results still on their way."""
+    if batch.gone_at:
+        return False
+    if batch.is_active:
+        return True
+    return bool(
+        batch.is_ended
+        and batch.results_url
+        and batch.results_ingested_at is None
+        and batch.archived_at is None
+        and batch.ingest_attempts < Batch.MAX_INGEST_ATTEMPTS
+    )
+
+
+def _detail_context(request, batch: Batch, dialog: str = "") -> dict:
+    summaries.store_totals([batch])
+    resubmit_reason = actions.resubmit_unavailable_reason(batch)
+    return {
+        "batch": batch,
+        "still_changing": _still_changing(batch),
+        "estimate": summaries.estimate(batch),
+        "errors": summaries.error_summary(batch) if batch.errored else [],
+        "resubmit_reason": resubmit_reason,
+        "resubmit_counts": actions.resubmit_counts(batch) if not resubmit_reason else {},
+        "resubmit_kinds": actions.RESUBMIT_KINDS,
+        "can_append": downloads.can_append_to_upload(batch),
+        "dialog": dialog,
+        "resubmissions": list(batch.resubmissions.order_by("-created_at")[:5]),
+    }
 
 
 @require_GET
 def batch_detail(request, slug, api_id):
     batch = _get_batch_for_user(request, slug, api_id)
-    return render(request, "batches/batch_detail.html", {"batch": batch})
+    context = _detail_context(request, batch)
+    if _partial(request):
+        response = render(request, "batches/batch_detail.html#live", context)
+        if not context["still_changing"]:
+            response.status_code = HttpResponseStopPolling.status_code
+        return response
+    return render(request, "batches/batch_detail.html", context)
+
+
+def _confirm_page(request, batch, dialog):
+    """The batch page with one action's confirmation open (the no-JavaScript path)."""
+    return render(request, "batches/batch_detail.html", _detail_context(request, batch, dialog))
+
+
+@require_http_methods(["GET", "POST"])
+def batch_cancel(request, slug, api_id):
+    batch = _get_batch_for_user(request, slug, api_id)
+    if request.method == "GET":
+        return _confirm_page(request, batch, "cancel")
+    try:
+        actions.cancel_batch(batch)
+    except actions.ActionRefused as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(
+            request,
+            f"Cancel requested for {batch.display_name}. Requests already done keep their "
+            "results; the rest end as canceled.",
+        )
+    return redirect(batch.get_absolute_url())
+
+
+@require_http_methods(["GET", "POST"])
+def batch_delete(request, slug, api_id):
+    batch = _get_batch_for_user(request, slug, api_id)
+    if request.method == "GET":
+        return _confirm_page(request, batch, "delete")
+    keep = request.POST.get("keep_local") == "on"
+    name = batch.display_name
+    try:
+        kept = actions.delete_batch(batch, keep_local=keep)
+    except actions.ActionRefused as refused:
+        messages.error(request, str(refused))
+        return redirect(batch.get_absolute_url())
+    if kept:
+        messages.success(request, f"Deleted {name} from the API. The copy here is kept.")
+        return redirect(batch.get_absolute_url())
+    messages.success(request, f"Deleted {name} from the API and from the dashboard.")
+    return redirect("home")
+
+
+@require_POST
+def batch_refresh(request, slug, api_id):
+    batch = _get_batch_for_user(request, slug, api_id)
+    try:
+        batch = actions.refresh_batch(batch)
+    except actions.ActionRefused as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.info(request, f"Refreshed: {batch.get_processing_status_display().lower()}.")
+    return redirect(batch.get_absolute_url())
+
+
+@require_http_methods(["GET", "POST"])
+def batch_resubmit(request, slug, api_id):
+    batch = _get_batch_for_user(request, slug, api_id)
+    if request.method == "GET":
+        return _confirm_page(request, batch, "resubmit")
+    try:
+        submission = actions.resubmit(batch, request.user, request.POST.getlist("kinds"))
+    except (actions.ActionRefused, ValueError) as refused:
+        messages.error(request, str(refused))
+        return redirect(batch.get_absolute_url())
+    messages.success(
+        request,
+        f"{submission.request_count:,} requests are ready to resubmit. Check them and submit.",
+    )
+    return redirect(submission.get_absolute_url())
+
+
+# Results ----------------------------------------------------------------------------------------
+
+
+def _explorer_filters(request, batch) -> tuple:
+    params = request.GET
+    chosen = {
+        "type": params.get("type", ""),
+        "error_type": params.get("error_type", "")[:64],
+        "stop_reason": params.get("stop_reason", "")[:32],
+        "q": params.get("q", "").strip()[:200],
+    }
+    results = Result.objects.filter(batch=batch)
+    if chosen["type"] in Result.Type.values:
+        results = results.filter(result_type=chosen["type"])
+    else:
+        chosen["type"] = ""
+    if chosen["error_type"]:
+        results = results.filter(result_type=Result.Type.ERRORED, error_type=chosen["error_type"])
+    if chosen["stop_reason"]:
+        results = results.filter(stop_reason=chosen["stop_reason"])
+    if chosen["q"]:
+        q = chosen["q"]
+        results = results.filter(
+            Q(custom_id__icontains=q) | Q(answer_text__icontains=q) | Q(error_message__icontains=q)
+        )
+    return results, chosen
 
 
 @require_GET
@@ -65,10 +358,17 @@ def batch_results(request, slug, api_id):
     """Results in custom_id order, paged by key (`after`/`before` a custom_id) on the unique
     (batch, custom_id) index, so page 2,000 costs what page 1 does."""
     batch = _get_batch_for_user(request, slug, api_id)
-    results = Result.objects.filter(batch=batch).defer("content")
-    result_type = request.GET.get("type", "")
-    if result_type in Result.Type.values:
-        results = results.filter(result_type=result_type)
+    results, chosen = _explorer_filters(request, batch)
+    results = results.only(
+        "custom_id",
+        "result_type",
+        "error_type",
+        "stop_reason",
+        "input_tokens",
+        "output_tokens",
+        "answer_text",
+        "error_message",
+    )
     after, before = request.GET.get("after", ""), request.GET.get("before", "")
     if before:
         rows = list(
@@ -84,17 +384,147 @@ def batch_results(request, slug, api_id):
         has_next = len(rows) > RESULTS_PER_PAGE
         rows = rows[:RESULTS_PER_PAGE]
         has_previous = bool(after)
-    return render(
-        request,
-        "batches/batch_results.html",
-        {
-            "batch": batch,
-            "results": rows,
-            "result_type": result_type,
-            "result_types": Result.Type.choices,
-            "has_next": has_next and bool(rows),
-            "has_previous": has_previous and bool(rows),
-            "first_id": rows[0].custom_id if rows else "",
-            "last_id": rows[-1].custom_id if rows else "",
-        },
+    query = {key: value for key, value in chosen.items() if value}
+    context = {
+        "batch": batch,
+        "results": rows,
+        "result_type": chosen["type"],
+        "filters": chosen,
+        "filtering": bool(query),
+        "query": urlencode(query),
+        "result_types": Result.Type.choices,
+        "has_next": has_next and bool(rows),
+        "has_previous": has_previous and bool(rows),
+        "first_id": rows[0].custom_id if rows else "",
+        "last_id": rows[-1].custom_id if rows else "",
+    }
+    if _partial(request):
+        return render(request, "batches/batch_results.html#results", context)
+    context["facets"] = summaries.facet_counts(batch)
+    return render(request, "batches/batch_results.html", context)
+
+
+def _request_for(batch: Batch, custom_id: str) -> BatchRequest | None:
+    if batch.submission_id is None:
+        return None
+    return BatchRequest.objects.filter(
+        submission_id=batch.submission_id, custom_id=custom_id
+    ).first()
+
+
+@require_GET
+def result_detail(request, slug, api_id, custom_id):
+    batch = _get_batch_for_user(request, slug, api_id)
+    result = get_object_or_404(Result, batch=batch, custom_id=custom_id)
+    siblings = Result.objects.filter(batch=batch).values_list("custom_id", flat=True)
+    previous_id = siblings.filter(custom_id__lt=custom_id).order_by("-custom_id").first()
+    next_id = siblings.filter(custom_id__gt=custom_id).order_by("custom_id").first()
+    batch_request = _request_for(batch, custom_id)
+    cost = None
+    if result.result_type == Result.Type.SUCCEEDED:
+        from batches.pricing import usage_cost
+
+        cost = usage_cost(
+            result.model,
+            {name: getattr(result, name) for name in summaries.USAGE_FIELDS},
+        )
+    context = {
+        "batch": batch,
+        "result": result,
+        "params": batch_request.params if batch_request else None,
+        "batch_request": batch_request,
+        "previous_id": previous_id,
+        "next_id": next_id,
+        "cost": cost,
+    }
+    return render(request, "batches/result_detail.html", context)
+
+
+def _raw_line(batch: Batch, custom_id: str) -> dict | None:
+    """The result's line as the API sent it, found in the stored results file."""
+    if not batch.results_file:
+        return None
+    needle = f'"{custom_id}"'.encode()
+    try:
+        with batch.results_file.open("rb") as stored, gzip.GzipFile(fileobj=stored) as handle:
+            for line in handle:
+                if needle in line:
+                    item = json.loads(line)
+                    if item.get("custom_id") == custom_id:
+                        return item
+    except (OSError, ValueError, EOFError):
+        return None
+    return None
+
+
+@require_GET
+def result_raw(request, slug, api_id, custom_id):
+    batch = _get_batch_for_user(request, slug, api_id)
+    result = get_object_or_404(Result, batch=batch, custom_id=custom_id)
+    item = _raw_line(batch, custom_id)
+    source = "the results file as the API sent it"
+    if item is None:
+        source = "rebuilt from the stored result (the raw file is not kept)"
+        item = {"custom_id": result.custom_id, "result": {"type": result.result_type}}
+        if result.content is not None:
+            item["result"]["message"] = {
+                "model": result.model,
+                "content": result.content,
+                "stop_reason": result.stop_reason or None,
+                "usage": {name: getattr(result, name) for name in summaries.USAGE_FIELDS},
+            }
+        if result.error_type:
+            item["result"]["error"] = {
+                "type": "error",
+                "error": {"type": result.error_type, "message": result.error_message},
+            }
+    batch_request = _request_for(batch, custom_id)
+    context = {
+        "source": source,
+        "raw": json.dumps(item, indent=2, ensure_ascii=False),
+        "request_raw": json.dumps(
+            {"custom_id": custom_id, "params": batch_request.params}, indent=2, ensure_ascii=False
+        )
+        if batch_request
+        else "",
+    }
+    return render(request, "batches/result_detail.html#raw", context)
+
+
+# Downloads --------------------------------------------------------------------------------------
+
+
+@require_GET
+def download_jsonl(request, slug, api_id):
+    batch = _get_batch_for_user(request, slug, api_id)
+    if not batch.results_file:
+        raise Http404("The results file is not stored.")
+    return downloads.attachment(
+        downloads.raw_jsonl(batch),
+        downloads.filename(batch, "-results.jsonl"),
+        "application/x-ndjson",
+    )
+
+
+@require_GET
+def download_csv(request, slug, api_id):
+    batch = _get_batch_for_user(request, slug, api_id)
+    if batch.results_ingested_at is None and not batch.results_ingested:
+        raise Http404("The results are not stored yet.")
+    return downloads.attachment(
+        downloads.flat_csv(batch),
+        downloads.filename(batch, "-results.csv"),
+        "text/csv; charset=utf-8",
+    )
+
+
+@require_GET
+def download_answers(request, slug, api_id):
+    batch = _get_batch_for_user(request, slug, api_id)
+    if not downloads.can_append_to_upload(batch):
+        raise Http404("This batch did not come from a CSV upload that is still stored.")
+    return downloads.attachment(
+        downloads.csv_with_answers(batch),
+        downloads.filename(batch, "-with-answers.csv"),
+        "text/csv; charset=utf-8",
     )

@@ -10,7 +10,19 @@
     }
   } catch (e) { /* very old browser: times stay in UTC, and say so */ }
 
-  // Toasts: dismiss on click, and fade away on their own after a while.
+  // A browser notification for a finished-batch toast, when the user opted in and allowed it.
+  function notify(toast) {
+    var title = toast.getAttribute("data-browser-notify");
+    if (!title || !("Notification" in window) || Notification.permission !== "granted") return;
+    try {
+      var note = new Notification(title, { body: toast.getAttribute("data-notify-body") || "" });
+      var url = toast.getAttribute("data-notify-url");
+      if (url) note.onclick = function () { window.focus(); window.location.href = url; };
+    } catch (e) { /* some browsers allow notifications only from a service worker */ }
+  }
+
+  // Toasts: dismiss on click, and fade away on their own after a while (finished-batch toasts
+  // stay until dismissed: they may arrive while nobody looks).
   function armToasts(root) {
     root.querySelectorAll(".toast:not([data-armed])").forEach(function (toast) {
       toast.setAttribute("data-armed", "");
@@ -18,8 +30,59 @@
       var button = toast.querySelector("[data-dismiss]");
       if (button) button.addEventListener("click", close);
       if (!toast.hasAttribute("data-sticky")) setTimeout(close, 8000);
+      notify(toast);
     });
   }
-  document.addEventListener("DOMContentLoaded", function () { armToasts(document); });
-  document.addEventListener("htmx:load", function (event) { armToasts(document); });
+
+  // Confirmation dialogs: a link with data-dialog opens its <dialog> in place instead of
+  // navigating to the confirmation page (which is where it goes without JavaScript).
+  document.addEventListener("click", function (event) {
+    var opener = event.target.closest("[data-dialog]");
+    if (opener) {
+      var dialog = document.getElementById(opener.getAttribute("data-dialog"));
+      if (dialog && dialog.showModal) {
+        event.preventDefault();
+        dialog.showModal();
+        var first = dialog.querySelector("input:not([disabled]), button[type=submit]");
+        if (first) first.focus();
+      }
+      return;
+    }
+    var closer = event.target.closest("dialog [data-close]");
+    if (closer) {
+      var open = closer.closest("dialog");
+      if (open.hasAttribute("data-open") && !open.open) return;
+      open.close();
+      if (open.hasAttribute("data-open")) {
+        // Reached by its own address: go back to the batch page.
+        window.location.href = window.location.pathname.replace(/(cancel|delete|resubmit)\/$/, "");
+      }
+    }
+  });
+
+  // Asking for browser-notification permission must come from a click: do it when the user
+  // turns the preference on.
+  document.addEventListener("submit", function (event) {
+    var form = event.target.closest("[data-notify-toggle]");
+    if (!form) return;
+    var enabling = form.querySelector("input[name=enabled]").value === "on";
+    if (enabling && "Notification" in window && Notification.permission === "default") {
+      Notification.requestPermission();
+    }
+  }, true);
+
+  function upgradeOpenDialogs(root) {
+    root.querySelectorAll("dialog[data-open][open]").forEach(function (dialog) {
+      if (dialog.showModal && !dialog.matches(":modal")) {
+        dialog.close();
+        dialog.showModal();
+      }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    armToasts(document);
+    upgradeOpenDialogs(document);
+  });
+  document.addEventListener("htmx:load", function () { armToasts(document); });
 })();

@@ -1,0 +1,135 @@
+"""Telling people that a batch ended: a toast (and, opted in, a browser notification) for its
+submitter on any open dashboard page, and the workspace's email and webhook.
+
+Each is told once. The toast is claimed with a conditional update on `Batch.end_notified_at` by
+the page poll that shows it; the email and webhook on `Batch.end_announced_at` by the Celery task
+that sends them, so two workers never send the same notice twice.
+"""
+
+import logging
+from datetime import timedelta
+
+import httpx
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db.models import F
+from django.urls import reverse
+from django.utils import timezone
+
+from batches.models import Batch
+
+logger = logging.getLogger(__name__)
+
+# Batches found already ended long after they ended (a first sync of an old workspace) are not
+# news: only batches that ended at most this long before the dashboard first saw them count.
+NEWS_WINDOW = timedelta(minutes=30)
+# A toast waits this long for its submitter to open a page; after that it is dropped.
+TOAST_MAX_AGE = timedelta(days=1)
+WEBHOOK_TIMEOUT = 10.0
+
+
+def ended_news():
+    """Ended batches the dashboard saw end (or saw within moments of their end)."""
+    return Batch.objects.filter(
+        processing_status=Batch.Status.ENDED,
+        ended_at__isnull=False,
+        ended_at__gte=F("first_seen_at") - NEWS_WINDOW,
+    )
+
+
+def take_toasts(user, limit: int = 5) -> list[Batch]:
+    """The user's batches that ended and were not yet announced to them: claimed, so shown once."""
+    if not user.is_authenticated:
+        return []
+    now = timezone.now()
+    candidates = list(
+        ended_news()
+        .filter(
+            submitted_by=user,
+            end_notified_at__isnull=True,
+            ended_at__gte=now - TOAST_MAX_AGE,
+            workspace__members=user,
+        )
+        .select_related("workspace")
+        .order_by("ended_at")[:limit]
+    )
+    taken = []
+    for batch in candidates:
+        if Batch.objects.filter(pk=batch.pk, end_notified_at__isnull=True).update(
+            end_notified_at=now
+        ):
+            taken.append(batch)
+    return taken
+
+
+def summary(batch: Batch) -> str:
+    parts = [f"{batch.succeeded:,} succeeded"]
+    for name in ("errored", "expired", "canceled"):
+        value = getattr(batch, name)
+        if value:
+            parts.append(f"{value:,} {name}")
+    return ", ".join(parts)
+
+
+def batch_link(batch: Batch) -> str:
+    return settings.SITE_URL + reverse("batch_detail", args=[batch.workspace.slug, batch.api_id])
+
+
+def webhook_payload(batch: Batch) -> dict:
+    return {
+        "event": "batch.ended",
+        "id": batch.api_id,
+        "name": batch.display_name,
+        "workspace": batch.workspace.slug,
+        "processing_status": batch.processing_status,
+        "request_counts": batch.counts,
+        "created_at": batch.created_at.isoformat(),
+        "ended_at": batch.ended_at.isoformat() if batch.ended_at else None,
+        "submitted_by": batch.submitted_by.get_username() if batch.submitted_by else None,
+        "url": batch_link(batch),
+    }
+
+
+def batches_to_announce(workspace_id: int) -> list[int]:
+    return list(
+        ended_news()
+        .filter(workspace_id=workspace_id, end_announced_at__isnull=True)
+        .values_list("pk", flat=True)
+    )
+
+
+def announce(batch_id: int, *, http: httpx.Client | None = None) -> dict:
+    """Email the submitter and POST the webhook for one ended batch, once."""
+    now = timezone.now()
+    if not Batch.objects.filter(pk=batch_id, end_announced_at__isnull=True).update(
+        end_announced_at=now
+    ):
+        return {"skipped": True}
+    batch = Batch.objects.select_related("workspace", "submitted_by").get(pk=batch_id)
+    workspace = batch.workspace
+    sent = {"email": False, "webhook": False}
+    user = batch.submitted_by
+    if workspace.notify_email and user is not None and user.email:
+        send_mail(
+            f"Batch ended: {batch.display_name}",
+            f"Your batch {batch.display_name} ({batch.api_id}) in {workspace.name} has ended: "
+            f"{summary(batch)}.\n\n{batch_link(batch)}\n",
+            settings.DEFAULT_FROM_EMAIL,
+            [user.email],
+            fail_silently=True,
+        )
+        sent["email"] = True
+    if workspace.notify_webhook_url:
+        own = http is None
+        http = http or httpx.Client(timeout=WEBHOOK_TIMEOUT)
+        try:
+            response = http.post(workspace.notify_webhook_url, json=webhook_payload(batch))
+            sent["webhook"] = response.is_success
+            if not response.is_success:
+                logger.warning("Webhook for %s answered %s", batch.api_id, response.status_code)
+        except httpx.HTTPError as error:
+            logger.warning("Webhook for %s failed: %s", batch.api_id, error)
+        finally:
+            if own:
+                http.close()
+    return sent
