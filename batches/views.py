@@ -318,10 +318,17 @@ def batch_resubmit(request, slug, api_id):
     except (actions.ActionRefused, ValueError) as refused:
         messages.error(request, str(refused))
         return redirect(batch.get_absolute_url())
-    messages.success(
-        request,
-        f"{submission.request_count:,} requests are ready to resubmit. Check them and submit.",
-    )
+    if submission.problem_count:
+        messages.warning(
+            request,
+            f"The new upload has {submission.problem_count:,} problems to fix before it can be "
+            "submitted (invalid requests fail again as they are).",
+        )
+    else:
+        messages.success(
+            request,
+            f"{submission.request_count:,} requests are ready to resubmit. Check them and submit.",
+        )
     return redirect(submission.get_absolute_url())
 
 

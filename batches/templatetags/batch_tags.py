@@ -25,7 +25,7 @@ RESULT_BADGES = {
 def status_badge(batch):
     """The API status as a coloured word; an ended batch says how it ended."""
     if batch.gone_at:
-        return format_html('<span class="badge badge-neutral">Deleted</span>')
+        return format_html('<span class="badge {}">{}</span>', "badge-neutral", "Deleted")
     css, label = STATUS_BADGES.get(batch.processing_status, ("badge-neutral", "Unknown"))
     if batch.processing_status == "ended":
         if batch.canceled and batch.cancel_initiated_at:
