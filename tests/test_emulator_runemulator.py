@@ -11,7 +11,6 @@ from pathlib import Path
 import anthropic
 import httpx
 import pytest
-from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-test-live"
@@ -28,15 +27,25 @@ def _questions():
     return [json.loads(line) for line in lines]
 
 
+def _test_database_url() -> str:
+    """The test database (SQLite file or PostgreSQL), for a server in another process."""
+    from django.db import connection
+
+    database = connection.settings_dict
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{database['NAME']}"
+    user, password = database.get("USER") or "", database.get("PASSWORD") or ""
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host, port = database.get("HOST") or "127.0.0.1", database.get("PORT") or 5432
+    return f"postgres://{credentials}{host}:{port}/{database['NAME']}"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_serves_the_sdk_alone_with_runemulator():
     port = _free_port()
-    database = settings.DATABASES["default"]
-    if database["ENGINE"] != "django.db.backends.sqlite3":
-        pytest.skip("the subprocess shares the test database only on SQLite here")
     env = os.environ | {
         "DJANGO_SETTINGS_MODULE": "dashboard.settings",
-        "DATABASE_URL": f"sqlite:///{database['NAME']}",
+        "DATABASE_URL": _test_database_url(),
         "EMULATOR_BASE_SECONDS": "0",
         "EMULATOR_SECONDS_PER_REQUEST": "0",
     }
