@@ -106,7 +106,8 @@ def submission_detail(request, slug, key):
         Submission.State.HAS_PROBLEMS,
         Submission.State.READY,
     ):
-        _ensure_models(submission.workspace)
+        # No API call here: a page renders from the database. Without a model list yet (the
+        # sync fetches it), the form takes a typed model id.
         csv_form = _csv_form(submission)
     context = _detail_context(submission, csv_form)
     if request.htmx and not request.htmx.boosted:
