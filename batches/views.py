@@ -185,14 +185,20 @@ def running_count(user) -> int:
 @require_GET
 def poll(request):
     """The layout's poll: the running counter, plus a toast for each of the user's batches that
-    ended since it was last told (out of band)."""
+    ended since it was last told (out of band). When the count changed since the page last saw
+    it, the `batches-changed` event tells the batch list to reload, so new batches appear."""
     toasts = notices.take_toasts(request.user)
+    running = running_count(request.user)
     context = {
-        "running": running_count(request.user),
+        "running": running,
         "toasts": toasts,
         "preference": _preference(request.user) if toasts else None,
     }
-    return render(request, "batches/_poll.html", context)
+    response = render(request, "batches/_poll.html", context)
+    if request.GET.get("seen") != str(running) or toasts:
+        # Batches started or ended: the batch list on the page reloads itself.
+        response["HX-Trigger"] = "batches-changed"
+    return response
 
 
 @require_POST

@@ -146,6 +146,7 @@ def test_the_list_fragment_polls_while_a_batch_runs_and_stops_with_286(owner_cli
     stopped = owner_client.get("/", **HX)
     assert stopped.status_code == 286
     assert "every 3s" not in stopped.content.decode()
+    assert "batches-changed from:body" in stopped.content.decode()
 
 
 def test_the_workspace_page_is_the_list_for_one_workspace(owner_client, workspace):
