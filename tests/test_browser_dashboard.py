@@ -208,6 +208,13 @@ def test_it_walks_the_users_path(sandbox, page):
     assert [row[0] for row in rows[1:]] == ["r1", "r2", "r3", "r4", "r5"]
     assert all(row[3] == "succeeded" and row[2] for row in rows[1:])
 
+    # On a phone.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{page.base}/")
+    shot(page, "07-list-phone")
+    page.goto(page.base + Batch.objects.get(name="Reviews").get_absolute_url())
+    shot(page, "08-detail-phone")
+
 
 def test_it_cancels_deletes_and_resubmits(sandbox, page, settings):
     settings.EMULATOR_PROGRESSIVE_COUNTS = False
@@ -296,6 +303,7 @@ def _copy_screenshots_for_the_readme():
         "05-results": "results.png",
         "06-one-result": "one-result.png",
         "11-cancel-confirm": "cancel.png",
+        "07-list-phone": "batch-list-phone.png",
     }
     target = Path(__file__).parent.parent / "docs" / "screenshots"
     if os.environ.get("UPDATE_SCREENSHOTS") and all(
