@@ -122,7 +122,7 @@ def test_it_lists_batches_with_progress_cost_and_filters(owner_client, workspace
     assert "$0.0" in html  # the actual cost of the ended batch, from its results' usage
     ended.refresh_from_db()
     assert ended.cost > 0 and ended.input_tokens == 300
-    assert 'hx-trigger="every 3s"' in html
+    assert 'hx-trigger="every 3s, batches-changed from:body"' in html
 
     only_problems = owner_client.get("/", {"problems": "errored"})
     assert [b.api_id for b in only_problems.context["rows"]] == [ended.api_id, running.api_id][:1]
