@@ -36,9 +36,10 @@ class ActionRefused(Exception):
     """The action does not apply to the batch as it is; the message says why."""
 
 
-def _client(batch: Batch) -> ApiClient:
-    return ApiClient.for_workspace(
-        batch.workspace, max_attempts=ACTION_ATTEMPTS, timeout=ACTION_TIMEOUT
+def _client(batch: Batch, client: ApiClient | None):
+    """A bounded client: an action is a click that waits for its answer."""
+    return ApiClient.using(
+        batch.workspace, client, max_attempts=ACTION_ATTEMPTS, timeout=ACTION_TIMEOUT
     )
 
 
@@ -51,15 +52,11 @@ def cancel_batch(batch: Batch, *, client: ApiClient | None = None) -> Batch:
         raise ActionRefused("This batch was deleted from the API; there is nothing to cancel.")
     if batch.processing_status != Batch.Status.IN_PROGRESS:
         raise ActionRefused("Only a batch in progress can be canceled.")
-    own = client is None
-    client = client or _client(batch)
     try:
-        item = client.cancel_batch(batch.api_id)
+        with _client(batch, client) as api:
+            item = api.cancel_batch(batch.api_id)
     except ApiError as error:
         raise _refused_by_api(error, "cancel the batch") from error
-    finally:
-        if own:
-            client.close()
     sync.upsert_batches(batch.workspace, [item], timezone.now())
     batch.refresh_from_db()
     return batch
@@ -71,16 +68,12 @@ def delete_batch(batch: Batch, *, keep_local: bool, client: ApiClient | None = N
     if batch.is_active and not batch.gone_at:
         raise ActionRefused("A batch must end before it can be deleted: cancel it first.")
     if not batch.gone_at:
-        own = client is None
-        client = client or _client(batch)
         try:
-            client.delete_batch(batch.api_id)
+            with _client(batch, client) as api:
+                api.delete_batch(batch.api_id)
         except ApiError as error:
             if not error.is_not_found:
                 raise _refused_by_api(error, "delete the batch") from error
-        finally:
-            if own:
-                client.close()
     if keep_local:
         Batch.objects.filter(pk=batch.pk).update(gone_at=timezone.now(), next_poll_at=None)
         return True
@@ -97,15 +90,11 @@ def refresh_batch(batch: Batch, *, client: ApiClient | None = None) -> Batch:
 
     if batch.gone_at:
         raise ActionRefused("This batch was deleted from the API; the stored copy stays as it is.")
-    own = client is None
-    client = client or _client(batch)
     try:
-        item = client.retrieve_batch(batch.api_id)
+        with _client(batch, client) as api:
+            item = api.retrieve_batch(batch.api_id)
     except ApiError as error:
         raise _refused_by_api(error, "show the batch") from error
-    finally:
-        if own:
-            client.close()
     sync.upsert_batches(batch.workspace, [item], timezone.now())
     batch.refresh_from_db()
     if batch.is_ended and batch.results_ingested_at is None and not batch.archived_at:

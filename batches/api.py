@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +161,16 @@ class ApiClient:
     @classmethod
     def for_workspace(cls, workspace, **kwargs) -> "ApiClient":
         return cls(workspace.base_url, workspace.api_key, **kwargs)
+
+    @classmethod
+    @contextmanager
+    def using(cls, workspace, client: "ApiClient | None" = None, **kwargs):
+        """The caller's client if it passed one (tests do), else a new one closed afterwards."""
+        if client is not None:
+            yield client
+            return
+        with cls.for_workspace(workspace, **kwargs) as own:
+            yield own
 
     def close(self) -> None:
         self.http.close()

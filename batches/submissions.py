@@ -298,14 +298,13 @@ def create_batches(submission_id: int, *, client: ApiClient | None = None) -> Su
     if submission.state != Submission.State.SUBMITTING:
         return submission
     store_requests(submission)
-    own_client = client is None
-    client = client or ApiClient.for_workspace(submission.workspace, max_attempts=1)
-    try:
+    # One attempt per call: a retried create could make a second batch (see _create_part).
+    with ApiClient.using(submission.workspace, client, max_attempts=1) as api:
         for part in submission.parts.filter(batch=None).order_by("index"):
             if not _claim_part(part, timezone.now()):
                 continue  # another worker is creating it
             try:
-                _create_part(client, submission, part)
+                _create_part(api, submission, part)
             except ApiError as error:
                 SubmissionPart.objects.filter(pk=part.pk).update(
                     claimed_until=None, error=str(error)
@@ -320,8 +319,5 @@ def create_batches(submission_id: int, *, client: ApiClient | None = None) -> Su
             Submission.objects.filter(pk=submission.pk).update(
                 state=Submission.State.SUBMITTED, submitted_at=timezone.now()
             )
-    finally:
-        if own_client:
-            client.close()
     submission.refresh_from_db()
     return submission

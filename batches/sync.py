@@ -152,10 +152,9 @@ def sync_workspace(workspace_id: int, *, client: ApiClient | None = None) -> Syn
     full = workspace.last_full_sync_at is None or started - workspace.last_full_sync_at >= (
         timedelta(seconds=settings.FULL_SYNC_INTERVAL_SECONDS)
     )
-    own_client = client is None
-    client = client or ApiClient.for_workspace(workspace)
     try:
-        _sync(workspace, client, started, full, report)
+        with ApiClient.using(workspace, client) as api:
+            _sync(workspace, api, started, full, report)
     except ApiError as error:
         report.error = str(error)
         logger.warning("Sync of workspace %s failed: %s", workspace.name, error)
@@ -169,9 +168,6 @@ def sync_workspace(workspace_id: int, *, client: ApiClient | None = None) -> Syn
         if full:
             done["last_full_sync_at"] = started
         release_workspace(workspace.pk, **done)
-    finally:
-        if own_client:
-            client.close()
     report.to_ingest = list(
         Batch.objects.filter(workspace=workspace)
         .needing_ingestion(timezone.now())
@@ -336,16 +332,17 @@ def ingest_results(batch_id: int, *, client: ApiClient | None = None) -> IngestR
         return report
     batch = Batch.objects.select_related("workspace").get(pk=batch_id)
     report.expected = batch.total
-    own_client = client is None
-    client = client or ApiClient.for_workspace(batch.workspace)
     chunk_size = settings.INGEST_CHUNK_SIZE
     temp = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed or moved in every path below)
         prefix="results-", suffix=".jsonl.gz", delete=False
     )
     try:
-        with gzip.GzipFile(fileobj=temp, mode="wb") as raw:
+        with (
+            ApiClient.using(batch.workspace, client) as api,
+            gzip.GzipFile(fileobj=temp, mode="wb") as raw,
+        ):
             rows: list[Result] = []
-            for number, line in enumerate(client.iter_results(batch.results_url), start=1):
+            for number, line in enumerate(api.iter_results(batch.results_url), start=1):
                 raw.write(line + b"\n")
                 try:
                     parsed = json.loads(line)
@@ -403,6 +400,4 @@ def ingest_results(batch_id: int, *, client: ApiClient | None = None) -> IngestR
         temp.close()
         if os.path.exists(temp.name):
             os.unlink(temp.name)
-        if own_client:
-            client.close()
     return report

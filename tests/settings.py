@@ -19,3 +19,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # One file per run, so two runs on one checkout never share it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
+
+# Threads the tests start (a Celery worker's pool, background syncs) each open a connection;
+# closing it after every task lets the test database be dropped at the end of the run.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
