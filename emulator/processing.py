@@ -9,6 +9,7 @@ of the request itself, so results are generated while they stream and never stor
 import hashlib
 import json
 import math
+import re
 import secrets
 import string
 from collections.abc import Iterator
@@ -309,11 +310,33 @@ def _input_tokens(params: dict) -> tuple[int, int]:
     return total - cached, cached
 
 
-_FILLER = (
-    "sandbox answer: the emulator reads your prompt and replies with a stable, made-up text "
-    "that grows with the question so pages, prices and downloads have something real to show"
+# Sentences of a made-up answer: read in a loop from a place chosen by the request, so the text is
+# stable for a request, differs between requests, and grows as long as the answer needs to be.
+_SENTENCES = (
+    "This is a sandbox answer, written by the local emulator rather than by a model.",
+    "It is derived from your prompt alone, so the same request always gets the same reply.",
+    "Its length grows with the question, which gives the token counts and prices real numbers.",
+    "Results, downloads and costs behave here exactly as they will with the real API.",
+    "Point the workspace at the real API with a key to get real answers instead.",
 )
-_WORDS = _FILLER.split()
+_WORDS = " ".join(_SENTENCES).split()
+_SENTENCE_STARTS = [
+    sum(len(sentence.split()) for sentence in _SENTENCES[:index])
+    for index in range(len(_SENTENCES))
+]
+# A prompt that asks to choose among these gets one of them, so a classification CSV comes back
+# with a believable answer column.
+_LABEL_SETS = (("positive", "negative", "neutral"), ("yes", "no"), ("true", "false"))
+
+
+def _answer_words(prompt: str, seed: int, wanted: int) -> list[str]:
+    lowered = prompt.lower()
+    for labels in _LABEL_SETS:
+        if all(re.search(rf"\b{label}\b", lowered) for label in labels):
+            return [labels[seed % len(labels)].capitalize()]
+    start = _SENTENCE_STARTS[seed % len(_SENTENCES)]
+    topic = " ".join(prompt.split()[:12]) or "an empty prompt"
+    return [f"On “{topic}”:"] + [_WORDS[(start + i) % len(_WORDS)] for i in range(wanted)]
 
 
 def _tool_input(schema: dict, prompt: str) -> dict:
@@ -332,8 +355,7 @@ def generate_message(batch_id: str, custom_id: str, params: dict) -> dict:
     seed = int(hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8], 16)
     wanted = 12 + seed % 40 + len(prompt.split()) // 2
     cap = params["max_tokens"]
-    words = [f"[{prompt[:60]}]" if prompt else "[no text]"]
-    words += [_WORDS[(seed + i) % len(_WORDS)] for i in range(wanted)]
+    words = _answer_words(prompt, seed, wanted)
     content = []
     stop_reason = "end_turn"
     tools = [t for t in params.get("tools") or [] if "input_schema" in t]
