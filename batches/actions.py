@@ -98,7 +98,8 @@ def refresh_batch(batch: Batch, *, client: ApiClient | None = None) -> Batch:
     sync.upsert_batches(batch.workspace, [item], timezone.now())
     batch.refresh_from_db()
     if batch.is_ended and batch.results_ingested_at is None and not batch.archived_at:
-        Batch.objects.filter(pk=batch.pk).update(ingest_attempts=0, ingest_claimed_until=None)
+        # Lift the backoff and the attempt limit; an ingestion that runs now keeps its claim.
+        Batch.objects.filter(pk=batch.pk).update(ingest_attempts=0, ingest_not_before=None)
         tasks.ingest_results.delay_on_commit(batch.pk)
     return batch
 

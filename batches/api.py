@@ -182,10 +182,10 @@ class ApiClient:
         self.close()
 
     # The retry policy ---------------------------------------------------------------------------
-    def _retrying(self) -> Retrying:
+    def _retrying(self, attempts: int | None = None) -> Retrying:
         return Retrying(
             retry=retry_if_exception(lambda error: isinstance(error, ApiError) and error.retryable),
-            stop=stop_after_attempt(self.max_attempts),
+            stop=stop_after_attempt(attempts or self.max_attempts),
             wait=_WaitHonouringRetryAfter(initial=0.5, maximum=settings.API_RETRY_MAX_WAIT_SECONDS),
             sleep=lambda seconds: sleep(seconds),
             before_sleep=_log_retry,
@@ -211,9 +211,9 @@ class ApiClient:
             raise error
         return response
 
-    def request(self, method: str, path: str, **kwargs) -> Any:
+    def request(self, method: str, path: str, *, attempts: int | None = None, **kwargs) -> Any:
         """One JSON call, retried while the failure is one a retry can help."""
-        response = self._retrying()(self._send_once, method, path, **kwargs)
+        response = self._retrying(attempts)(self._send_once, method, path, **kwargs)
         try:
             return response.json()
         except ValueError as exc:
@@ -225,16 +225,18 @@ class ApiClient:
             ) from exc
 
     # The calls ----------------------------------------------------------------------------------
-    def create_batch(self, requests: list[dict]) -> dict:
-        return self.request("POST", "/v1/messages/batches", json={"requests": requests})
+    def create_batch(self, body) -> dict:
+        """Create a batch from an encoded body (bytes or a file, streamed from disk).
 
-    def create_batch_raw(self, body: bytes) -> dict:
-        """Create from an already-encoded body, so a large batch is not re-encoded in memory."""
+        Never retried here, whatever `max_attempts` says: if the answer is lost the batch may
+        exist, and only the caller can look for it before trying again (see submissions.py).
+        """
         return self.request(
             "POST",
             "/v1/messages/batches",
             content=body,
             headers={"content-type": "application/json"},
+            attempts=1,
         )
 
     def retrieve_batch(self, batch_id: str) -> dict:
@@ -302,9 +304,21 @@ class ApiClient:
 
         response = self._retrying()(open_stream)
         try:
-            for line in response.iter_lines():
-                if line.strip():
-                    yield line.encode("utf-8")
+            # Split on b"\n" only, on bytes: httpx's iter_lines also splits text on U+2028 and
+            # friends, which may appear raw inside an answer. The lines stay the API's bytes.
+            buffer = bytearray()
+            for chunk in response.iter_bytes():
+                searched = len(buffer)
+                buffer += chunk
+                start = 0
+                while (end := buffer.find(b"\n", max(start, searched))) != -1:
+                    line = bytes(buffer[start:end]).rstrip(b"\r")
+                    if line.strip():
+                        yield line
+                    start = end + 1
+                del buffer[:start]
+            if bytes(buffer).strip():
+                yield bytes(buffer).rstrip(b"\r")
         except (httpx.TransportError, httpx.StreamError) as exc:
             raise ApiError(
                 f"The results stream broke off: {exc}",

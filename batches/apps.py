@@ -1,6 +1,7 @@
-import os
-
 from django.apps import AppConfig
+from django.conf import settings
+
+from dashboard.env import env_str
 
 
 class BatchesConfig(AppConfig):
@@ -11,9 +12,10 @@ class BatchesConfig(AppConfig):
         """Called by `make run` after migrating: the Sandbox, and the real API when a key is set."""
         from batches.workspaces import ensure_real_api_workspace, ensure_sandbox
 
-        sandbox = ensure_sandbox()
-        say(f"supervisor | Workspace {sandbox.name!r} uses the built-in emulator.")
-        real = ensure_real_api_workspace(os.environ.get("ANTHROPIC_API_KEY", ""))
+        if settings.EMULATOR_ENABLED:
+            sandbox = ensure_sandbox()
+            say(f"supervisor | Workspace {sandbox.name!r} uses the built-in emulator.")
+        real = ensure_real_api_workspace(env_str("ANTHROPIC_API_KEY", ""))
         if real:
             say(
                 f"supervisor | Workspace {real.name!r} created with the key from ANTHROPIC_API_KEY."

@@ -9,7 +9,6 @@ first `FIRST_PROBLEMS` are kept in memory for the page.
 
 import codecs
 import csv
-import functools
 import gzip
 import io
 import json
@@ -21,13 +20,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jsonschema_rs
 from django.conf import settings
 
 from batches.pricing import Estimate
+from dashboard.schemas import CUSTOM_ID
+from dashboard.schemas import validator as schema_validator
 
-SCHEMA_PATH = Path(settings.BASE_DIR) / "dashboard" / "schemas" / "anthropic-openapi-batches.json"
-CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+# The longest line read: one request can carry images and PDFs, but not more than this. A longer
+# line is reported and skipped without being held in memory.
+MAX_LINE_BYTES = 64 * 1024 * 1024
 FIRST_PROBLEMS = 100
 PREVIEW_REQUESTS = 5
 GZIP_MAGIC = b"\x1f\x8b"
@@ -44,6 +45,7 @@ CONTENT_BLOCK_TYPES = (
     "server_tool_use",
     "web_search_tool_result",
 )
+FIX_NESTING = "Flatten it: no real request nests lists and objects hundreds of levels deep."
 FIX_UTF8 = "Save the file as UTF-8 (in Excel: “CSV UTF-8”; in an editor: encoding UTF-8)."
 
 
@@ -164,17 +166,6 @@ class Splitter:
         return len(self.parts) - 1
 
 
-@functools.cache
-def _request_validator() -> jsonschema_rs.Validator:
-    """The published schema of one batch request, compiled once per process."""
-    document = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    wrapper = {
-        "$ref": "#/components/schemas/MessageBatchIndividualRequestParams",
-        "components": document["components"],
-    }
-    return jsonschema_rs.validator_for(wrapper, validate_formats=False)
-
-
 def field_name(path) -> str:
     """`["params", "messages", 0, "content"]` as `params.messages[0].content`."""
     text = ""
@@ -194,7 +185,11 @@ def _value_at(document, path):
 
 def schema_problems(line: int, item: dict) -> list[Problem]:
     problems = []
-    for error in _request_validator().iter_errors(item):
+    try:
+        errors = list(schema_validator("MessageBatchIndividualRequestParams").iter_errors(item))
+    except ValueError:  # the validator's recursion limit, on absurdly nested input
+        return [Problem(line, "", "The request is nested too deeply to check.", FIX_NESTING)]
+    for error in errors:
         path = list(error.instance_path)
         if path == ["custom_id"] and type(error.kind).__name__ != "Type":
             continue  # the pattern and length are checked with a clearer message
@@ -431,12 +426,24 @@ class FileDamaged(Exception):
         self.problem = problem
 
 
-def physical_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, bytes without the line ending); BOM dropped; gzip damage reported."""
+def physical_lines(path: Path, too_long=None) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes without the line ending); BOM dropped; gzip damage reported.
+
+    A line over MAX_LINE_BYTES is skipped without being held (it comes out empty), and
+    `too_long(number)` is told about it.
+    """
     number = 0
     with open_binary(path) as handle:
         try:
-            for number, raw in enumerate(handle, start=1):
+            while raw := handle.readline(MAX_LINE_BYTES + 1):
+                number += 1
+                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
+                        pass
+                    if too_long is not None:
+                        too_long(number)
+                    yield number, b""
+                    continue
                 if number == 1 and raw.startswith(UTF8_BOM):
                     raw = raw[len(UTF8_BOM) :]
                 yield number, raw.rstrip(b"\r\n")
@@ -449,6 +456,20 @@ def physical_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                     "Compress the file again, or upload it uncompressed.",
                 )
             ) from None
+
+
+def _line_too_long(validator: "Validator"):
+    def report(number: int) -> None:
+        validator.problem(
+            Problem(
+                number,
+                "",
+                f"Line {number} is longer than {MAX_LINE_BYTES // 1_000_000} MB.",
+                "Split it: one line holds one request (is a line ending missing?).",
+            )
+        )
+
+    return report
 
 
 def _decode(number: int, raw: bytes, validator: Validator) -> str | None:
@@ -468,12 +489,17 @@ def _decode(number: int, raw: bytes, validator: Validator) -> str | None:
 
 
 def read_jsonl(path: Path, validator: Validator) -> Iterator[Request]:
-    for number, raw in physical_lines(path):
+    for number, raw in physical_lines(path, _line_too_long(validator)):
         text = _decode(number, raw, validator)
         if text is None or not text.strip():
             continue
         try:
             item = json.loads(text)
+        except RecursionError:
+            validator.problem(
+                Problem(number, "", "The line is nested too deeply to read.", FIX_NESTING)
+            )
+            continue
         except json.JSONDecodeError as exc:
             validator.problem(
                 Problem(
@@ -492,7 +518,7 @@ def read_jsonl(path: Path, validator: Validator) -> Iterator[Request]:
 
 def _csv_text_lines(path: Path, validator: Validator) -> Iterator[str]:
     """Decoded lines with their endings, as csv.reader wants them; bad UTF-8 reported per line."""
-    for number, raw in physical_lines(path):
+    for number, raw in physical_lines(path, _line_too_long(validator)):
         text = _decode(number, raw, validator)
         yield (text if text is not None else raw.decode("utf-8", "replace")) + "\n"
 

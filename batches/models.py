@@ -101,7 +101,10 @@ class BatchQuerySet(models.QuerySet):
             results_ingested_at__isnull=True,
             archived_at__isnull=True,
             ingest_attempts__lt=Batch.MAX_INGEST_ATTEMPTS,
-        ).filter(Q(ingest_claimed_until__isnull=True) | Q(ingest_claimed_until__lt=now))
+        ).filter(
+            Q(ingest_claimed_until__isnull=True) | Q(ingest_claimed_until__lt=now),
+            Q(ingest_not_before__isnull=True) | Q(ingest_not_before__lte=now),
+        )
 
 
 class Batch(models.Model):
@@ -180,7 +183,10 @@ class Batch(models.Model):
     ingest_error = models.TextField(blank=True)
     ingest_mismatch = models.TextField(blank=True)
     ingest_attempts = models.PositiveIntegerField(default=0)
+    # The lease of the ingestion that runs now (it lapses if that process dies) ...
     ingest_claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # ... and, apart from it, when a failed ingestion may be tried again (backing off).
+    ingest_not_before = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = BatchQuerySet.as_manager()
 
@@ -190,8 +196,8 @@ class Batch(models.Model):
             models.UniqueConstraint(fields=["workspace", "api_id"], name="batch_unique_api_id"),
         ]
         indexes = [
-            # The poller's query: Batch.objects.due_for_poll(now), the active batches whose
-            # next poll time has come.
+            # The sync's query for active batches the listing did not reach:
+            # Batch.objects.due_for_poll(now), those whose next poll time has come.
             models.Index(
                 fields=["next_poll_at"],
                 name="batch_due_for_poll",
@@ -333,6 +339,7 @@ class Submission(models.Model):
     models_used = models.JSONField(default=dict, blank=True, help_text="model id: request count")
     estimate = models.JSONField(default=dict, blank=True)
     validated_at = models.DateTimeField(null=True, blank=True)
+    submit_requested_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     submit_error = models.TextField(blank=True)
 

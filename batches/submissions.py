@@ -107,7 +107,10 @@ def validate_submission(submission: Submission) -> intake.Report:
     csv_options = None
     if submission.source_format == Submission.Format.CSV:
         csv_options = intake.CsvOptions.from_dict(submission.csv_options)
-    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as report_out:
+    # The full report goes to a file as the problems are found, and is stored from that file:
+    # a broken 2 GB upload has a large report, which never sits in memory.
+    with tempfile.TemporaryFile() as raw:
+        report_out = io.TextIOWrapper(raw, encoding="utf-8", newline="", write_through=True)
         report = intake.validate_file(
             Path(submission.upload.path),
             submission.source_format,
@@ -116,12 +119,13 @@ def validate_submission(submission: Submission) -> intake.Report:
             oversize=submission.oversize,
             report_out=report_out,
         )
-        report_out.seek(0)
+        report_out.flush()
+        raw.seek(0)
         if submission.report_file:
             submission.report_file.delete(save=False)
         if report.problem_count:
-            data = io.BytesIO(report_out.read().encode("utf-8"))
-            submission.report_file.save("problems.csv", File(data), save=False)
+            submission.report_file.save("problems.csv", File(raw), save=False)
+        report_out.detach()
     submission.request_count = report.request_count
     submission.request_bytes = report.request_bytes
     submission.problem_count = report.problem_count
@@ -155,8 +159,26 @@ def request_submit(submission: Submission) -> bool:
     """Ready → submitting, once. False when it was not ready (already submitted, or problems)."""
     changed = Submission.objects.filter(
         pk=submission.pk, state__in=[Submission.State.READY, Submission.State.FAILED]
-    ).update(state=Submission.State.SUBMITTING, submit_error="")
+    ).update(state=Submission.State.SUBMITTING, submit_error="", submit_requested_at=timezone.now())
     return changed == 1
+
+
+# A submit task that has not finished this long after it was asked for is presumed lost (a
+# worker killed, a broker that dropped the message): `stalled_submissions` hands it out again.
+# The part claims make a second task harmless even when the first is merely slow.
+SUBMIT_STALL = timedelta(minutes=2)
+
+
+def stalled_submissions(now: datetime) -> list[int]:
+    from django.db.models import Q
+
+    stalled = Submission.objects.filter(
+        state=Submission.State.SUBMITTING, submit_requested_at__lt=now - SUBMIT_STALL
+    ).exclude(
+        # A part being created right now holds a live claim.
+        parts__claimed_until__gte=now
+    )
+    return list(stalled.filter(Q(parts__batch=None)).distinct().values_list("pk", flat=True))
 
 
 def store_requests(submission: Submission) -> int:
@@ -208,22 +230,46 @@ def _create_body(submission: Submission, part: SubmissionPart):
     return body
 
 
-def _find_lost_batch(client: ApiClient, part: SubmissionPart, since: datetime) -> dict | None:
-    """A batch this part's earlier create made although its answer never arrived."""
+# The API can briefly not list a batch it has just created: look a few times before deciding
+# that a lost create made nothing.
+LOOKUP_DELAYS = (0, 2, 5)
+
+
+def _find_lost_batch(client: ApiClient, part: SubmissionPart) -> dict | None:
+    """The batch an earlier create of this part made although its answer never arrived.
+
+    A candidate is a batch of the part's size, created between the first attempt and now, that
+    no other part has adopted. More than one is a question only a person can answer.
+    """
+    since = part.create_started_at - CLOCK_SLACK
+    until = timezone.now() + CLOCK_SLACK
     taken = set(
         Batch.objects.filter(workspace=part.submission.workspace)
         .exclude(submission_part=None)
         .values_list("api_id", flat=True)
     )
-    page = client.list_batches(limit=100)
-    for item in page.data:
-        created = api_fields(item)["created_at"]
-        total = sum(item["request_counts"].values())
-        if created < since - CLOCK_SLACK:
-            break  # newest first: the rest are older still
-        if item["id"] not in taken and total == part.request_count:
-            return item
-    return None
+    candidates: list[dict] = []
+    for delay in LOOKUP_DELAYS:
+        if delay:
+            api.sleep(delay)
+        candidates = [
+            item
+            for item in client.list_batches(limit=100).data
+            if item["id"] not in taken
+            and since <= api_fields(item)["created_at"] <= until
+            and sum(item["request_counts"].values()) == part.request_count
+        ]
+        if candidates:
+            break
+    if len(candidates) > 1:
+        raise ApiError(
+            f"{len(candidates)} batches of {part.request_count:,} requests were created in this "
+            "workspace while the answer to ours was lost, so the dashboard cannot tell which one "
+            "is this file's. Check them on the batch list before trying again: "
+            + ", ".join(item["id"] for item in candidates),
+            error_type="ambiguous_create",
+        )
+    return candidates[0] if candidates else None
 
 
 def _claim_part(part: SubmissionPart, now: datetime) -> bool:
@@ -264,9 +310,9 @@ def _create_part(client: ApiClient, submission: Submission, part: SubmissionPart
     for attempt in range(1, attempts + 1):
         part.refresh_from_db()
         if part.create_started_at is not None:
-            found = _find_lost_batch(client, part, part.create_started_at)
+            found = _find_lost_batch(client, part)
             if found is not None:
-                logger.info("Adopting batch %s, created by a create whose answer was lost",
+                logger.info("Adopting batch %s, made by a create whose answer was lost",
                             found["id"])  # fmt: skip
                 return _record_batch(submission, part, found)
         SubmissionPart.objects.filter(pk=part.pk).update(
@@ -275,18 +321,11 @@ def _create_part(client: ApiClient, submission: Submission, part: SubmissionPart
         )
         with _create_body(submission, part) as body:
             try:
-                # One attempt only: a retried create could make a second batch. Retries happen
-                # here, after looking for the batch the lost attempt may have made.
-                item = client.request(
-                    "POST",
-                    "/v1/messages/batches",
-                    content=body.read(),
-                    headers={"content-type": "application/json"},
-                )
+                item = client.create_batch(body)  # streamed from disk; never retried inside
             except ApiError as error:
                 if not error.retryable or attempt == attempts:
                     raise
-                api.sleep(min(2**attempt, 30))
+                api.sleep(max(error.retry_after or 0, min(2**attempt, 30)))
                 continue
         return _record_batch(submission, part, item)
     raise AssertionError("unreachable")
@@ -297,27 +336,36 @@ def create_batches(submission_id: int, *, client: ApiClient | None = None) -> Su
     submission = Submission.objects.select_related("workspace", "created_by").get(pk=submission_id)
     if submission.state != Submission.State.SUBMITTING:
         return submission
-    store_requests(submission)
-    # One attempt per call: a retried create could make a second batch (see _create_part).
-    with ApiClient.using(submission.workspace, client, max_attempts=1) as api:
-        for part in submission.parts.filter(batch=None).order_by("index"):
-            if not _claim_part(part, timezone.now()):
-                continue  # another worker is creating it
-            try:
-                _create_part(api, submission, part)
-            except ApiError as error:
-                SubmissionPart.objects.filter(pk=part.pk).update(
-                    claimed_until=None, error=str(error)
-                )
-                Submission.objects.filter(pk=submission.pk).update(
-                    state=Submission.State.FAILED, submit_error=str(error)
-                )
-                logger.warning("Submitting %s failed: %s", submission.key, error)
-                submission.refresh_from_db()
-                return submission
-        if not submission.parts.filter(batch=None).exists():
-            Submission.objects.filter(pk=submission.pk).update(
-                state=Submission.State.SUBMITTED, submitted_at=timezone.now()
-            )
+    try:
+        store_requests(submission)
+        with ApiClient.using(submission.workspace, client) as client:
+            _create_parts(client, submission)
+    except Exception as error:
+        # Not a refusal from the API but a fault of ours (or of the database): say so, keep
+        # what was created, and let the user try again rather than leave "submitting" forever.
+        logger.exception("Submitting %s failed", submission.key)
+        Submission.objects.filter(pk=submission.pk).update(
+            state=Submission.State.FAILED,
+            submit_error=f"An unexpected error stopped the submission ({type(error).__name__}).",
+        )
     submission.refresh_from_db()
     return submission
+
+
+def _create_parts(client: ApiClient, submission: Submission) -> None:
+    for part in submission.parts.filter(batch=None).order_by("index"):
+        if not _claim_part(part, timezone.now()):
+            continue  # another worker is creating it
+        try:
+            _create_part(client, submission, part)
+        except ApiError as error:
+            SubmissionPart.objects.filter(pk=part.pk).update(claimed_until=None, error=str(error))
+            Submission.objects.filter(pk=submission.pk).update(
+                state=Submission.State.FAILED, submit_error=str(error)
+            )
+            logger.warning("Submitting %s failed: %s", submission.key, error)
+            return
+    if not submission.parts.filter(batch=None).exists():
+        Submission.objects.filter(pk=submission.pk).update(
+            state=Submission.State.SUBMITTED, submitted_at=timezone.now()
+        )

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.files import File
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -26,7 +25,15 @@ from batches.models import COUNT_FIELDS, Batch, Result, Workspace
 
 logger = logging.getLogger(__name__)
 
-SYNC_LEASE = timedelta(minutes=5)
+
+def _lease() -> timedelta:
+    """How long a claim holds: longer than a task may run, so a live holder never loses it."""
+    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+
+
+# Ids are compared in Python and written in slices this size, under every database's limit on
+# query parameters (SQLite's is 32,766).
+ID_SLICE = 5000
 API_FIELDS = (
     "processing_status",
     *COUNT_FIELDS,
@@ -128,17 +135,24 @@ def upsert_batches(workspace: Workspace, items: list[dict], now: datetime) -> tu
     return len(new), len({batch.pk for batch, _ in changed})
 
 
-def claim_workspace(workspace_id: int, now: datetime) -> bool:
+def claim_workspace(workspace_id: int, now: datetime) -> datetime | None:
+    """Hold the workspace for one sync. Returns the claim (its expiry, which also serves as the
+    token that releases it), or None when another sync holds it."""
+    until = now + _lease()
     claimed = (
         Workspace.objects.filter(pk=workspace_id)
         .filter(Q(sync_claimed_until__isnull=True) | Q(sync_claimed_until__lt=now))
-        .update(sync_claimed_until=now + SYNC_LEASE)
+        .update(sync_claimed_until=until)
     )
-    return claimed == 1
+    return until if claimed == 1 else None
 
 
-def release_workspace(workspace_id: int, **fields) -> None:
-    Workspace.objects.filter(pk=workspace_id).update(sync_claimed_until=None, **fields)
+def release_workspace(workspace_id: int, claim: datetime, **fields) -> None:
+    # Only our own claim is released: if it lapsed and another sync took the workspace, that
+    # sync keeps it.
+    Workspace.objects.filter(pk=workspace_id, sync_claimed_until=claim).update(
+        sync_claimed_until=None, **fields
+    )
 
 
 def sync_workspace(workspace_id: int, *, client: ApiClient | None = None) -> SyncReport:
@@ -146,7 +160,8 @@ def sync_workspace(workspace_id: int, *, client: ApiClient | None = None) -> Syn
     workspace = Workspace.objects.get(pk=workspace_id)
     report = SyncReport(workspace.name)
     started = timezone.now()
-    if not claim_workspace(workspace.pk, started):
+    claim = claim_workspace(workspace.pk, started)
+    if claim is None:
         report.skipped = True
         return report
     full = workspace.last_full_sync_at is None or started - workspace.last_full_sync_at >= (
@@ -158,16 +173,16 @@ def sync_workspace(workspace_id: int, *, client: ApiClient | None = None) -> Syn
     except ApiError as error:
         report.error = str(error)
         logger.warning("Sync of workspace %s failed: %s", workspace.name, error)
-        release_workspace(workspace.pk, last_sync_error=report.error)
+        release_workspace(workspace.pk, claim, last_sync_error=report.error)
     except Exception as error:
         report.error = f"Unexpected error: {error!r}"
         logger.exception("Sync of workspace %s failed", workspace.name)
-        release_workspace(workspace.pk, last_sync_error=report.error)
+        release_workspace(workspace.pk, claim, last_sync_error=report.error)
     else:
         done = {"last_synced_at": timezone.now(), "last_sync_error": ""}
         if full:
             done["last_full_sync_at"] = started
-        release_workspace(workspace.pk, **done)
+        release_workspace(workspace.pk, claim, **done)
     report.to_ingest = list(
         Batch.objects.filter(workspace=workspace)
         .needing_ingestion(timezone.now())
@@ -183,6 +198,9 @@ def refresh_models(workspace: Workspace, client: ApiClient, now: datetime) -> No
     """Keep the workspace's model list (the upload form's choices) at most an hour old."""
     if workspace.models_fetched_at and now - workspace.models_fetched_at < MODELS_REFRESH:
         return
+    # Fetched once an hour, not once a tick: also when the call fails, so a workspace whose
+    # model list is unavailable does not spend its rate limit retrying it.
+    Workspace.objects.filter(pk=workspace.pk).update(models_fetched_at=now)
     models = [
         {"id": item["id"], "display_name": item.get("display_name") or item["id"],
          "max_tokens": item.get("max_tokens")}
@@ -194,7 +212,11 @@ def refresh_models(workspace: Workspace, client: ApiClient, now: datetime) -> No
 def _sync(
     workspace: Workspace, client: ApiClient, now: datetime, full: bool, report: SyncReport
 ) -> None:
-    refresh_models(workspace, client, now)
+    try:
+        refresh_models(workspace, client, now)
+    except ApiError as error:
+        # The model list only feeds the upload form: the batches matter more.
+        logger.warning("Model list of %s unavailable: %s", workspace.name, error)
     known = Batch.objects.filter(workspace=workspace, gone_at__isnull=True)
     known_ended = set(known.filter(processing_status=Batch.Status.ENDED).values_list("api_id"))
     known_ended = {api_id for (api_id,) in known_ended}
@@ -211,11 +233,17 @@ def _sync(
             break
     report.listed = len(listed)
 
-    # Active batches the listing did not reach (or no longer shows): ask for each one.
-    for batch in known.active().exclude(api_id__in=listed).filter(created_at__lt=now):
+    # Active batches the listing did not reach (or no longer shows), when their poll is due:
+    # ask for each one.
+    for batch in known.due_for_poll(now).filter(created_at__lt=now).iterator():
+        if batch.api_id in listed:
+            continue
         report.refreshed += 1
         try:
             upsert_batches(workspace, [client.retrieve_batch(batch.api_id)], now)
+            Batch.objects.filter(pk=batch.pk, processing_status__in=Batch.ACTIVE).update(
+                next_poll_at=_next_poll(now)
+            )
         except ApiError as error:
             if not error.is_not_found:
                 raise
@@ -224,10 +252,14 @@ def _sync(
     if full:
         # A full listing that misses a batch we know means it was deleted elsewhere. Results we
         # stored stay; the batch is only marked. Young batches get the benefit of the doubt.
-        missing = known.exclude(api_id__in=listed).filter(
+        candidates = known.filter(
             created_at__lt=now - Batch.NOT_FOUND_GRACE, first_seen_at__lt=now
-        )
-        report.gone += missing.update(gone_at=now, next_poll_at=None)
+        ).values_list("pk", "api_id")
+        missing = [pk for pk, api_id in candidates.iterator() if api_id not in listed]
+        for start in range(0, len(missing), ID_SLICE):
+            report.gone += Batch.objects.filter(pk__in=missing[start : start + ID_SLICE]).update(
+                gone_at=now, next_poll_at=None
+            )
 
 
 def _not_found(batch: Batch, now: datetime) -> int:
@@ -256,14 +288,13 @@ class IngestReport:
     error: str = ""
 
 
-def claim_batch_for_ingestion(batch_id: int, now: datetime) -> bool:
-    lease = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+def claim_batch_for_ingestion(batch_id: int, now: datetime) -> datetime | None:
+    """Hold the batch for one ingestion; the claim (its expiry) releases it, as for syncs."""
+    until = now + _lease()
     claimed = (
-        Batch.objects.filter(pk=batch_id)
-        .needing_ingestion(now)
-        .update(ingest_claimed_until=now + lease)
+        Batch.objects.filter(pk=batch_id).needing_ingestion(now).update(ingest_claimed_until=until)
     )
-    return claimed == 1
+    return until if claimed == 1 else None
 
 
 def result_fields(line: dict) -> dict:
@@ -327,7 +358,8 @@ def ingest_results(batch_id: int, *, client: ApiClient | None = None) -> IngestR
     """
     report = IngestReport(batch_id)
     now = timezone.now()
-    if not claim_batch_for_ingestion(batch_id, now):
+    claim = claim_batch_for_ingestion(batch_id, now)
+    if claim is None:
         report.skipped = True
         return report
     batch = Batch.objects.select_related("workspace").get(pk=batch_id)
@@ -375,26 +407,27 @@ def ingest_results(batch_id: int, *, client: ApiClient | None = None) -> IngestR
             batch.results_file.save(
                 f"{batch.workspace.slug}/{batch.api_id}.jsonl.gz", File(handle), save=False
             )
-        with transaction.atomic():
-            Batch.objects.filter(pk=batch.pk).update(
-                results_file=batch.results_file.name,
-                results_ingested=report.stored,
-                results_ingested_at=timezone.now(),
-                ingest_mismatch=report.mismatch,
-                ingest_error="",
-                ingest_attempts=batch.ingest_attempts + 1,
-                ingest_claimed_until=None,
-            )
+        Batch.objects.filter(pk=batch.pk, ingest_claimed_until=claim).update(
+            results_file=batch.results_file.name,
+            results_ingested=report.stored,
+            results_ingested_at=timezone.now(),
+            ingest_mismatch=report.mismatch,
+            ingest_error="",
+            ingest_attempts=batch.ingest_attempts + 1,
+            ingest_claimed_until=None,
+            ingest_not_before=None,
+        )
     except ApiError as error:
         report.error = str(error)
         logger.warning("Ingesting results of %s failed: %s", batch.api_id, error)
         # Try again later, backing off: 15 s, 30 s, 1 min, ... up to an hour.
         attempts = batch.ingest_attempts + 1
         backoff = timedelta(seconds=min(15 * 2 ** (attempts - 1), 3600))
-        Batch.objects.filter(pk=batch.pk).update(
+        Batch.objects.filter(pk=batch.pk, ingest_claimed_until=claim).update(
             ingest_error=report.error,
             ingest_attempts=attempts,
-            ingest_claimed_until=timezone.now() + backoff,
+            ingest_claimed_until=None,
+            ingest_not_before=timezone.now() + backoff,
         )
     finally:
         temp.close()

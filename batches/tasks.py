@@ -2,9 +2,17 @@
 instances."""
 
 from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
 
-from batches import notices, summaries, sync
+from batches import notices, submissions, summaries, sync
 from batches.models import Batch, Workspace
+
+
+def _tick_expiry() -> float:
+    """A sync or ingestion that waited a whole tick in the queue is stale: the next tick sends
+    a fresh one. So a worker that was down does not come back to a pile of repeats."""
+    return settings.SYNC_INTERVAL_SECONDS
 
 
 @shared_task
@@ -12,7 +20,7 @@ def sync_all_workspaces() -> int:
     """The beat's tick: one sync task per workspace, so one slow or broken key stalls no other."""
     ids = list(Workspace.objects.values_list("pk", flat=True))
     for workspace_id in ids:
-        sync_workspace.delay(workspace_id)
+        sync_workspace.apply_async((workspace_id,), expires=_tick_expiry())
     return len(ids)
 
 
@@ -20,7 +28,7 @@ def sync_all_workspaces() -> int:
 def sync_workspace(workspace_id: int) -> str:
     report = sync.sync_workspace(workspace_id)
     for batch_id in report.to_ingest:
-        ingest_results.delay(batch_id)
+        ingest_results.apply_async((batch_id,), expires=_tick_expiry())
     if (
         Workspace.objects.filter(pk=workspace_id)
         .exclude(notify_email=False, notify_webhook_url="")
@@ -47,10 +55,14 @@ def announce_batch_end(batch_id: int) -> dict:
 
 @shared_task
 def submit_submission(submission_id: int) -> str:
-    """Create the batches of a submission that was moved to `submitting` (see submissions.py).
+    """Create the batches of a submission that was moved to `submitting` (see submissions.py)."""
+    return submissions.create_batches(submission_id).state
 
-    (Owned by the intake; keep this task when editing the file.)
-    """
-    from batches.submissions import create_batches
 
-    return create_batches(submission_id).state
+@shared_task
+def resume_submissions() -> int:
+    """On the beat: hand out again the submit tasks that were lost (see SUBMIT_STALL)."""
+    stalled = submissions.stalled_submissions(timezone.now())
+    for submission_id in stalled:
+        submit_submission.delay(submission_id)
+    return len(stalled)

@@ -14,12 +14,9 @@ from batches import intake, submissions, sync, tasks
 from batches.api import ApiClient, ApiError
 from batches.forms import CsvOptionsForm, UploadForm
 from batches.models import Submission, Workspace
+from batches.views import _get_workspace_for_user
 
 logger = logging.getLogger(__name__)
-
-
-def _get_workspace_for_user(request, slug) -> Workspace:
-    return get_object_or_404(Workspace.objects.visible_to(request.user), slug=slug)
 
 
 def _get_submission_for_user(request, slug, key) -> Submission:

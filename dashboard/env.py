@@ -110,3 +110,23 @@ def env_url(name: str, default=_UNSET, *, schemes: tuple[str, ...], environ=None
             + "."
         )
     return value
+
+
+def env_choice(name: str, default: str, choices, environ=None) -> str:
+    value = env_str(name, default, environ)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} is not one of: {', '.join(choices)}.")
+    return value
+
+
+def env_timezone(name: str, default: str, environ=None) -> str:
+    import zoneinfo
+
+    value = env_str(name, default, environ)
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a time zone name such as UTC or Europe/Paris."
+        ) from None
+    return value

@@ -12,7 +12,16 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from dashboard.env import env_bool, env_float, env_int, env_list, env_str, env_url
+from dashboard.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    env_timezone,
+    env_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -129,7 +138,7 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = env_str("TIME_ZONE", "UTC")
+TIME_ZONE = env_timezone("TIME_ZONE", "UTC")
 USE_I18N = False
 USE_TZ = True
 USE_THOUSAND_SEPARATOR = True
@@ -189,7 +198,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+    },
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
@@ -261,9 +273,17 @@ CELERY_BEAT_SCHEDULE = {
         # A tick that waited longer than the interval is stale: the next one is coming.
         "options": {"expires": SYNC_INTERVAL_SECONDS},
     },
+    "resume-stalled-submissions": {
+        "task": "batches.tasks.resume_submissions",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
 }
 
 # The emulator (the sandbox workspace)
+# Served under /emulator/ (and by `runemulator`) only when on: by default while debugging. In
+# production it would let any visitor store batches, so it is an explicit choice there.
+EMULATOR_ENABLED = env_bool("EMULATOR_ENABLED", DEBUG)
 # A batch ends EMULATOR_BASE_SECONDS + n * EMULATOR_SECONDS_PER_REQUEST after creation: with the
 # defaults 10 requests take about 2 s and 20,000 about 42 s (long enough to cancel one).
 EMULATOR_BASE_SECONDS = env_float("EMULATOR_BASE_SECONDS", 2.0, minimum=0.0)

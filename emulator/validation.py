@@ -5,38 +5,17 @@ list of requests, each `custom_id`, `params` being an object); each request's `p
 against the Messages API later, and a bad one ends `errored` with the message `check_params` gives.
 """
 
-import functools
 import json
 import re
-from pathlib import Path
 
-import jsonschema_rs
-from django.conf import settings
-
+from dashboard.schemas import CUSTOM_ID, validator
 from emulator import catalog
 
-SCHEMA_PATH = Path(settings.BASE_DIR) / "dashboard" / "schemas" / "anthropic-openapi-batches.json"
 MAX_REQUESTS = 100_000
-CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 class InvalidBatch(Exception):
     """The create body breaks the batch's own rules: a 400 whose message names the field."""
-
-
-@functools.cache
-def openapi_document() -> dict:
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-
-
-@functools.cache
-def validator(schema_name: str) -> jsonschema_rs.Validator:
-    """A compiled validator for one schema of the OpenAPI document, built once per process."""
-    wrapper = {
-        "$ref": f"#/components/schemas/{schema_name}",
-        "components": openapi_document()["components"],
-    }
-    return jsonschema_rs.validator_for(wrapper, validate_formats=False)
 
 
 def parse_create_body(raw: bytes) -> list:
@@ -45,6 +24,8 @@ def parse_create_body(raw: bytes) -> list:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidBatch(f"Request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidBatch("Request body is nested too deeply to be read.") from None
     if not isinstance(body, dict):
         raise InvalidBatch("Request body must be a JSON object with a `requests` list.")
     extra = sorted(set(body) - {"requests"})
@@ -134,9 +115,12 @@ def _schema_error(params: dict) -> str | None:
     discriminator) does not match are noise, so the deepest error of a matching branch is kept.
     """
     checker = validator("CreateMessageParams")
-    if checker.is_valid(params):
-        return None
-    errors = checker.evaluate(params).errors()
+    try:
+        if checker.is_valid(params):
+            return None
+        errors = checker.evaluate(params).errors()
+    except ValueError:  # the validator's own recursion limit, on absurdly nested input
+        return "params: Input is nested too deeply"
     mismatched = {
         error["schemaLocation"].split("/properties/")[0]
         for error in errors

@@ -10,7 +10,7 @@ import time
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.http import JsonResponse, StreamingHttpResponse
+from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.common import no_append_slash
@@ -54,6 +54,9 @@ def api_view(methods: tuple[str, ...]):
         @no_append_slash
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
+            if not settings.EMULATOR_ENABLED:
+                # Off in production unless asked for: anyone could store batches in it.
+                raise Http404("The emulator is turned off (EMULATOR_ENABLED).")
             request_id = processing.random_id("req_")
             response = _answer(request, request_id, view, methods, args, kwargs)
             response["request-id"] = request_id

@@ -25,6 +25,7 @@ def _good(custom_id="ok"):
     ("body", "message"),
     [
         (b"{not json", "Request body is not valid JSON"),
+        (b"[" * 100_000, "Request body is nested too deeply to be read."),
         ({}, "requests: Field required"),
         ({"requests": []}, "requests: List should have at least 1 item"),
         ({"requests": [_good()], "extra": 1}, "extra: Extra inputs are not permitted"),

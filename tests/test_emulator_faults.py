@@ -76,3 +76,19 @@ def test_it_answers_slowly_when_asked(emulator_http):
     answer = emulator_http.get("/v1/models", headers=AUTH)
     assert answer.status_code == 200
     assert answer.elapsed.total_seconds() >= 0.05
+
+
+@pytest.mark.django_db
+def test_it_is_off_unless_enabled(client, settings, admin_user):
+    from django.apps import apps
+
+    from batches.models import Workspace
+
+    settings.EMULATOR_ENABLED = False
+    response = client.get("/emulator/v1/models", headers={"x-api-key": "sk-x"})
+    assert response.status_code == 404
+    apps.get_app_config("batches").first_run(lambda text: None)
+    assert not Workspace.objects.filter(is_sandbox=True).exists()
+    settings.EMULATOR_ENABLED = True
+    assert client.get("/emulator/v1/models", headers={"x-api-key": "sk-x",
+                      "anthropic-version": "2023-06-01"}).status_code == 200  # fmt: skip

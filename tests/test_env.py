@@ -74,3 +74,13 @@ def test_it_refuses_both_a_value_and_a_file(tmp_path):
 def test_it_names_an_unreadable_secret_file(tmp_path):
     with pytest.raises(ImproperlyConfigured, match="cannot be read"):
         env_str("SECRET_KEY", environ={"SECRET_KEY_FILE": str(tmp_path / "missing")})
+
+
+def test_it_rejects_a_log_level_or_time_zone_it_does_not_know():
+    from dashboard.env import env_choice, env_timezone
+
+    with pytest.raises(ImproperlyConfigured, match=r"LOG_LEVEL='LOUD' is not one of: DEBUG"):
+        env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO"), environ={"LOG_LEVEL": "LOUD"})
+    with pytest.raises(ImproperlyConfigured, match="is not a time zone name"):
+        env_timezone("TIME_ZONE", "UTC", environ={"TIME_ZONE": "Mars/Olympus"})
+    assert env_timezone("TIME_ZONE", "UTC", environ={"TIME_ZONE": "Europe/Paris"})

@@ -296,3 +296,37 @@ def test_without_a_model_list_models_are_not_checked_and_it_says_so(tmp_path):
     report = check(tmp_path, good(model="claude-anything"), models=None)
     assert report.ok
     assert "model names were not checked" in report.notes[0]
+
+
+def test_deeply_nested_brackets_are_reported_not_crashed_on(tmp_path):
+    report = check(tmp_path, "[" * 100_000 + "\n" + good("ok"))
+    assert report.request_count == 1
+    assert report.problems[0].line == 1
+    assert "nested too deeply to read" in report.problems[0].message
+
+
+def test_valid_but_absurdly_nested_json_is_reported_not_crashed_on(tmp_path):
+    item = json.loads(good("deep"))
+    node = item["params"]["metadata"] = {}
+    for _ in range(900):  # still readable JSON, beyond the schema validator's recursion limit
+        node["user_id"] = {}
+        node = node["user_id"]
+    report = check(tmp_path, json.dumps(item))
+    assert [p.message for p in report.problems] == ["The request is nested too deeply to check."]
+
+
+def test_an_endless_line_is_skipped_and_reported_without_holding_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(intake, "MAX_LINE_BYTES", 10_000)
+    content = good("a") + "\n" + "x" * 50_000 + "\n" + good("b") + "\n"
+    report = check(tmp_path, gzip.compress(content.encode()), name="long.jsonl.gz")
+    assert report.request_count == 2
+    assert [p.line for p in report.problems] == [2]
+    assert "Line 2 is longer than" in report.problems[0].message
+
+
+def test_a_csv_with_an_endless_line_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(intake, "MAX_LINE_BYTES", 1000)
+    content = "review_id,review\nr1,fine\nr2," + "y" * 5000 + "\nr3,also fine\n"
+    report = check(tmp_path, content, "csv", csv_options=REVIEWS)
+    assert report.request_count == 2
+    assert any("Line 3 is longer than" in p.message for p in report.problems)

@@ -128,3 +128,58 @@ def test_a_csv_submission_builds_its_requests_from_the_template(models_known, us
     request = BatchRequest.objects.get(custom_id="r5")
     assert request.line == 6
     assert request.params["messages"][0]["content"].endswith("merci !")
+
+
+def test_a_lost_answer_with_two_lookalike_batches_asks_a_person(models_known, user, monkeypatch):
+    from emulator.testing import make_batch
+
+    set_key_faults(KEY, lose_create_answers=1)
+    submission = upload(models_known, user)
+    submissions.request_submit(submission)
+    original_find = submissions._find_lost_batch
+
+    def find_after_a_lookalike(client, part):
+        # Another tool submits a batch of the same size while our answer is lost.
+        make_batch(KEY, part.request_count, prefix="lookalike")
+        return original_find(client, part)
+
+    monkeypatch.setattr(submissions, "_find_lost_batch", find_after_a_lookalike)
+    submission = submissions.create_batches(submission.pk)
+    assert submission.state == Submission.State.FAILED
+    assert "cannot tell which one is this file's" in submission.submit_error
+    assert EmulatedBatch.objects.count() == 2  # ours (answer lost) and the lookalike
+    assert not Batch.objects.exists()  # nothing adopted on a guess
+
+
+def test_a_submission_whose_task_was_lost_is_handed_out_again(models_known, user):
+    import time_machine
+    from django.utils import timezone
+
+    from batches import tasks
+
+    submission = upload(models_known, user)
+    submissions.request_submit(submission)  # ... and the task never ran
+    assert submissions.stalled_submissions(timezone.now()) == []  # not yet: it may be queued
+    with time_machine.travel(timezone.now() + submissions.SUBMIT_STALL * 2, tick=False):
+        assert submissions.stalled_submissions(timezone.now()) == [submission.pk]
+        tasks.submit_submission.apply((submission.pk,))
+        assert submissions.stalled_submissions(timezone.now()) == []
+    submission.refresh_from_db()
+    assert submission.state == Submission.State.SUBMITTED
+    assert EmulatedBatch.objects.count() == 1
+
+
+def test_an_unexpected_error_fails_the_submission_instead_of_leaving_it_submitting(
+    models_known, user, monkeypatch
+):
+    submission = upload(models_known, user)
+    submissions.request_submit(submission)
+
+    def broken(submission):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(submissions, "store_requests", broken)
+    submission = submissions.create_batches(submission.pk)
+    assert submission.state == Submission.State.FAILED
+    assert "RuntimeError" in submission.submit_error
+    assert submissions.request_submit(submission)  # the user can try again

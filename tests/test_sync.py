@@ -220,11 +220,18 @@ def test_a_batch_deleted_elsewhere_is_marked_gone_and_keeps_its_results(workspac
 
 def test_two_syncs_of_the_same_workspace_cannot_both_claim_it(workspace):
     now = timezone.now()
-    assert sync.claim_workspace(workspace.pk, now)
-    assert not sync.claim_workspace(workspace.pk, now)
+    assert sync.claim_workspace(workspace.pk, now) is not None
+    assert sync.claim_workspace(workspace.pk, now) is None
     assert sync.sync_workspace(workspace.pk).skipped
-    # A crashed holder's claim lapses.
-    assert sync.claim_workspace(workspace.pk, now + sync.SYNC_LEASE + timedelta(seconds=1))
+    # A crashed holder's claim lapses, and a late release by the old holder leaves the new
+    # holder's claim alone.
+    first = Workspace.objects.get().sync_claimed_until
+    later = now + sync._lease() + timedelta(seconds=1)
+    second = sync.claim_workspace(workspace.pk, later)
+    assert second is not None
+    sync.release_workspace(workspace.pk, first)
+    assert Workspace.objects.get().sync_claimed_until == second
+    assert sync.claim_workspace(workspace.pk, later) is None
 
 
 def test_two_ingestions_of_the_same_batch_cannot_both_claim_it(workspace):
@@ -301,3 +308,52 @@ def test_the_client_lists_every_page_newest_first(workspace):
     ids = [item["id"] for page in pages for item in page.data]
     created = [item["created_at"] for page in pages for item in page.data]
     assert len(set(ids)) == 5 and created == sorted(created, reverse=True)
+
+
+def test_refresh_now_during_an_ingestion_leaves_its_claim_alone(workspace):
+    from batches import actions
+
+    make_batch(KEY, 3)
+    with ended_later():
+        report = sync.sync_workspace(workspace.pk)
+        batch_id = report.to_ingest[0]
+        assert sync.claim_batch_for_ingestion(batch_id, timezone.now())
+        actions.refresh_batch(Batch.objects.get(pk=batch_id))
+        assert sync.claim_batch_for_ingestion(batch_id, timezone.now()) is None
+
+
+def test_a_failed_ingestion_backs_off_and_refresh_lifts_the_backoff(workspace):
+    from batches import actions
+
+    make_batch(KEY, 30)
+    set_key_faults(KEY, cut_results=True)
+    with ended_later():
+        batch_id = sync.sync_workspace(workspace.pk).to_ingest[0]
+        assert sync.ingest_results(batch_id).error
+        assert not Batch.objects.needing_ingestion(timezone.now()).exists()  # backing off
+        actions.refresh_batch(Batch.objects.get(pk=batch_id))
+        assert Batch.objects.needing_ingestion(timezone.now()).filter(pk=batch_id).exists()
+
+
+def test_deleted_batches_are_marked_in_slices(workspace, sdk, monkeypatch):
+    monkeypatch.setattr(sync, "ID_SLICE", 2)
+    emulated = [make_batch(KEY, 1, prefix=f"d{n}") for n in range(5)]
+    with ended_later():
+        sync.sync_workspace(workspace.pk)
+        for batch in emulated:
+            sdk.messages.batches.delete(batch.batch_id)
+    with ended_later(minutes=60):
+        assert sync.sync_workspace(workspace.pk).gone == 5
+    assert Batch.objects.filter(gone_at__isnull=False).count() == 5
+
+
+def test_a_failing_model_list_does_not_stop_the_batches_syncing(workspace, monkeypatch):
+    from batches.api import ApiClient, ApiError
+
+    def broken(self):
+        raise ApiError("models are down", status=500, error_type="api_error")
+
+    monkeypatch.setattr(ApiClient, "list_models", broken)
+    make_batch(KEY, 2)
+    report = sync.sync_workspace(workspace.pk)
+    assert not report.error and report.created == 1

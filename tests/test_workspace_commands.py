@@ -78,3 +78,12 @@ def test_first_run_creates_the_sandbox_once_and_a_real_workspace_with_a_key(
     config.first_run(lambda text: None)
     real = Workspace.objects.get(is_sandbox=False)
     assert real.base_url == "https://api.anthropic.com" and real.api_key == "sk-ant-real-key-5678"
+
+
+def test_createworkspace_takes_the_key_from_a_key_file_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    secret = tmp_path / "key"
+    secret.write_text("sk-ant-mounted-secret-9876\n")
+    monkeypatch.setenv("ANTHROPIC_API_KEY_FILE", str(secret))
+    run("createworkspace", "Mounted", "--base-url", BASE_URL)
+    assert Workspace.objects.get(name="Mounted").api_key == "sk-ant-mounted-secret-9876"

@@ -1,4 +1,3 @@
-import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -7,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from batches.models import Workspace
 from batches.workspaces import create_workspace
+from dashboard.env import env_str
 
 
 class Command(BaseCommand):
@@ -33,7 +33,7 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"Cannot read {api_key_file}: {exc.strerror}.") from None
         else:
-            key = os.environ.get("ANTHROPIC_API_KEY", "").strip()
+            key = env_str("ANTHROPIC_API_KEY", "").strip()
         if not key:
             raise CommandError("No API key: set ANTHROPIC_API_KEY or pass --api-key-file.")
         if Workspace.objects.filter(name=name).exists():

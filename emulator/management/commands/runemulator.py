@@ -27,6 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
 
     def handle(self, *args, host, port, **options):
+        settings.EMULATOR_ENABLED = True  # running it on purpose is turning it on
         # Scripts use whatever host name they were given; this server answers only on `host`.
         if host not in settings.ALLOWED_HOSTS and "*" not in settings.ALLOWED_HOSTS:
             settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, host]
