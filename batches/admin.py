@@ -16,7 +16,7 @@ class WorkspaceForm(forms.ModelForm):
 
     class Meta:
         model = Workspace
-        fields = ["name", "slug", "base_url", "members"]
+        fields = ["name", "slug", "base_url", "members", "notify_email", "notify_webhook_url"]
 
     def clean(self):
         cleaned = super().clean()
@@ -40,6 +40,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "slug", "base_url", "api_key", "api_key_hint", "is_sandbox"]}),
         ("Who may see it", {"fields": ["members"]}),
+        ("Notices", {"fields": ["notify_email", "notify_webhook_url"]}),
         ("Sync", {"fields": ["last_synced_at", "last_sync_error"]}),
     ]
 

@@ -23,18 +23,23 @@ logger = logging.getLogger(__name__)
 # Batches found already ended long after they ended (a first sync of an old workspace) are not
 # news: only batches that ended at most this long before the dashboard first saw them count.
 NEWS_WINDOW = timedelta(minutes=30)
-# A toast waits this long for its submitter to open a page; after that it is dropped.
-TOAST_MAX_AGE = timedelta(days=1)
+# Only batches that ended this recently are announced (email, webhook) or toasted. Every ended
+# batch starts un-announced, so without this, turning email or the webhook on for a workspace
+# (or a user coming back after days) would send one notice for every batch that ever ended, all
+# at once. An hour covers a worker or a browser that was away for a while; older ends are history,
+# shown in the lists, not news.
+NOTICE_WINDOW = timedelta(hours=1)
 WEBHOOK_TIMEOUT = 10.0
 
 
-def ended_news():
-    """Ended batches the dashboard saw end (or saw within moments of their end)."""
+def ended_news(now=None):
+    """Ended batches the dashboard saw end (or saw within moments of their end), lately."""
+    now = now or timezone.now()
     return Batch.objects.filter(
         processing_status=Batch.Status.ENDED,
         ended_at__isnull=False,
         ended_at__gte=F("first_seen_at") - NEWS_WINDOW,
-    )
+    ).filter(ended_at__gte=now - NOTICE_WINDOW)
 
 
 def take_toasts(user, limit: int = 5) -> list[Batch]:
@@ -43,13 +48,8 @@ def take_toasts(user, limit: int = 5) -> list[Batch]:
         return []
     now = timezone.now()
     candidates = list(
-        ended_news()
-        .filter(
-            submitted_by=user,
-            end_notified_at__isnull=True,
-            ended_at__gte=now - TOAST_MAX_AGE,
-            workspace__members=user,
-        )
+        ended_news(now)
+        .filter(submitted_by=user, end_notified_at__isnull=True, workspace__members=user)
         .select_related("workspace")
         .order_by("ended_at")[:limit]
     )

@@ -312,3 +312,24 @@ def _copy_screenshots_for_the_readme():
         target.mkdir(parents=True, exist_ok=True)
         for name, final in wanted.items():
             shutil.copy(ARTIFACTS / f"{name}.png", target / final)
+
+
+def test_a_batch_created_by_a_script_shows_up_on_an_idle_home_page(sandbox, page):
+    """Nothing runs, so the list's own poll has stopped and the counter polls slowly; a batch
+    created from a script still appears, with no reload, at the counter's next poll."""
+    page.clock.install()
+    log_in(page)
+    counter = page.locator("#running-counter")
+    assert counter.get_attribute("hx-trigger") == "load, every 30s"
+    page.locator("text=No batches yet").wait_for()
+    page.evaluate("window.__marker = 'no reload'")
+    created = make_batch(KEY, 3, prefix="script")
+    for _ in range(40):  # the worker thread syncs it into the dashboard
+        if Batch.objects.filter(api_id=created.batch_id).exists():
+            break
+        page.wait_for_timeout(250)
+    assert not page.locator(f"#row-{created.batch_id}").count()
+    page.clock.run_for(31_000)  # the browser's timers only: the counter's slow poll comes due
+    page.locator(f"#row-{created.batch_id}").wait_for(timeout=10_000)
+    assert page.evaluate("window.__marker") == "no reload"
+    shot(page, "idle-home-new-batch")

@@ -136,6 +136,52 @@ def test_it_lists_batches_with_progress_cost_and_filters(owner_client, workspace
     assert "No batches match these filters" in none
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"submitter": "\u00b2"},  # isdigit() says yes, int() says no
+        {"submitter": "\u0663"},  # an Arabic-Indic three
+        {"submitter": "9" * 40},  # too big for any id column
+        {"submitter": "1\n"},
+        {"page": "\u00b2"},
+        {"page": "-1"},
+        {"page": "9" * 40},
+        {"status": "\x00"},
+        {"workspace": "a\x00b"},
+        {"q": "\x00"},
+    ],
+)
+def test_it_answers_any_list_query_without_a_500(owner_client, workspace, user, query):
+    mirror_batch(workspace, submitted_by=user)
+    assert owner_client.get("/", query).status_code == 200
+    assert owner_client.get(workspace.get_absolute_url(), query).status_code == 200
+    assert owner_client.get("/", query, **HX).status_code in (200, 286)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"after": "\x00"},
+        {"before": "req\x00"},
+        {"type": "\u00b2"},
+        {"error_type": "\x00"},
+        {"stop_reason": "\x00"},
+        {"q": "\x00" * 300},
+    ],
+)
+def test_it_answers_any_results_query_without_a_500(owner_client, workspace, query):
+    batch = add_results(mirror_batch(workspace))
+    assert owner_client.get(url(batch, "results/"), query).status_code == 200
+    assert owner_client.get(url(batch, "results/"), query, **HX).status_code == 200
+
+
+def test_it_answers_404_for_a_nul_in_an_address(owner_client, workspace):
+    batch = add_results(mirror_batch(workspace))
+    assert owner_client.get(f"/w/{workspace.slug}/batches/msgbatch_%00/").status_code == 404
+    assert owner_client.get(url(batch, "results/req%00/")).status_code == 404
+    assert owner_client.get(url(batch, "results/req%00/raw/")).status_code == 404
+
+
 def test_the_list_fragment_polls_while_a_batch_runs_and_stops_with_286(owner_client, workspace):
     running = mirror_batch(workspace, processing_status="in_progress", ended_at=None)
     fragment = owner_client.get("/", **HX)
@@ -204,6 +250,74 @@ def test_a_toast_asks_for_a_browser_notification_when_opted_in(owner_client, wor
     mirror_batch(workspace, submitted_by=user, name="Mine")
     body = owner_client.get("/poll/", **HX).content.decode()
     assert 'data-browser-notify="Batch ended: Mine"' in body
+
+
+def test_the_idle_counter_polls_slowly_and_once_at_page_load(owner_client, workspace):
+    html = owner_client.get("/").content.decode()
+    assert 'hx-get="/poll/?seen=0" hx-trigger="load, every 30s"' in html
+
+
+def test_the_counter_polls_every_5s_while_a_batch_runs(owner_client, workspace):
+    mirror_batch(workspace, processing_status="in_progress", ended_at=None)
+    html = owner_client.get("/").content.decode()
+    assert 'hx-get="/poll/?seen=1" hx-trigger="every 5s"' in html
+
+
+def test_the_poll_answers_204_when_nothing_changed(owner_client, workspace):
+    assert owner_client.get("/poll/?seen=0", **HX).status_code == 204
+    running = mirror_batch(workspace, processing_status="in_progress", ended_at=None)
+    response = owner_client.get("/poll/?seen=0", **HX)
+    assert response.status_code == 200 and response["HX-Trigger"] == "batches-changed"
+    body = response.content.decode()
+    assert "1 running" in body and 'hx-trigger="every 5s"' in body
+    unchanged = owner_client.get("/poll/?seen=1", **HX)
+    assert unchanged.status_code == 204 and unchanged.content == b""
+    Batch.objects.filter(pk=running.pk).update(processing_status="ended")
+    idle = owner_client.get("/poll/?seen=1", **HX)
+    assert idle.status_code == 200 and idle["HX-Trigger"] == "batches-changed"
+    # Idle, it keeps polling slowly (a batch started from a script must still show up), and the
+    # counter the poll sends does not ask for another poll at once.
+    assert 'hx-trigger="every 30s"' in idle.content.decode()
+
+
+def test_the_poll_speeds_up_while_an_upload_is_being_submitted(owner_client, workspace, user):
+    import uuid
+
+    from batches.models import Submission
+
+    submission = Submission.objects.create(
+        key=uuid.uuid4(), workspace=workspace, created_by=user, source_filename="a.jsonl",
+        source_format="jsonl", state=Submission.State.SUBMITTING,
+    )  # fmt: skip
+    response = owner_client.get("/poll/?seen=0", **HX)
+    assert response.status_code == 200
+    assert 'seen=0&amp;submitting=1" hx-trigger="every 5s"' in response.content.decode()
+    assert owner_client.get("/poll/?seen=0&submitting=1", **HX).status_code == 204
+    Submission.objects.filter(pk=submission.pk).update(state=Submission.State.SUBMITTED)
+    mirror_batch(workspace, processing_status="in_progress", ended_at=None)
+    created = owner_client.get("/poll/?seen=0&submitting=1", **HX)
+    assert created.status_code == 200 and created["HX-Trigger"] == "batches-changed"
+    assert 'seen=1" hx-trigger="every 5s"' in created.content.decode()
+
+
+def test_the_poll_sends_a_toast_even_when_the_count_is_unchanged(owner_client, workspace, user):
+    mirror_batch(workspace, submitted_by=user, name="Mine")
+    response = owner_client.get("/poll/?seen=0", **HX)
+    assert response.status_code == 200 and "Batch ended:" in response.content.decode()
+    assert owner_client.get("/poll/?seen=0", **HX).status_code == 204
+
+
+def test_the_notification_toggle_goes_back_only_to_this_site(owner_client):
+    def after(next_url, **extra):
+        response = owner_client.post("/preferences/notifications/", {"next": next_url}, **extra)
+        return response["Location"]
+
+    assert after("/w/research/?status=active") == "/w/research/?status=active"
+    for elsewhere in ("https://evil.example/", "//evil.example/", "/\\evil.example/",
+                      "javascript:alert(1)", "http://testserver/"):  # fmt: skip
+        assert after(elsewhere, secure=True) == "/", elsewhere
+    assert after("https://evil.example/") == "/"
+    assert after("") == "/"
 
 
 def test_old_batches_found_ended_are_not_news(owner_client, workspace, user):
@@ -360,6 +474,30 @@ def test_the_raw_json_comes_from_the_stored_file(owner_client, workspace):
     batch.results_file.save("r.jsonl.gz", ContentFile(gzip.compress(json.dumps(line).encode())))
     raw = owner_client.get(url(batch, "results/req-0001/raw/")).content.decode()
     assert "as the API sent it" in raw and "m1" in raw
+
+
+def test_the_raw_json_scan_stops_at_the_first_match(owner_client, workspace):
+    batch = add_results(mirror_batch(workspace), 4)
+    line = {"custom_id": "req-0001", "result": {"type": "succeeded", "message": {"id": "m1"}}}
+    # A broken tail after the match: a scan that read the whole file would fail on it.
+    stored = gzip.compress(json.dumps(line).encode() + b"\n")[:-8] + b"broken!!"
+    batch.results_file.save("r.jsonl.gz", ContentFile(stored))
+    raw = owner_client.get(url(batch, "results/req-0001/raw/")).content.decode()
+    assert "as the API sent it" in raw and "m1" in raw
+
+
+def test_the_raw_json_of_a_file_too_big_to_scan_is_rebuilt(owner_client, workspace, monkeypatch):
+    from batches import views
+
+    batch = add_results(mirror_batch(workspace), 4)
+    line = {"custom_id": "req-0001", "result": {"type": "succeeded", "message": {"id": "m1"}}}
+    batch.results_file.save("r.jsonl.gz", ContentFile(gzip.compress(json.dumps(line).encode())))
+    monkeypatch.setattr(views, "RAW_SCAN_MAX_BYTES", batch.results_file.size - 1)
+    opened = []
+    monkeypatch.setattr(views.gzip, "GzipFile", lambda *a, **k: opened.append(a) or 1 / 0)
+    raw = owner_client.get(url(batch, "results/req-0001/raw/")).content.decode()
+    assert "rebuilt from the stored result" in raw and "m1" not in raw
+    assert opened == []
 
 
 # Downloads --------------------------------------------------------------------------------------

@@ -1,29 +1,39 @@
+import uuid
+
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 pytestmark = pytest.mark.django_db
 
 PUBLIC = {"login", "healthz"}
+# A dummy value for each URL parameter: the login check runs before any lookup.
+DUMMY = {"slug": "x", "api_id": "msgbatch_x", "key": uuid.uuid4(), "custom_id": "c"}
 
 
-def _named_urls(resolver=None, namespace=""):
+def _named_urls(resolver=None, parameters=()):
+    """(name, parameter names) of every named URL but the admin's and the emulator's."""
     resolver = resolver or get_resolver()
     for pattern in resolver.url_patterns:
+        own = (*parameters, *pattern.pattern.converters)
         if isinstance(pattern, URLResolver):
             if pattern.namespace in ("admin", "emulator"):
                 continue  # the admin has its own login; the emulator has API-key auth
-            yield from _named_urls(pattern, namespace)
-        elif isinstance(pattern, URLPattern) and pattern.name and not pattern.pattern.converters:
-            yield pattern.name
+            yield from _named_urls(pattern, own)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            yield pattern.name, own
 
 
 def test_it_sends_anonymous_visitors_of_every_page_to_the_login(client):
-    names = set(_named_urls()) - PUBLIC
-    assert "home" in names
-    for name in names:
-        response = client.get(reverse(name))
-        assert response.status_code == 302, name
-        assert response["Location"].startswith(reverse("login")), name
+    urls = {name: parameters for name, parameters in _named_urls() if name not in PUBLIC}
+    assert {"home", "batch_detail", "result_raw", "submission_submit"} <= set(urls)
+    assert len(urls) >= 20
+    login = reverse("login")
+    for name, parameters in sorted(urls.items()):
+        address = reverse(name, kwargs={key: DUMMY[key] for key in parameters})
+        for method in (client.get, client.post):
+            response = method(address)
+            assert response.status_code == 302, (name, method.__name__, response.status_code)
+            assert response["Location"].startswith(login), (name, method.__name__)
 
 
 def test_it_shows_a_styled_login_page(client):
