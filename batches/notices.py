@@ -7,6 +7,7 @@ that sends them, so two workers never send the same notice twice.
 """
 
 import logging
+import smtplib
 from datetime import timedelta
 
 import httpx
@@ -110,15 +111,18 @@ def announce(batch_id: int, *, http: httpx.Client | None = None) -> dict:
     sent = {"email": False, "webhook": False}
     user = batch.submitted_by
     if workspace.notify_email and user is not None and user.email:
-        send_mail(
-            f"Batch ended: {batch.display_name}",
-            f"Your batch {batch.display_name} ({batch.api_id}) in {workspace.name} has ended: "
-            f"{summary(batch)}.\n\n{batch_link(batch)}\n",
-            settings.DEFAULT_FROM_EMAIL,
-            [user.email],
-            fail_silently=True,
-        )
-        sent["email"] = True
+        try:
+            send_mail(
+                f"Batch ended: {batch.display_name}",
+                f"Your batch {batch.display_name} ({batch.api_id}) in {workspace.name} has "
+                f"ended: {summary(batch)}.\n\n{batch_link(batch)}\n",
+                settings.DEFAULT_FROM_EMAIL,
+                [user.email],
+            )
+            sent["email"] = True
+        except (smtplib.SMTPException, OSError) as error:
+            # A mail server that is down loses one notice, not the webhook or the sync.
+            logger.warning("Email for %s failed: %s", batch.api_id, error)
     if workspace.notify_webhook_url:
         own = http is None
         http = http or httpx.Client(timeout=WEBHOOK_TIMEOUT)

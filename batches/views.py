@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -197,8 +197,15 @@ def _preference(user) -> UserPreference:
     return UserPreference.objects.filter(user=user).first() or UserPreference(user=user)
 
 
-def running_count(user) -> int:
-    return Batch.objects.visible_to(user).active().filter(gone_at=None).count()
+def counter_state(user) -> tuple[int, str]:
+    """The header's running count, and what its poll compares: that count and the newest batch's
+    id, so a batch created (say, by a script) and ended between two polls still counts as news.
+    One query."""
+    totals = Batch.objects.visible_to(user).aggregate(
+        running=Count("pk", filter=Q(processing_status__in=Batch.ACTIVE, gone_at=None)),
+        newest=Max("pk"),
+    )
+    return totals["running"], f"{totals['running']}.{totals['newest'] or 0}"
 
 
 def submitting(user) -> bool:
@@ -221,13 +228,14 @@ def poll(request):
     (same count, same submitting, no toast) is answered 204, which htmx does not swap, so an idle
     page costs one empty answer every 30 s."""
     toasts = notices.take_toasts(request.user)
-    running = running_count(request.user)
+    running, state = counter_state(request.user)
     busy = submitting(request.user)
     seen = (request.GET.get("seen"), request.GET.get("submitting") == "1")
-    if seen == (str(running), busy) and not toasts:
+    if seen == (state, busy) and not toasts:
         return HttpResponse(status=204)
     context = {
         "running": running,
+        "state": state,
         "submitting": busy,
         "polled": True,
         "toasts": toasts,

@@ -12,6 +12,7 @@ import io
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -221,6 +222,12 @@ def test_it_cancels_deletes_and_resubmits(sandbox, page, settings):
     workspace = sandbox
     large = make_batch(KEY, 20_000)
     errored = make_batch(KEY, 12, prefix="retry", invalid_every=4)
+    # This walk is about the actions; how a batch from a script arrives on an idle page (the
+    # header's slow poll) is another test's. So the worker mirrors both before the page loads.
+    deadline = time.monotonic() + 20
+    while Batch.objects.filter(api_id__in=[large.batch_id, errored.batch_id]).count() < 2:
+        assert time.monotonic() < deadline, "the worker did not mirror the batches"
+        time.sleep(0.2)
     log_in(page)
     page.locator(f"#row-{large.batch_id}").wait_for()
     page.locator(f"#row-{errored.batch_id} .badge", has_text="Ended").wait_for(timeout=30_000)

@@ -252,32 +252,48 @@ def test_a_toast_asks_for_a_browser_notification_when_opted_in(owner_client, wor
     assert 'data-browser-notify="Batch ended: Mine"' in body
 
 
-def test_the_idle_counter_polls_slowly_and_once_at_page_load(owner_client, workspace):
+def state(user):
+    from batches.views import counter_state
+
+    return counter_state(user)[1]
+
+
+def test_the_idle_counter_polls_slowly_and_once_at_page_load(owner_client, workspace, user):
     html = owner_client.get("/").content.decode()
-    assert 'hx-get="/poll/?seen=0" hx-trigger="load, every 30s"' in html
+    assert f'hx-get="/poll/?seen={state(user)}" hx-trigger="load, every 30s"' in html
 
 
-def test_the_counter_polls_every_5s_while_a_batch_runs(owner_client, workspace):
+def test_the_counter_polls_every_5s_while_a_batch_runs(owner_client, workspace, user):
     mirror_batch(workspace, processing_status="in_progress", ended_at=None)
     html = owner_client.get("/").content.decode()
-    assert 'hx-get="/poll/?seen=1" hx-trigger="every 5s"' in html
+    assert f'hx-get="/poll/?seen={state(user)}" hx-trigger="every 5s"' in html
+    assert state(user).startswith("1.")
 
 
-def test_the_poll_answers_204_when_nothing_changed(owner_client, workspace):
-    assert owner_client.get("/poll/?seen=0", **HX).status_code == 204
+def test_the_poll_answers_204_when_nothing_changed(owner_client, workspace, user):
+    idle = state(user)
+    assert owner_client.get(f"/poll/?seen={idle}", **HX).status_code == 204
     running = mirror_batch(workspace, processing_status="in_progress", ended_at=None)
-    response = owner_client.get("/poll/?seen=0", **HX)
+    response = owner_client.get(f"/poll/?seen={idle}", **HX)
     assert response.status_code == 200 and response["HX-Trigger"] == "batches-changed"
     body = response.content.decode()
     assert "1 running" in body and 'hx-trigger="every 5s"' in body
-    unchanged = owner_client.get("/poll/?seen=1", **HX)
+    unchanged = owner_client.get(f"/poll/?seen={state(user)}", **HX)
     assert unchanged.status_code == 204 and unchanged.content == b""
+    before_end = state(user)
     Batch.objects.filter(pk=running.pk).update(processing_status="ended")
-    idle = owner_client.get("/poll/?seen=1", **HX)
-    assert idle.status_code == 200 and idle["HX-Trigger"] == "batches-changed"
+    ended = owner_client.get(f"/poll/?seen={before_end}", **HX)
+    assert ended.status_code == 200 and ended["HX-Trigger"] == "batches-changed"
     # Idle, it keeps polling slowly (a batch started from a script must still show up), and the
     # counter the poll sends does not ask for another poll at once.
-    assert 'hx-trigger="every 30s"' in idle.content.decode()
+    assert 'hx-trigger="every 30s"' in ended.content.decode()
+
+
+def test_a_batch_that_started_and_ended_between_two_polls_is_news(owner_client, workspace, user):
+    idle = state(user)
+    mirror_batch(workspace, name="From a script")  # created and already ended: count unchanged
+    response = owner_client.get(f"/poll/?seen={idle}", **HX)
+    assert response.status_code == 200 and response["HX-Trigger"] == "batches-changed"
 
 
 def test_the_poll_speeds_up_while_an_upload_is_being_submitted(owner_client, workspace, user):
@@ -289,22 +305,23 @@ def test_the_poll_speeds_up_while_an_upload_is_being_submitted(owner_client, wor
         key=uuid.uuid4(), workspace=workspace, created_by=user, source_filename="a.jsonl",
         source_format="jsonl", state=Submission.State.SUBMITTING,
     )  # fmt: skip
-    response = owner_client.get("/poll/?seen=0", **HX)
+    idle = state(user)
+    response = owner_client.get(f"/poll/?seen={idle}", **HX)
     assert response.status_code == 200
-    assert 'seen=0&amp;submitting=1" hx-trigger="every 5s"' in response.content.decode()
-    assert owner_client.get("/poll/?seen=0&submitting=1", **HX).status_code == 204
+    assert f'seen={idle}&amp;submitting=1" hx-trigger="every 5s"' in response.content.decode()
+    assert owner_client.get(f"/poll/?seen={idle}&submitting=1", **HX).status_code == 204
     Submission.objects.filter(pk=submission.pk).update(state=Submission.State.SUBMITTED)
     mirror_batch(workspace, processing_status="in_progress", ended_at=None)
-    created = owner_client.get("/poll/?seen=0&submitting=1", **HX)
+    created = owner_client.get(f"/poll/?seen={idle}&submitting=1", **HX)
     assert created.status_code == 200 and created["HX-Trigger"] == "batches-changed"
-    assert 'seen=1" hx-trigger="every 5s"' in created.content.decode()
+    assert f'seen={state(user)}" hx-trigger="every 5s"' in created.content.decode()
 
 
 def test_the_poll_sends_a_toast_even_when_the_count_is_unchanged(owner_client, workspace, user):
     mirror_batch(workspace, submitted_by=user, name="Mine")
-    response = owner_client.get("/poll/?seen=0", **HX)
+    response = owner_client.get(f"/poll/?seen={state(user)}", **HX)
     assert response.status_code == 200 and "Batch ended:" in response.content.decode()
-    assert owner_client.get("/poll/?seen=0", **HX).status_code == 204
+    assert owner_client.get(f"/poll/?seen={state(user)}", **HX).status_code == 204
 
 
 def test_the_notification_toggle_goes_back_only_to_this_site(owner_client):

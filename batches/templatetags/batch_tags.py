@@ -222,13 +222,14 @@ def intdot(value) -> str:
 def running_counter(context):
     from django.template.loader import render_to_string
 
-    from batches.views import running_count
+    from batches.views import counter_state
 
     request = context.get("request")
     if request is None or not request.user.is_authenticated:
         return ""
+    running, state = counter_state(request.user)
     return render_to_string(
-        "batches/_poll.html#counter", {"running": running_count(request.user)}, request=request
+        "batches/_poll.html#counter", {"running": running, "state": state}, request=request
     )
 
 
