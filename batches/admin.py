@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from batches.models import Batch, Result, Workspace
+from batches.models import Batch, BatchRequest, Result, Submission, SubmissionPart, Workspace
 
 
 class WorkspaceForm(forms.ModelForm):
@@ -75,6 +75,48 @@ class ResultAdmin(admin.ModelAdmin):
     search_fields = ["custom_id", "batch__api_id"]
     list_select_related = ["batch"]
     raw_id_fields = ["batch"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class SubmissionPartInline(admin.TabularInline):
+    model = SubmissionPart
+    fields = ["index", "request_count", "request_bytes", "batch", "create_attempts", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(Submission)
+class SubmissionAdmin(admin.ModelAdmin):
+    """Uploads, for support: what was checked and sent. Changes go through the pages."""
+
+    list_display = ["display_name", "workspace", "created_by", "state", "request_count",
+                    "problem_count", "created_at"]  # fmt: skip
+    list_filter = ["workspace", "state", "source_format"]
+    search_fields = ["name", "source_filename", "key"]
+    list_select_related = ["workspace", "created_by"]
+    inlines = [SubmissionPartInline]
+    exclude = ["problems", "estimate", "csv_options", "models_used"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in Submission._meta.fields if field.name not in self.exclude]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(BatchRequest)
+class BatchRequestAdmin(admin.ModelAdmin):
+    list_display = ["custom_id", "submission", "part", "line"]
+    search_fields = ["custom_id", "submission__key"]
+    list_select_related = ["submission"]
+    raw_id_fields = ["submission"]
     show_full_result_count = False
 
     def has_add_permission(self, request):
