@@ -335,6 +335,9 @@ def test_a_batch_created_by_a_script_shows_up_on_an_idle_home_page(sandbox, page
         if Batch.objects.filter(api_id=created.batch_id).exists():
             break
         page.wait_for_timeout(250)
+    # Under Playwright's sync API this body runs in its own context, so the query above opened a
+    # connection of its own: close it, or PostgreSQL cannot drop the test database at the end.
+    connection.close()
     assert not page.locator(f"#row-{created.batch_id}").count()
     page.clock.run_for(31_000)  # the browser's timers only: the counter's slow poll comes due
     page.locator(f"#row-{created.batch_id}").wait_for(timeout=10_000)
