@@ -329,10 +329,25 @@ _SENTENCE_STARTS = [
 _LABEL_SETS = (("positive", "negative", "neutral"), ("yes", "no"), ("true", "false"))
 
 
+# For a sentiment label, a word count good enough for a demo: the sandbox is no model.
+_GOOD_WORDS = {"excellent", "great", "good", "love", "kind", "bien", "perfect", "happy", "best"}
+_BAD_WORDS = {"terrible", "bad", "awful", "never", "late", "broken", "worst", "poor", "hate"}
+
+
+def _sentiment(text: str) -> str:
+    words = re.findall(r"[a-zà-ÿ]+", text.lower())
+    score = sum(word in _GOOD_WORDS for word in words) - sum(word in _BAD_WORDS for word in words)
+    return "positive" if score > 0 else "negative" if score < 0 else "neutral"
+
+
 def _answer_words(prompt: str, seed: int, wanted: int) -> list[str]:
     lowered = prompt.lower()
     for labels in _LABEL_SETS:
         if all(re.search(rf"\b{label}\b", lowered) for label in labels):
+            if labels[0] == "positive":
+                # Judge the text after the instruction, not the instruction's own words.
+                subject = prompt.rsplit(":", 1)[-1] if ":" in prompt else prompt
+                return [_sentiment(subject).capitalize()]
             return [labels[seed % len(labels)].capitalize()]
     start = _SENTENCE_STARTS[seed % len(_SENTENCES)]
     topic = " ".join(prompt.split()[:12]) or "an empty prompt"

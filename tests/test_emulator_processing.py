@@ -159,3 +159,16 @@ def test_it_creates_batches_in_the_database_for_tests(db):
     assert batch.workspace == workspace_of(KEY)
     assert batch.chunks.count() == 2
     assert batch.chunks.get(number=1).unpack()[0][0] == "row-2000"
+
+
+def test_it_answers_a_sentiment_prompt_with_a_believable_label():
+    from emulator.processing import generate_message
+
+    def label(review):
+        params = {**_params(), "messages": [{"role": "user", "content":
+                  f"Classify as positive, negative or neutral (one word): {review}"}]}  # fmt: skip
+        return generate_message("msgbatch_1", "r", params)["content"][0]["text"]
+
+    assert label("The product quality is excellent!") == "Positive"
+    assert label("Terrible customer service, never again.") == "Negative"
+    assert label("It's okay, nothing special.") == "Neutral"
