@@ -173,18 +173,35 @@ def csv_with_answers(batch: Batch) -> Iterator[bytes]:
 def _logical_rows(path: Path) -> Iterator[tuple[int, bytes]]:
     """(the row's last line number, the row's bytes) for each CSV record of the file.
 
-    A quoted field may span lines: physical lines are joined while a quote is open, and the record
-    keeps the number of its last line, which is what intake stored as `BatchRequest.line` (the
-    csv reader's `line_num` after reading the row).
+    Rows are found exactly as intake found them: a strict csv reader over the decoded lines.
+    The reader pulls one line at a time and stops at the end of a record, so the lines it pulled
+    while reading a row are that row's own; the record keeps the number of its last line
+    (`reader.line_num` after the row), which is what intake stored as `BatchRequest.line`. A quote
+    inside an unquoted cell (`27" monitor`) is text, as it was for intake. Only one row's lines
+    are held at a time. If the reader gives up (a file intake would have refused), the rest of
+    the file is copied line by line.
     """
-    record: list[bytes] = []
-    quotes = 0
-    number = 0
-    for number, raw in intake.physical_lines(path):
-        record.append(raw)
-        quotes += raw.count(b'"')
-        if quotes % 2 == 0:
-            yield number, b"\n".join(record)
-            record, quotes = [], 0
-    if record:
-        yield number, b"\n".join(record)
+    pulled: list[bytes] = []
+    lines = intake.physical_lines(path)
+
+    def text_lines() -> Iterator[str]:
+        for _, raw in lines:
+            pulled.append(raw)
+            yield raw.decode("utf-8", "replace") + "\n"
+
+    reader = csv.reader(text_lines(), strict=True)
+    while True:
+        try:
+            next(reader)
+        except StopIteration:
+            break
+        except csv.Error:
+            for number, raw in enumerate(pulled, start=reader.line_num - len(pulled) + 1):
+                yield number, raw
+            for number, raw in lines:
+                yield number, raw
+            return
+        yield reader.line_num, b"\n".join(pulled)
+        pulled.clear()
+    if pulled:
+        yield reader.line_num, b"\n".join(pulled)
