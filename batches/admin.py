@@ -22,6 +22,9 @@ class WorkspaceForm(forms.ModelForm):
         cleaned = super().clean()
         if not self.instance.pk and not cleaned.get("api_key"):
             self.add_error("api_key", "A new workspace needs an API key.")
+        elif "base_url" in self.changed_data and not cleaned.get("api_key"):
+            # Otherwise the stored key would be sent to whatever host the new address names.
+            self.add_error("api_key", "Enter the key again when the API base URL changes.")
         return cleaned
 
     def save(self, commit=True):
@@ -30,8 +33,22 @@ class WorkspaceForm(forms.ModelForm):
         return super().save(commit)
 
 
+class MembersOnly:
+    """Staff who are not superusers see in the admin what the pages show them: their own
+    workspaces' records, and no other team's prompts or answers."""
+
+    members_path = "workspace__members"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(**{self.members_path: request.user}).distinct()
+
+
 @admin.register(Workspace)
-class WorkspaceAdmin(admin.ModelAdmin):
+class WorkspaceAdmin(MembersOnly, admin.ModelAdmin):
+    members_path = "members"
     form = WorkspaceForm
     list_display = ["name", "base_url", "api_key_hint", "last_synced_at", "last_sync_error"]
     readonly_fields = ["api_key_hint", "is_sandbox", "last_synced_at", "last_sync_error"]
@@ -46,7 +63,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Batch)
-class BatchAdmin(admin.ModelAdmin):
+class BatchAdmin(MembersOnly, admin.ModelAdmin):
     list_display = [
         "api_id",
         "name",
@@ -69,7 +86,9 @@ class BatchAdmin(admin.ModelAdmin):
 
 
 @admin.register(Result)
-class ResultAdmin(admin.ModelAdmin):
+class ResultAdmin(MembersOnly, admin.ModelAdmin):
+    members_path = "batch__workspace__members"
+
     list_display = ["custom_id", "batch", "result_type", "error_type", "stop_reason"]
     list_filter = ["result_type", "error_type"]
     search_fields = ["custom_id", "batch__api_id"]
@@ -93,7 +112,7 @@ class SubmissionPartInline(admin.TabularInline):
 
 
 @admin.register(Submission)
-class SubmissionAdmin(admin.ModelAdmin):
+class SubmissionAdmin(MembersOnly, admin.ModelAdmin):
     """Uploads, for support: what was checked and sent. Changes go through the pages."""
 
     list_display = ["display_name", "workspace", "created_by", "state", "request_count",
@@ -112,7 +131,9 @@ class SubmissionAdmin(admin.ModelAdmin):
 
 
 @admin.register(BatchRequest)
-class BatchRequestAdmin(admin.ModelAdmin):
+class BatchRequestAdmin(MembersOnly, admin.ModelAdmin):
+    members_path = "submission__workspace__members"
+
     list_display = ["custom_id", "submission", "part", "line"]
     search_fields = ["custom_id", "submission__key"]
     list_select_related = ["submission"]

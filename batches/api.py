@@ -288,6 +288,19 @@ class ApiClient:
         `ApiError`, and the caller starts over (ingestion is idempotent).
         """
 
+        # The key goes with the request: never to a host other than the workspace's API.
+        wanted = httpx.URL(results_url)
+        if (wanted.scheme, wanted.host, wanted.port) != (
+            self.http.base_url.scheme,
+            self.http.base_url.host,
+            self.http.base_url.port,
+        ):
+            raise ApiError(
+                f"The results URL points to {wanted.scheme}://{wanted.host}, not to this "
+                "workspace's API; it was not fetched.",
+                error_type="foreign_results_url",
+            )
+
         def open_stream():
             request = self.http.build_request("GET", results_url)
             try:

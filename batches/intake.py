@@ -12,6 +12,7 @@ import csv
 import gzip
 import io
 import json
+import logging
 import re
 import string
 import zlib
@@ -33,6 +34,7 @@ FIRST_PROBLEMS = 100
 PREVIEW_REQUESTS = 5
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = codecs.BOM_UTF8
+logger = logging.getLogger(__name__)
 CONTENT_BLOCK_TYPES = (
     "text",
     "image",
@@ -241,6 +243,46 @@ def _content_problem(content) -> tuple[str, str]:
     )
 
 
+def _holds_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def _character_problems(line: int, encoded: str) -> list[Problem]:
+    """Characters JSON can escape but text cannot hold: a NUL (no database stores it in text)
+    and half of a surrogate pair (not a character at all)."""
+    problems = []
+    # json.dumps writes a NUL as \u0000; the walk confirms it is not an escaped backslash.
+    if "\\u0000" in encoded and _holds_nul(json.loads(encoded)):
+        problems.append(
+            Problem(
+                line,
+                "",
+                "The request contains a NUL character (\\u0000).",
+                "Remove it; it is almost always left over from a binary file.",
+            )
+        )
+    try:
+        encoded.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        half = ord(exc.object[exc.start])
+        problems.append(
+            Problem(
+                line,
+                "",
+                f"The request contains half of a surrogate pair (\\u{half:04x}), which is not "
+                "a character.",
+                "Write the character itself, or both halves of its \\u escape.",
+            )
+        )
+    return problems
+
+
 class Validator:
     """Checks requests one at a time and keeps what the report needs."""
 
@@ -306,11 +348,13 @@ class Validator:
         params = item.get("params")
         if isinstance(params, dict):
             problems.extend(self._batch_rules(line, params))
+        encoded = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+        problems.extend(_character_problems(line, encoded))
         for problem in problems:
             self.problem(problem)
         if problems:
             return None
-        size = len(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()) + 1
+        size = len(encoded.encode()) + 1
         request = Request(line, custom_id, params, size)
         self.count(request)
         return request
@@ -375,6 +419,9 @@ class Validator:
     def count(self, request: Request) -> None:
         report = self.report
         report.request_count += 1
+        most = settings.MAX_UPLOAD_BATCHES * settings.MAX_BATCH_REQUESTS
+        if report.request_count > most:
+            raise _too_large(request.line, f"{most:,} requests")
         report.request_bytes += request.size
         report.models[request.params.get("model", "")] += 1
         self.estimate.add(request.params)
@@ -420,10 +467,28 @@ def open_binary(path: Path):
     return handle
 
 
-class FileDamaged(Exception):
+class StopReading(Exception):
+    """Reading ends here; the problem says why."""
+
     def __init__(self, problem: Problem):
         super().__init__(problem.message)
         self.problem = problem
+
+
+class FileDamaged(StopReading):
+    pass
+
+
+def _too_large(line: int | None, what: str) -> StopReading:
+    batches = settings.MAX_UPLOAD_BATCHES
+    return StopReading(
+        Problem(
+            line,
+            "",
+            f"The file holds more than {what}: one upload makes at most {batches} batches.",
+            "Split the file, or submit it in several uploads.",
+        )
+    )
 
 
 def physical_lines(path: Path, too_long=None) -> Iterator[tuple[int, bytes]]:
@@ -432,11 +497,16 @@ def physical_lines(path: Path, too_long=None) -> Iterator[tuple[int, bytes]]:
     A line over MAX_LINE_BYTES is skipped without being held (it comes out empty), and
     `too_long(number)` is told about it.
     """
-    number = 0
+    number = read = 0
+    # Counted after decompression, so a small gzip bomb stops here too.
+    most = settings.MAX_UPLOAD_BATCHES * settings.MAX_BATCH_BYTES * 2
     with open_binary(path) as handle:
         try:
             while raw := handle.readline(MAX_LINE_BYTES + 1):
                 number += 1
+                read += len(raw)
+                if read > most:
+                    raise _too_large(number, f"{most / 1e9:,.1f} GB of text")
                 if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
                     while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
                         pass
@@ -641,8 +711,19 @@ def validate_file(
     try:
         for _ in read_requests(path, fmt, validator, csv_options):
             pass
-    except FileDamaged as damaged:
-        validator.problem(damaged.problem)
+    except StopReading as stop:
+        validator.problem(stop.problem)
+    except Exception as error:
+        # Whatever a file does to the reader, the user gets a report, not an error page.
+        logger.exception("Validating %s failed", path.name)
+        validator.problem(
+            Problem(
+                None,
+                "",
+                f"The file could not be read to the end ({type(error).__name__}).",
+                "Check that it is a JSONL or CSV file; if it is, report this file to us.",
+            )
+        )
     return validator.finish()
 
 

@@ -54,6 +54,7 @@ def create_submission(
     oversize: str = Submission.Oversize.SPLIT,
     csv_options: dict | None = None,
     resubmission_of: Batch | None = None,
+    validate: bool = True,
 ) -> Submission:
     filename = Path(uploaded_file.name).name
     fmt = detect_format(filename)
@@ -73,7 +74,7 @@ def create_submission(
     )
     submission.upload.save(filename, uploaded_file, save=False)
     submission.save()
-    if fmt == Submission.Format.JSONL or csv_options:
+    if validate and (fmt == Submission.Format.JSONL or csv_options):
         validate_submission(submission)
     return submission
 
@@ -103,6 +104,14 @@ def csv_sample_row(submission: Submission) -> dict[str, str]:
     return {}
 
 
+# The states in which a submission's options may change and its file be checked again.
+EDITABLE = (
+    Submission.State.NEEDS_TEMPLATE,
+    Submission.State.HAS_PROBLEMS,
+    Submission.State.READY,
+)
+
+
 def validate_submission(submission: Submission) -> intake.Report:
     csv_options = None
     if submission.source_format == Submission.Format.CSV:
@@ -126,21 +135,27 @@ def validate_submission(submission: Submission) -> intake.Report:
         if report.problem_count:
             submission.report_file.save("problems.csv", File(raw), save=False)
         report_out.detach()
-    submission.request_count = report.request_count
-    submission.request_bytes = report.request_bytes
-    submission.problem_count = report.problem_count
-    submission.problems = [problem.as_dict() for problem in report.problems]
-    submission.models_used = dict(report.models.most_common())
-    submission.estimate = {
-        **report.estimate,
-        "parts": report.parts,
-        "preview": report.preview,
-        "notes": report.notes,
+    fields = {
+        "request_count": report.request_count,
+        "request_bytes": report.request_bytes,
+        "problem_count": report.problem_count,
+        "problems": [problem.as_dict() for problem in report.problems],
+        "models_used": dict(report.models.most_common()),
+        "estimate": {
+            **report.estimate,
+            "parts": report.parts,
+            "preview": report.preview,
+            "notes": report.notes,
+        },
+        "validated_at": timezone.now(),
+        "report_file": submission.report_file.name or "",
+        "state": Submission.State.READY if report.ok else Submission.State.HAS_PROBLEMS,
     }
-    submission.validated_at = timezone.now()
-    submission.state = Submission.State.READY if report.ok else Submission.State.HAS_PROBLEMS
     with transaction.atomic():
-        submission.save()
+        # Only while still editable: a Submit pressed while this ran wins, and its parts stay.
+        if not Submission.objects.filter(pk=submission.pk, state__in=EDITABLE).update(**fields):
+            submission.refresh_from_db()
+            return report
         submission.parts.all().delete()
         if report.ok:
             SubmissionPart.objects.bulk_create(
@@ -152,6 +167,7 @@ def validate_submission(submission: Submission) -> intake.Report:
                 )
                 for index, part in enumerate(report.parts)
             )
+    submission.refresh_from_db()
     return report
 
 
@@ -235,14 +251,21 @@ def _create_body(submission: Submission, part: SubmissionPart):
 LOOKUP_DELAYS = (0, 2, 5)
 
 
-def _find_lost_batch(client: ApiClient, part: SubmissionPart) -> dict | None:
-    """The batch an earlier create of this part made although its answer never arrived.
+def _answer_may_be_lost(error: ApiError) -> bool:
+    """Whether the batch may exist although the create failed: a timeout, a broken connection
+    or a server error. A 4xx, and a 529 (overloaded, turned away), mean nothing was created."""
+    return error.status is None or (error.status >= 500 and error.status != 529)
 
-    A candidate is a batch of the part's size, created between the first attempt and now, that
-    no other part has adopted. More than one is a question only a person can answer.
+
+def _find_lost_batch(client: ApiClient, part: SubmissionPart) -> dict | None:
+    """The batch that the part's last create made although its answer never arrived.
+
+    A candidate is a batch of the part's size, created around the time of that attempt (from
+    when it was sent to when it timed out, with slack for the two clocks), that no other part
+    has adopted. More than one is a question only a person can answer.
     """
     since = part.create_started_at - CLOCK_SLACK
-    until = timezone.now() + CLOCK_SLACK
+    until = part.create_started_at + timedelta(seconds=settings.API_TIMEOUT_SECONDS) + CLOCK_SLACK
     taken = set(
         Batch.objects.filter(workspace=part.submission.workspace)
         .exclude(submission_part=None)
@@ -301,7 +324,9 @@ def _record_batch(submission: Submission, part: SubmissionPart, item: dict) -> B
             "next_poll_at": now + timedelta(seconds=settings.SYNC_INTERVAL_SECONDS),
         },
     )
-    SubmissionPart.objects.filter(pk=part.pk).update(batch=batch, claimed_until=None, error="")
+    SubmissionPart.objects.filter(pk=part.pk).update(
+        batch=batch, claimed_until=None, error="", create_started_at=None
+    )
     return batch
 
 
@@ -309,6 +334,8 @@ def _create_part(client: ApiClient, submission: Submission, part: SubmissionPart
     attempts = settings.API_MAX_ATTEMPTS
     for attempt in range(1, attempts + 1):
         part.refresh_from_db()
+        # `create_started_at` is set while a create's outcome is unknown (sent, and no clear
+        # answer yet), also across a crashed worker: then look before sending another.
         if part.create_started_at is not None:
             found = _find_lost_batch(client, part)
             if found is not None:
@@ -316,13 +343,15 @@ def _create_part(client: ApiClient, submission: Submission, part: SubmissionPart
                             found["id"])  # fmt: skip
                 return _record_batch(submission, part, found)
         SubmissionPart.objects.filter(pk=part.pk).update(
-            create_started_at=part.create_started_at or timezone.now(),
-            create_attempts=part.create_attempts + 1,
+            create_started_at=timezone.now(), create_attempts=part.create_attempts + 1
         )
         with _create_body(submission, part) as body:
             try:
                 item = client.create_batch(body)  # streamed from disk; never retried inside
             except ApiError as error:
+                if not _answer_may_be_lost(error):
+                    # Turned away: nothing to look for next time.
+                    SubmissionPart.objects.filter(pk=part.pk).update(create_started_at=None)
                 if not error.retryable or attempt == attempts:
                     raise
                 api.sleep(max(error.retry_after or 0, min(2**attempt, 30)))

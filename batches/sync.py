@@ -417,9 +417,15 @@ def ingest_results(batch_id: int, *, client: ApiClient | None = None) -> IngestR
             ingest_claimed_until=None,
             ingest_not_before=None,
         )
-    except ApiError as error:
-        report.error = str(error)
-        logger.warning("Ingesting results of %s failed: %s", batch.api_id, error)
+    except Exception as error:
+        if isinstance(error, ApiError):
+            report.error = str(error)
+            logger.warning("Ingesting results of %s failed: %s", batch.api_id, error)
+        else:
+            # A fault of ours or of the database: shown on the batch page like any other, and
+            # counted, so it cannot retry unseen forever.
+            report.error = f"Unexpected error while storing the results: {error!r}"
+            logger.exception("Ingesting results of %s failed", batch.api_id)
         # Try again later, backing off: 15 s, 30 s, 1 min, ... up to an hour.
         attempts = batch.ingest_attempts + 1
         backoff = timedelta(seconds=min(15 * 2 ** (attempts - 1), 3600))

@@ -98,10 +98,9 @@ def upload(request, slug):
 def submission_detail(request, slug, key):
     submission = _get_submission_for_user(request, slug, key)
     csv_form = None
-    if submission.source_format == Submission.Format.CSV and submission.state in (
-        Submission.State.NEEDS_TEMPLATE,
-        Submission.State.HAS_PROBLEMS,
-        Submission.State.READY,
+    if (
+        submission.source_format == Submission.Format.CSV
+        and submission.state in submissions.EDITABLE
     ):
         # No API call here: a page renders from the database. Without a model list yet (the
         # sync fetches it), the form takes a typed model id.
@@ -118,10 +117,9 @@ def submission_detail(request, slug, key):
 @require_POST
 def submission_template(request, slug, key):
     submission = _get_submission_for_user(request, slug, key)
-    if submission.source_format != Submission.Format.CSV or submission.state not in (
-        Submission.State.NEEDS_TEMPLATE,
-        Submission.State.HAS_PROBLEMS,
-        Submission.State.READY,
+    if (
+        submission.source_format != Submission.Format.CSV
+        or submission.state not in submissions.EDITABLE
     ):
         messages.info(request, "This submission's options can no longer change.")
         return redirect(submission)
@@ -130,8 +128,12 @@ def submission_template(request, slug, key):
         return render(
             request, "batches/submission.html", _detail_context(submission, form), status=400
         )
-    submission.csv_options = form.options()
-    submission.save(update_fields=["csv_options"])
+    if not Submission.objects.filter(pk=submission.pk, state__in=submissions.EDITABLE).update(
+        csv_options=form.options()
+    ):
+        messages.info(request, "This submission's options can no longer change.")
+        return redirect(submission)
+    submission.refresh_from_db()
     submissions.validate_submission(submission)
     return redirect(submission)
 

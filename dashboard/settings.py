@@ -259,6 +259,8 @@ SYNC_INTERVAL_SECONDS = env_float("SYNC_INTERVAL_SECONDS", 15.0, minimum=1.0)
 # The API's limits on one batch; a larger upload is split into several batches (or refused).
 MAX_BATCH_REQUESTS = env_int("MAX_BATCH_REQUESTS", 100_000, minimum=1, maximum=100_000)
 MAX_BATCH_BYTES = env_int("MAX_BATCH_BYTES", 256_000_000, minimum=1000, maximum=256_000_000)
+# One upload makes at most this many batches: a bound on what one file may ask of the server.
+MAX_UPLOAD_BATCHES = env_int("MAX_UPLOAD_BATCHES", 10, minimum=1, maximum=1000)
 # The largest upload the form accepts (bytes, before decompression).
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 2_000_000_000, minimum=1000)
 

@@ -26,3 +26,31 @@ def test_every_model_has_a_working_admin_that_never_shows_the_key(admin_client, 
             page = admin_client.get(f"/admin/{meta.app_label}/{meta.model_name}/{first.pk}/change/")
             assert page.status_code == 200, meta.model_name
             assert workspace.api_key not in page.content.decode()
+
+
+def test_staff_who_are_not_members_see_no_other_teams_records(client, workspace, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    staff = django_user_model.objects.create_user("auditor", password="pw", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(content_type__app_label="batches"))
+    Batch.objects.create(workspace=workspace, api_id="msgbatch_secret", processing_status="ended",
+                         created_at="2026-11-01T00:00:00Z")  # fmt: skip
+    client.force_login(staff)
+    assert b"msgbatch_secret" not in client.get("/admin/batches/batch/").content
+    assert b"Research" not in client.get("/admin/batches/workspace/").content
+    workspace.members.add(staff)
+    assert b"msgbatch_secret" in client.get("/admin/batches/batch/").content
+
+
+def test_changing_the_api_address_needs_the_key_again(admin_client, workspace):
+    url = f"/admin/batches/workspace/{workspace.pk}/change/"
+    form = {"name": workspace.name, "slug": workspace.slug, "base_url": "https://evil.example",
+            "members": [m.pk for m in workspace.members.all()]}  # fmt: skip
+    response = admin_client.post(url, form)
+    assert response.status_code == 200
+    assert b"Enter the key again when the API base URL changes." in response.content
+    workspace.refresh_from_db()
+    assert workspace.base_url != "https://evil.example"
+    assert admin_client.post(url, {**form, "api_key": "sk-ant-new-key-1234"}).status_code == 302
+    workspace.refresh_from_db()
+    assert workspace.base_url == "https://evil.example" and workspace.api_key.endswith("1234")

@@ -96,3 +96,17 @@ def test_connection_errors_are_retryable_api_errors(no_waiting):
         client_for(handler, max_attempts=3).list_batches()
     assert caught.value.error_type == "connection_error" and caught.value.retryable
     assert len(no_waiting) == 2
+
+
+def test_it_never_sends_the_key_to_a_results_url_on_another_host():
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        return httpx.Response(200, content=b"{}\n")
+
+    client = client_for(handler)
+    with pytest.raises(ApiError, match=r"points to https://elsewhere\.example"):
+        list(client.iter_results("https://elsewhere.example/v1/messages/batches/x/results"))
+    assert calls == []
+    assert list(client.iter_results("https://api.example.test/v1/messages/batches/x/results"))

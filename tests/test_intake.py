@@ -330,3 +330,39 @@ def test_a_csv_with_an_endless_line_is_reported(tmp_path, monkeypatch):
     report = check(tmp_path, content, "csv", csv_options=REVIEWS)
     assert report.request_count == 2
     assert any("Line 3 is longer than" in p.message for p in report.problems)
+
+
+@pytest.mark.parametrize(
+    ("escape", "message"),
+    [
+        ("\\u0000", "contains a NUL character"),
+        ("\\ud800", "half of a surrogate pair (\\ud800)"),
+    ],
+)
+def test_it_reports_characters_text_cannot_hold(tmp_path, escape, message):
+    line = good("a").replace('"Hello"', f'"Hel{escape}lo"')
+    report = check(tmp_path, line + "\n" + good("b"))
+    assert report.request_count == 1
+    assert [p.line for p in report.problems] == [1]
+    assert message in report.problems[0].message
+
+
+def test_an_unexpected_reader_error_becomes_a_report(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise MemoryError("boom")
+
+    monkeypatch.setattr(intake, "read_jsonl", broken)
+    report = check(tmp_path, good("a"))
+    assert "could not be read to the end (MemoryError)" in report.problems[0].message
+
+
+def test_a_file_over_the_upload_limits_stops_with_a_report(tmp_path, settings):
+    settings.MAX_UPLOAD_BATCHES = 2
+    settings.MAX_BATCH_REQUESTS = 3
+    report = check(tmp_path, "\n".join(good(f"r{n}") for n in range(10)))
+    assert report.request_count == 7
+    assert "more than 6 requests: one upload makes at most 2 batches" in report.problems[-1].message
+    settings.MAX_BATCH_BYTES = 1000  # a gzip bomb: small on disk, large once decompressed
+    bomb = gzip.compress(b"\n" * 10_000)
+    report = check(tmp_path, bomb, name="bomb.jsonl.gz")
+    assert "GB of text" in report.problems[0].message

@@ -183,3 +183,40 @@ def test_an_unexpected_error_fails_the_submission_instead_of_leaving_it_submitti
     assert submission.state == Submission.State.FAILED
     assert "RuntimeError" in submission.submit_error
     assert submissions.request_submit(submission)  # the user can try again
+
+
+def test_a_create_that_was_turned_away_never_adopts_a_lookalike_later(models_known, user):
+    from emulator.testing import make_batch
+
+    set_key_faults(KEY, rate_429=1.0)
+    submission = upload(models_known, user)
+    submissions.request_submit(submission)
+    submission = submissions.create_batches(submission.pk)
+    assert submission.state == Submission.State.FAILED  # rate-limited every time: nothing made
+    lookalike = make_batch(KEY, submission.request_count, prefix="teammate")
+    set_key_faults(KEY, rate_429=0.0)
+    submissions.request_submit(submission)
+    submission = submissions.create_batches(submission.pk)
+    assert submission.state == Submission.State.SUBMITTED
+    assert Batch.objects.get().api_id != lookalike.batch_id
+    assert EmulatedBatch.objects.count() == 2
+
+
+def test_a_submit_pressed_while_the_file_is_checked_again_wins(models_known, user, monkeypatch):
+    from batches import intake
+
+    submission = upload(models_known, user)
+    real_validate = intake.validate_file
+
+    def validate_while_someone_submits(*args, **kwargs):
+        report = real_validate(*args, **kwargs)
+        assert submissions.request_submit(submission)  # the Submit click lands meanwhile
+        return report
+
+    monkeypatch.setattr(intake, "validate_file", validate_while_someone_submits)
+    submissions.validate_submission(submission)
+    submission.refresh_from_db()
+    assert submission.state == Submission.State.SUBMITTING
+    assert submission.parts.count() == 1
+    submissions.create_batches(submission.pk)
+    assert EmulatedBatch.objects.count() == 1

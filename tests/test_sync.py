@@ -357,3 +357,19 @@ def test_a_failing_model_list_does_not_stop_the_batches_syncing(workspace, monke
     make_batch(KEY, 2)
     report = sync.sync_workspace(workspace.pk)
     assert not report.error and report.created == 1
+
+
+def test_an_unexpected_error_while_storing_is_recorded_counted_and_released(workspace, monkeypatch):
+    make_batch(KEY, 5)
+
+    def broken(batch, rows):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sync, "_store_chunk", broken)
+    with ended_later():
+        batch_id = sync.sync_workspace(workspace.pk).to_ingest[0]
+        report = sync.ingest_results(batch_id)
+    batch = Batch.objects.get(pk=batch_id)
+    assert "disk full" in report.error and "disk full" in batch.ingest_error
+    assert batch.ingest_attempts == 1 and batch.ingest_claimed_until is None
+    assert batch.ingest_not_before is not None

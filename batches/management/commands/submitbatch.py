@@ -53,7 +53,7 @@ class Command(BaseCommand):
             upload = File(handle, name=file.name)
             upload.size = file.stat().st_size
             submission = submissions.create_submission(
-                target, submitter, upload, name=name, csv_options=csv_options
+                target, submitter, upload, name=name, csv_options=csv_options, validate=False
             )
         report = submissions.validate_submission(submission)
         print_report(self.stdout, report, file)
