@@ -7,6 +7,7 @@ change is answered with 286, which stops it.
 """
 
 import gzip
+import hashlib
 import json
 import re
 from urllib.parse import urlencode
@@ -17,12 +18,15 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Max, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import floatformat
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from batches import actions, downloads, notices, summaries
 from batches.models import Batch, BatchRequest, Result, Submission, UserPreference, Workspace
+from batches.templatetags.batch_tags import batch_duration, progress_bar, until
 
 BATCHES_PER_PAGE = 25
 RESULTS_PER_PAGE = 50
@@ -72,6 +76,44 @@ def _partial(request) -> bool:
 def _text(params, name: str, limit: int = 200) -> str:
     """A query-string value as plain text: no NUL (PostgreSQL refuses it), at most `limit` long."""
     return params.get(name, "").replace("\x00", "").strip()[:limit]
+
+
+# What a poll compares ---------------------------------------------------------------------------
+# A polled region carries a fingerprint of what it shows (`hx-vals`, sent back as `v`); a poll
+# whose fingerprint is still current is answered 204, which htmx does not swap. Time labels are
+# part of it as the page shows them ("running 3 m 5 s", "in 4 h 12 m"), so it changes no more
+# often than the text does: every poll in a batch's first hour, once a minute after that.
+
+
+def _fingerprint(*parts) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
+
+
+def _shown_state(batch: Batch) -> tuple:
+    """What the list row and the batch page show of a batch, time labels included."""
+    bar = progress_bar(batch)
+    return (
+        batch.pk,
+        batch.name,
+        batch.processing_status,
+        tuple(batch.counts.values()),
+        batch.cancel_initiated_at,
+        batch.ended_at,
+        batch.archived_at,
+        batch.gone_at,
+        batch.results_ingested_at,
+        batch.results_ingested,
+        batch.totals_at,
+        getattr(batch, "cost", None),
+        getattr(batch, "cost_incomplete", None),
+        bar["label"],
+        floatformat(bar.get("time_width", ""), "1u"),  # as _progress.html draws it
+        batch_duration(batch),
+    )
+
+
+def _unchanged(request, fingerprint: str) -> bool:
+    return _partial(request) and request.GET.get("v") == fingerprint
 
 
 # The batch list ---------------------------------------------------------------------------------
@@ -134,8 +176,14 @@ def _batch_list(request, *, workspace=None, template="batches/home.html"):
     rows = list(page.object_list)
     summaries.store_totals(rows)
     any_active = any(batch.is_active and not batch.gone_at for batch in rows)
+    fingerprint = _fingerprint(
+        page.number, page.paginator.count, [_shown_state(batch) for batch in rows]
+    )
+    if any_active and _unchanged(request, fingerprint):
+        return HttpResponse(status=204)
     query = request.GET.copy()
     query.pop("page", None)
+    query.pop("v", None)
     context = {
         "page": page,
         "rows": rows,
@@ -144,6 +192,7 @@ def _batch_list(request, *, workspace=None, template="batches/home.html"):
         "filters": chosen,
         "filtering": any(chosen.values()),
         "query": query.urlencode(),
+        "fingerprint": fingerprint,
         "status_filters": STATUS_FILTERS,
         "problem_filters": PROBLEM_FILTERS,
     }
@@ -268,17 +317,43 @@ def notification_preference(request):
 
 
 def _still_changing(batch: Batch) -> bool:
-    """Worth polling: running, or ended with its results still on their way."""
+    """Worth polling: running, or ended with its results on their way. Not while a failed fetch
+    waits for its next attempt (that can be minutes away; the page shows the error, and "Refresh
+    now" or a reload looks again), nor once the attempts are used up."""
     if batch.gone_at:
         return False
     if batch.is_active:
         return True
+    waiting_to_retry = bool(
+        batch.ingest_error and batch.ingest_not_before and batch.ingest_not_before > timezone.now()
+    )
     return bool(
         batch.is_ended
         and batch.results_url
         and batch.results_ingested_at is None
         and batch.archived_at is None
         and batch.ingest_attempts < Batch.MAX_INGEST_ATTEMPTS
+        and not waiting_to_retry
+    )
+
+
+def _detail_fingerprint(batch: Batch) -> str:
+    return _fingerprint(
+        _shown_state(batch),
+        progress_bar(batch, wide=True)["label"],
+        until(batch.expires_at) if not batch.ended_at else "",
+        until(batch.results_available_until),
+        batch.input_tokens,
+        batch.output_tokens,
+        batch.cache_creation_input_tokens,
+        batch.cache_read_input_tokens,
+        batch.ingest_error,
+        batch.ingest_mismatch,
+        batch.ingest_attempts,
+        batch.ingest_not_before,
+        bool(batch.results_file),
+        batch.last_polled_at,
+        _still_changing(batch),
     )
 
 
@@ -288,6 +363,7 @@ def _detail_context(request, batch: Batch, dialog: str = "") -> dict:
     return {
         "batch": batch,
         "still_changing": _still_changing(batch),
+        "fingerprint": _detail_fingerprint(batch),
         "estimate": summaries.estimate(batch),
         "errors": summaries.error_summary(batch) if batch.errored else [],
         "resubmit_reason": resubmit_reason,
@@ -302,6 +378,10 @@ def _detail_context(request, batch: Batch, dialog: str = "") -> dict:
 @require_GET
 def batch_detail(request, slug, api_id):
     batch = _get_batch_for_user(request, slug, api_id)
+    if _partial(request) and _still_changing(batch):
+        summaries.store_totals([batch])
+        if _unchanged(request, _detail_fingerprint(batch)):
+            return HttpResponse(status=204)
     context = _detail_context(request, batch)
     if _partial(request):
         response = render(request, "batches/batch_detail.html#live", context)

@@ -195,6 +195,41 @@ def test_the_list_fragment_polls_while_a_batch_runs_and_stops_with_286(owner_cli
     assert "batches-changed from:body" in stopped.content.decode()
 
 
+def fingerprint_of(body: str) -> str:
+    """The fingerprint a polled region sends back with its next poll."""
+    return body.split("""hx-vals='{"v": \"""", 1)[1].split('"', 1)[0]
+
+
+def test_the_list_poll_answers_204_until_what_it_shows_changes(owner_client, workspace, frozen_now):
+    running = mirror_batch(workspace, processing_status="in_progress", ended_at=None, processing=2,
+                           succeeded=0, errored=0)  # fmt: skip
+    seen = fingerprint_of(owner_client.get("/").content.decode())
+    unchanged = owner_client.get("/", {"v": seen}, **HX)
+    assert unchanged.status_code == 204 and unchanged.content == b""
+    Batch.objects.filter(pk=running.pk).update(processing=1, succeeded=1)
+    changed = owner_client.get("/", {"v": seen}, **HX)
+    assert changed.status_code == 200 and "1 of 2 done" in changed.content.decode()
+    again = fingerprint_of(changed.content.decode())
+    assert again != seen and owner_client.get("/", {"v": again}, **HX).status_code == 204
+    assert "v=" not in changed.content.decode().split("hx-vals")[0]  # not carried in the address
+    Batch.objects.filter(pk=running.pk).update(processing_status="ended", ended_at=timezone.now())
+    assert owner_client.get("/", {"v": again}, **HX).status_code == 286
+
+
+def test_the_list_poll_sends_the_running_time_when_its_text_changes(
+    owner_client, workspace, frozen_now
+):
+    mirror_batch(workspace, processing_status="in_progress", ended_at=None, processing=5,
+                 succeeded=0, errored=0)  # fmt: skip
+    frozen_now.shift(2 * 3600)  # past the first hour, the label says hours and minutes
+    seen = fingerprint_of(owner_client.get("/").content.decode())
+    frozen_now.shift(20)
+    assert owner_client.get("/", {"v": seen}, **HX).status_code == 204
+    frozen_now.shift(60)
+    moved = owner_client.get("/", {"v": seen}, **HX)
+    assert moved.status_code == 200 and "running 3 h 1 m of at most 24 h" in moved.content.decode()
+
+
 def test_the_workspace_page_is_the_list_for_one_workspace(owner_client, workspace):
     batch = mirror_batch(workspace)
     assert batch.api_id in owner_client.get(workspace.get_absolute_url()).content.decode()
@@ -386,6 +421,33 @@ def test_the_batch_fragment_polls_while_running(owner_client, workspace):
     fragment = owner_client.get(url(batch), **HX)
     assert fragment.status_code == 200 and "every 3s" in fragment.content.decode()
     assert "Cancel batch" in fragment.content.decode()
+
+
+def test_the_batch_poll_answers_204_until_a_count_changes(owner_client, workspace, frozen_now):
+    batch = mirror_batch(workspace, processing_status="in_progress", ended_at=None, processing=4,
+                         succeeded=0, errored=0)  # fmt: skip
+    seen = fingerprint_of(owner_client.get(url(batch)).content.decode())
+    assert owner_client.get(url(batch), {"v": seen}, **HX).status_code == 204
+    Batch.objects.filter(pk=batch.pk).update(processing=3, succeeded=1)
+    changed = owner_client.get(url(batch), {"v": seen}, **HX)
+    assert changed.status_code == 200 and "1 of 4 done" in changed.content.decode()
+    Batch.objects.filter(pk=batch.pk).update(processing_status="ended", ended_at=timezone.now())
+    ended = owner_client.get(url(batch), {"v": fingerprint_of(changed.content.decode())}, **HX)
+    assert ended.status_code == 286 and "every 3s" not in ended.content.decode()
+
+
+def test_the_batch_page_stops_polling_while_a_failed_fetch_waits_to_retry(
+    owner_client, workspace, frozen_now
+):
+    batch = mirror_batch(workspace, results_url="https://api.example/results", ingest_attempts=3,
+                         ingest_error="The API answered 500.",
+                         ingest_not_before=timezone.now() + timedelta(minutes=10))  # fmt: skip
+    fragment = owner_client.get(url(batch), **HX)
+    body = fragment.content.decode()
+    assert fragment.status_code == 286 and "every 3s" not in body
+    assert "The API answered 500." in body and "Refresh now" in body
+    Batch.objects.filter(pk=batch.pk).update(ingest_not_before=None, ingest_error="")
+    assert "every 3s" in owner_client.get(url(batch)).content.decode()
 
 
 def test_resubmit_is_disabled_with_a_reason_for_a_batch_made_elsewhere(owner_client, workspace):
