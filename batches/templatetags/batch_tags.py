@@ -63,10 +63,20 @@ def duration(value) -> str:
     return f"{secs} s"
 
 
+def running_for(elapsed) -> str:
+    """A running batch's age (a timedelta or seconds) to the minute: a label that changes once a
+    minute lets the polls answer 204 (nothing new) in between, and seconds tell nobody anything
+    about a batch."""
+    seconds = elapsed.total_seconds() if isinstance(elapsed, timedelta) else elapsed
+    minutes = int(seconds) // 60
+    return "under a minute" if minutes < 1 else duration(minutes * 60)
+
+
 @register.filter
 def batch_duration(batch) -> str:
-    end = batch.ended_at or timezone.now()
-    return duration(end - batch.created_at)
+    if batch.ended_at is None:
+        return running_for(timezone.now() - batch.created_at)
+    return duration(batch.ended_at - batch.created_at)
 
 
 @register.filter
@@ -156,7 +166,7 @@ def progress_bar(batch, wide=False):
         elapsed = max(0, int((timezone.now() - batch.created_at).total_seconds()))
         context["time_width"] = min(100, round(100 * elapsed / DAY, 2))
         verb = "canceling" if batch.processing_status == "canceling" else "running"
-        context["label"] = f"{verb} {duration(elapsed)} of at most 24 h"
+        context["label"] = f"{verb} {running_for(elapsed)} of at most 24 h"
         context["by_time"] = True
     elif batch.is_active and not batch.gone_at:
         context["label"] = f"{done:,} of {total:,} done ({percent(done, total):.0f}%)"
