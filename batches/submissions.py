@@ -26,13 +26,12 @@ from django.utils import timezone
 from batches import api, intake
 from batches.api import ApiClient, ApiError
 from batches.models import Batch, BatchRequest, Submission, SubmissionPart, Workspace
-from batches.sync import api_fields
+from batches.sync import api_fields, claim_lease
 
 logger = logging.getLogger(__name__)
 
 STORE_CHUNK = 2000
-PART_LEASE = timedelta(minutes=15)
-# How far back a lost create is looked for: the clocks of the API and of this server differ.
+# Slack on each side of a lost create's time window: the API's clock and this server's differ.
 CLOCK_SLACK = timedelta(minutes=2)
 
 
@@ -301,7 +300,7 @@ def _claim_part(part: SubmissionPart, now: datetime) -> bool:
     return (
         SubmissionPart.objects.filter(pk=part.pk, batch=None)
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(claimed_until=now + PART_LEASE)
+        .update(claimed_until=now + claim_lease())
         == 1
     )
 

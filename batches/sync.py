@@ -26,7 +26,7 @@ from batches.models import COUNT_FIELDS, Batch, Result, Workspace
 logger = logging.getLogger(__name__)
 
 
-def _lease() -> timedelta:
+def claim_lease() -> timedelta:
     """How long a claim holds: longer than a task may run, so a live holder never loses it."""
     return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
 
@@ -34,16 +34,6 @@ def _lease() -> timedelta:
 # Ids are compared in Python and written in slices this size, under every database's limit on
 # query parameters (SQLite's is 32,766).
 ID_SLICE = 5000
-API_FIELDS = (
-    "processing_status",
-    *COUNT_FIELDS,
-    "created_at",
-    "expires_at",
-    "ended_at",
-    "cancel_initiated_at",
-    "archived_at",
-    "results_url",
-)
 
 
 @dataclass
@@ -138,7 +128,7 @@ def upsert_batches(workspace: Workspace, items: list[dict], now: datetime) -> tu
 def claim_workspace(workspace_id: int, now: datetime) -> datetime | None:
     """Hold the workspace for one sync. Returns the claim (its expiry, which also serves as the
     token that releases it), or None when another sync holds it."""
-    until = now + _lease()
+    until = now + claim_lease()
     claimed = (
         Workspace.objects.filter(pk=workspace_id)
         .filter(Q(sync_claimed_until__isnull=True) | Q(sync_claimed_until__lt=now))
@@ -290,7 +280,7 @@ class IngestReport:
 
 def claim_batch_for_ingestion(batch_id: int, now: datetime) -> datetime | None:
     """Hold the batch for one ingestion; the claim (its expiry) releases it, as for syncs."""
-    until = now + _lease()
+    until = now + claim_lease()
     claimed = (
         Batch.objects.filter(pk=batch_id).needing_ingestion(now).update(ingest_claimed_until=until)
     )

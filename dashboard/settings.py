@@ -157,7 +157,6 @@ STORAGES = {
 MEDIA_ROOT = VAR_DIR / "media"
 # Uploads larger than this go to a temporary file on disk instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
-FILE_UPLOAD_TEMP_DIR = None
 
 # Production hardening: on whenever debug is off, so `check --deploy` is clean.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

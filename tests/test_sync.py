@@ -226,7 +226,7 @@ def test_two_syncs_of_the_same_workspace_cannot_both_claim_it(workspace):
     # A crashed holder's claim lapses, and a late release by the old holder leaves the new
     # holder's claim alone.
     first = Workspace.objects.get().sync_claimed_until
-    later = now + sync._lease() + timedelta(seconds=1)
+    later = now + sync.claim_lease() + timedelta(seconds=1)
     second = sync.claim_workspace(workspace.pk, later)
     assert second is not None
     sync.release_workspace(workspace.pk, first)
