@@ -6,18 +6,17 @@ a short timeout) because a person is waiting; afterwards the mirror is updated w
 the page shows the new state at once.
 """
 
-import json
 import tempfile
 from dataclasses import dataclass
 
 from django.core.files import File
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, Subquery
 from django.utils import timezone
 
-from batches import sync
+from batches import downloads, sync
 from batches.api import ApiClient, ApiError
-from batches.models import Batch, BatchRequest, Result, Submission
+from batches.models import Batch, BatchRequest, Result, Submission, SubmissionPart
 
 # A person is waiting: two attempts, ten seconds each.
 ACTION_ATTEMPTS = 2
@@ -156,14 +155,13 @@ def resubmit_unavailable_reason(batch: Batch) -> str:
     return ""
 
 
-CHUNK = 2000
-
-
 def resubmit(batch: Batch, user, kinds) -> Submission:
     """A new submission of the requests whose results are of the chosen kinds, linked to `batch`.
 
-    The requests are written line by line to a temporary JSONL file (constant memory) and handed
-    to intake, which checks them; the person reviews and submits it on the submission's page.
+    The requests are read, in their file order, from the create body the batch was sent with
+    (one pass over it, whatever the number chosen), written to a temporary JSONL file, and
+    handed to intake, which checks them; the person reviews and submits the new upload on its
+    page. The caller enqueues its check.
     """
     from batches.submissions import create_submission
 
@@ -173,38 +171,23 @@ def resubmit(batch: Batch, user, kinds) -> Submission:
     kinds = [kind for kind in kinds if kind in RESUBMIT_KINDS]
     if not kinds:
         raise ActionRefused("Choose at least one kind of request to resubmit.")
-    custom_ids = (
-        Result.objects.filter(batch=batch)
-        .filter(_kinds_filter(kinds))
-        .order_by("custom_id")
-        .values_list("custom_id", flat=True)
+    chosen = Result.objects.filter(batch=batch).filter(_kinds_filter(kinds)).values("custom_id")
+    part = getattr(getattr(batch, "submission_part", None), "index", 0) or 0
+    body = SubmissionPart.objects.get(submission_id=batch.submission_id, index=part).body
+    spans = (
+        BatchRequest.objects.filter(
+            submission_id=batch.submission_id, part=part, custom_id__in=Subquery(chosen)
+        )
+        .order_by("offset")
+        .values_list("offset", "length")
     )
-    requests = BatchRequest.objects.filter(submission_id=batch.submission_id)
-    part = getattr(getattr(batch, "submission_part", None), "index", None)
-    if part is not None:
-        requests = requests.filter(part=part)
     written = 0
     with tempfile.TemporaryFile() as handle:
-        chunk: list[str] = []
-
-        def flush():
-            nonlocal written
-            rows = requests.filter(custom_id__in=chunk).order_by("line")
-            for custom_id, params in rows.values_list("custom_id", "params"):
-                line = json.dumps({"custom_id": custom_id, "params": params}, ensure_ascii=False)
-                handle.write(line.encode() + b"\n")
-                written += 1
-
-        for custom_id in custom_ids.iterator(chunk_size=CHUNK):
-            chunk.append(custom_id)
-            if len(chunk) >= CHUNK:
-                flush()
-                chunk = []
-        if chunk:
-            flush()
+        for raw in downloads.spans_of(body, spans.iterator(chunk_size=2000)):
+            handle.write(raw + b"\n")
+            written += 1
         if not written:
             raise ActionRefused("No stored requests match the kinds you chose.")
-        handle.seek(0)
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
         upload = File(handle, name=f"resubmit-{batch.api_id[-12:]}-{stamp}.jsonl")
         upload.size = handle.seek(0, 2)

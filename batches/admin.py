@@ -121,7 +121,7 @@ class SubmissionAdmin(MembersOnly, admin.ModelAdmin):
     search_fields = ["name", "source_filename", "key"]
     list_select_related = ["workspace", "created_by"]
     inlines = [SubmissionPartInline]
-    exclude = ["problems", "estimate", "csv_options", "models_used"]
+    exclude = ["problems", "estimate", "csv_options", "models_used", "preview", "notes"]
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in Submission._meta.fields if field.name not in self.exclude]

@@ -9,13 +9,14 @@ streams results line by line. The key is sent in a header and never logged.
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from django.conf import settings
+from django.utils.module_loading import import_string
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -29,11 +30,13 @@ logger = logging.getLogger(__name__)
 RETRYABLE_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}
 USER_AGENT = "batch-dashboard/0.1"
 
-# Tests replace this to retry without waiting; tenacity calls it between attempts.
-sleep = time.sleep
 
-# Tests may set a transport (e.g. httpx.WSGITransport over the emulator) used by every client.
-default_transport: httpx.BaseTransport | None = None
+def default_transport() -> httpx.BaseTransport | None:
+    """The transport the API_TRANSPORT setting names (a dotted path to a function that makes
+    one: the tests answer every call from the emulator in their own process), else httpx's."""
+    if not settings.API_TRANSPORT:
+        return None
+    return import_string(settings.API_TRANSPORT)()
 
 
 class ApiError(Exception):
@@ -68,6 +71,13 @@ class ApiError(Exception):
     @property
     def is_not_found(self) -> bool:
         return self.status == 404
+
+    @property
+    def may_have_made_it(self) -> bool:
+        """Whether a create that failed this way may still have made its batch: a timeout, a
+        broken connection or a server error. A 4xx, and a 529 (overloaded, turned away at the
+        door), mean nothing was created."""
+        return self.status is None or (self.status >= 500 and self.status != 529)
 
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:
@@ -126,6 +136,12 @@ def _log_retry(state: RetryCallState) -> None:
     )
 
 
+def _chunks(stream, size: int = 1 << 20):
+    """A body streamed from storage a block at a time, so a 256 MB create never sits in memory."""
+    while block := stream.read(size):
+        yield block
+
+
 @dataclass
 class Page:
     data: list[dict[str, Any]]
@@ -143,9 +159,11 @@ class ApiClient:
         transport: httpx.BaseTransport | None = None,
         max_attempts: int | None = None,
         timeout: float | None = None,
+        sleep=time.sleep,
     ):
         timeout = timeout or settings.API_TIMEOUT_SECONDS
         self.max_attempts = max_attempts or settings.API_MAX_ATTEMPTS
+        self.sleep = sleep
         self.http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={
@@ -155,7 +173,7 @@ class ApiClient:
             },
             # Connecting should be quick; a results stream may pause between chunks.
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            transport=transport or default_transport,
+            transport=transport or default_transport(),
         )
 
     @classmethod
@@ -186,8 +204,11 @@ class ApiClient:
         return Retrying(
             retry=retry_if_exception(lambda error: isinstance(error, ApiError) and error.retryable),
             stop=stop_after_attempt(attempts or self.max_attempts),
-            wait=_WaitHonouringRetryAfter(initial=0.5, maximum=settings.API_RETRY_MAX_WAIT_SECONDS),
-            sleep=lambda seconds: sleep(seconds),
+            wait=_WaitHonouringRetryAfter(
+                initial=settings.API_RETRY_INITIAL_WAIT_SECONDS,
+                maximum=settings.API_RETRY_MAX_WAIT_SECONDS,
+            ),
+            sleep=self.sleep,
             before_sleep=_log_retry,
             reraise=True,
         )
@@ -213,7 +234,10 @@ class ApiClient:
 
     def request(self, method: str, path: str, *, attempts: int | None = None, **kwargs) -> Any:
         """One JSON call, retried while the failure is one a retry can help."""
-        response = self._retrying(attempts)(self._send_once, method, path, **kwargs)
+        return self._json(self._retrying(attempts)(self._send_once, method, path, **kwargs))
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
         try:
             return response.json()
         except ValueError as exc:
@@ -225,19 +249,47 @@ class ApiClient:
             ) from exc
 
     # The calls ----------------------------------------------------------------------------------
-    def create_batch(self, body) -> dict:
-        """Create a batch from an encoded body (bytes or a file, streamed from disk).
+    def create_batch(
+        self,
+        open_body: Callable[[], Any],
+        size: int,
+        *,
+        before_send: Callable[[], None] = lambda: None,
+        find_existing: Callable[[], dict | None] = lambda: None,
+    ) -> dict:
+        """Create a batch from a body of `size` bytes that `open_body()` streams (from storage).
 
-        Never retried here, whatever `max_attempts` says: if the answer is lost the batch may
-        exist, and only the caller can look for it before trying again (see submissions.py).
+        Retried like every call, but never blindly: after a failure that may have made the batch
+        anyway (a timeout, a 5xx; see ApiError.may_have_made_it), `find_existing()` looks for it
+        before the next attempt, and what it finds is the answer. `before_send()` runs before
+        each attempt (the caller records that an outcome is pending).
         """
-        return self.request(
-            "POST",
-            "/v1/messages/batches",
-            content=body,
-            headers={"content-type": "application/json"},
-            attempts=1,
-        )
+        ambiguous = False
+
+        def attempt() -> dict:
+            nonlocal ambiguous
+            if ambiguous:
+                found = find_existing()
+                if found is not None:
+                    return found
+            before_send()
+            body = open_body()
+            try:
+                return self._json(
+                    self._send_once(
+                        "POST",
+                        "/v1/messages/batches",
+                        content=_chunks(body),
+                        headers={"content-type": "application/json", "content-length": str(size)},
+                    )
+                )
+            except ApiError as error:
+                ambiguous = error.may_have_made_it
+                raise
+            finally:
+                body.close()
+
+        return self._retrying()(attempt)
 
     def retrieve_batch(self, batch_id: str) -> dict:
         return self.request("GET", f"/v1/messages/batches/{batch_id}")

@@ -1,25 +1,31 @@
-"""Streamed downloads of a batch's results; memory stays the same whatever the batch's size.
+"""Streamed downloads; memory stays the same whatever the size of what is downloaded.
 
 - the raw results JSONL exactly as the API gave it (kept gzipped, unzipped on the fly);
 - a flat CSV, one row per result;
-- for a CSV upload, the person's own CSV with answer columns appended, rows in their own order.
+- for a CSV upload, the person's own CSV with answer columns appended, rows in their own order;
+- an upload's valid requests, and the lines it left out for their problems.
+
+Every file is read through the storage API. Every CSV follows `batches.spreadsheets`: a byte
+order mark first, and no cell a spreadsheet would run as a formula.
 """
 
 import csv
 import gzip
 import io
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from django.http import StreamingHttpResponse
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 from django.utils.text import slugify
 
-from batches import intake
-from batches.models import Batch, BatchRequest, Result
+from batches.intake.reading import CsvError, Limits, Lines, csv_records
+from batches.models import Batch, BatchRequest, Result, Submission
+from batches.spreadsheets import BOM, BOM_BYTES, needs_neutralising, safe_cell, safe_row
+from dashboard.storage import stream
 
 CHUNK = 2000
-READ_SIZE = 64 * 1024
+READ_SIZE = 256 * 1024
 FLAT_COLUMNS = [
     "custom_id",
     "result_type",
@@ -51,13 +57,49 @@ def filename(batch: Batch, suffix: str) -> str:
 
 def attachment(chunks: Iterable[bytes | str], name: str, content_type: str):
     response = StreamingHttpResponse(chunks, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Content-Disposition"] = content_disposition_header(True, name)
     response["X-Content-Type-Options"] = "nosniff"
     return response
 
 
+def stored_file(field_file) -> Iterator[bytes]:
+    with stream(field_file.name, storage=field_file.storage) as reader:
+        while block := reader.read(READ_SIZE):
+            yield block
+
+
+def stored_range(field_file, offset: int, length: int) -> Iterator[bytes]:
+    with stream(field_file.name, offset, offset + length, storage=field_file.storage) as reader:
+        while block := reader.read(READ_SIZE):
+            yield block
+
+
+def spans_of(field_file, spans: Iterable[tuple[int, int]]) -> Iterator[bytes]:
+    """The bytes of each (offset, length) span of a stored file, spans in ascending order, read
+    in one pass from the start: a resubmit of 80,000 requests is one read, not 80,000."""
+    with stream(field_file.name, storage=field_file.storage) as reader:
+        position = 0
+        for offset, length in spans:
+            while position < offset:
+                skipped = reader.read(min(offset - position, READ_SIZE))
+                if not skipped:
+                    return
+                position += len(skipped)
+            pieces, wanted = [], length
+            while wanted and (piece := reader.read(wanted)):
+                pieces.append(piece)
+                wanted -= len(piece)
+            data = b"".join(pieces)
+            position += len(data)
+            yield data
+
+
 def raw_jsonl(batch: Batch) -> Iterator[bytes]:
-    with batch.results_file.open("rb") as stored, gzip.GzipFile(fileobj=stored) as handle:
+    results = batch.results_file
+    with (
+        stream(results.name, storage=results.storage) as stored,
+        gzip.GzipFile(fileobj=stored) as handle,
+    ):
         while block := handle.read(READ_SIZE):
             yield block
 
@@ -79,22 +121,22 @@ def _results_in_order(batch: Batch) -> Iterator[Result]:
 
 def flat_csv(batch: Batch) -> Iterator[str]:
     writer = csv.writer(Echo())
-    yield "\ufeff"  # so spreadsheet programs read UTF-8
+    yield BOM
     yield writer.writerow(FLAT_COLUMNS)
     for result in _results_in_order(batch):
         yield writer.writerow(
             [
                 result.custom_id,
                 result.result_type,
-                result.answer_text,
-                result.stop_reason,
-                result.model,
+                safe_cell(result.answer_text),
+                safe_cell(result.stop_reason),
+                safe_cell(result.model),
                 result.input_tokens,
                 result.output_tokens,
                 result.cache_creation_input_tokens,
                 result.cache_read_input_tokens,
-                result.error_type,
-                result.error_message,
+                safe_cell(result.error_type),
+                safe_cell(result.error_message),
             ]
         )
 
@@ -105,103 +147,185 @@ def _appended(result: Result | None) -> list[str]:
     error = ""
     if result.result_type == Result.Type.ERRORED:
         error = f"{result.error_type}: {result.error_message}".strip(": ")
-    return [result.answer_text, result.result_type, error]
+    return safe_row([result.answer_text, result.result_type, error])
 
 
-def can_append_to_upload(batch: Batch) -> bool:
-    submission = batch.submission
-    return bool(
-        submission is not None
-        and submission.source_format == "csv"
-        and submission.upload
-        and Path(submission.upload.path).exists()
-    )
+class _RowWriter:
+    """CSV cells as bytes in the csv module's default dialect, the one intake reads."""
+
+    def __init__(self):
+        self.buffer = io.StringIO()
+        self.writer = csv.writer(self.buffer, lineterminator="")
+
+    def __call__(self, values) -> bytes:
+        self.buffer.seek(0)
+        self.buffer.truncate()
+        self.writer.writerow(values)
+        return self.buffer.getvalue().encode("utf-8")
+
+
+def _record_bytes(record, write: _RowWriter) -> bytes:
+    """A row of the person's file as it was, unless a cell would run as a formula: then the row
+    is written again with that cell made plain text."""
+    if needs_neutralising(record.cells):
+        return write(safe_row(record.cells))
+    return record.raw
+
+
+def _upload_records(submission: Submission):
+    """The upload's lines, their numbered iterator, and the CSV records read from it (the rest
+    of the numbered lines can still be read after a CsvError)."""
+    upload = submission.upload
+    lines = Lines(stream(upload.name, storage=upload.storage), Limits.from_settings())
+    numbered = lines.numbered()
+    return lines, numbered, csv_records(numbered)
+
+
+def _rest(error: CsvError, numbered) -> Iterator[bytes]:
+    """What follows a record the reader gave up on: its own lines and every line after, as
+    they are (a file that intake refused at that point)."""
+    if error.raw:
+        yield error.raw + b"\r\n"
+    for _, raw in numbered:
+        yield raw + b"\r\n"
 
 
 def csv_with_answers(batch: Batch) -> Iterator[bytes]:
-    """The submission's own CSV, byte for byte, with answer, result type and error appended.
+    """The submission's own CSV with answer, result type and error appended, in its order.
 
-    The upload is read line by line; each chunk of rows looks up its requests (line → custom_id)
-    and results in two queries. Rows of the file that were not part of this batch (another part
-    of a split upload) get empty columns. The header row gets the column names.
+    Rows are found exactly as intake found them (`intake.reading.csv_records`); each chunk of
+    rows looks up its requests (line → custom_id) and results in two queries. Rows of the file
+    that were not part of this batch (another part of a split upload) get empty columns.
     """
     submission = batch.submission
-    path = Path(submission.upload.path)
     requests = BatchRequest.objects.filter(submission=submission)
     part = getattr(getattr(batch, "submission_part", None), "index", None)
     if part is not None:
         requests = requests.filter(part=part)
-    delimiter = ","  # intake reads CSV with the csv module's default dialect
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="")
-
-    def cells(values) -> bytes:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerow(values)
-        return buffer.getvalue().encode("utf-8")
+    write = _RowWriter()
 
     def flush(pending):
-        lines = [number for number, _, _ in pending]
-        by_line = dict(requests.filter(line__in=lines).values_list("line", "custom_id").order_by())
+        numbers = [record.last_line for record in pending]
+        by_line = dict(
+            requests.filter(line__in=numbers).values_list("line", "custom_id").order_by()
+        )
         results = {
             result.custom_id: result
             for result in Result.objects.filter(batch=batch, custom_id__in=by_line.values()).defer(
                 "content"
             )
         }
-        for number, raw, ending in pending:
-            custom_id = by_line.get(number)
+        for record in pending:
+            custom_id = by_line.get(record.last_line)
             extra = _appended(results.get(custom_id)) if custom_id else ["", "", ""]
-            yield raw + delimiter.encode() + cells(extra) + ending
+            yield _record_bytes(record, write) + b"," + write(extra) + b"\r\n"
 
-    pending: list[tuple[int, bytes, bytes]] = []
-    header_done = False
-    for number, raw in _logical_rows(path):
-        if not header_done:
-            header_done = True
-            yield raw + delimiter.encode() + cells(APPENDED_COLUMNS) + b"\r\n"
-            continue
-        pending.append((number, raw, b"\r\n"))
-        if len(pending) >= CHUNK:
+    lines, numbered, records = _upload_records(submission)
+    try:
+        yield BOM_BYTES
+        pending = []
+        try:
+            for number, record in enumerate(records):
+                if number == 0:
+                    yield _record_bytes(record, write) + b"," + write(APPENDED_COLUMNS) + b"\r\n"
+                    continue
+                pending.append(record)
+                if len(pending) >= CHUNK:
+                    yield from flush(pending)
+                    pending = []
+        except CsvError as error:
             yield from flush(pending)
             pending = []
-    if pending:
-        yield from flush(pending)
+            yield from _rest(error, numbered)
+        if pending:
+            yield from flush(pending)
+    finally:
+        lines.raw.close()
 
 
-def _logical_rows(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(the row's last line number, the row's bytes) for each CSV record of the file.
+def can_append_to_upload(batch: Batch) -> bool:
+    submission = batch.submission
+    return bool(submission is not None and submission.is_csv and submission.upload)
 
-    Rows are found exactly as intake found them: a strict csv reader over the decoded lines.
-    The reader pulls one line at a time and stops at the end of a record, so the lines it pulled
-    while reading a row are that row's own; the record keeps the number of its last line
-    (`reader.line_num` after the row), which is what intake stored as `BatchRequest.line`. A quote
-    inside an unquoted cell (`27" monitor`) is text, as it was for intake. Only one row's lines
-    are held at a time. If the reader gives up (a file intake would have refused), the rest of
-    the file is copied line by line.
-    """
-    pulled: list[bytes] = []
-    lines = intake.physical_lines(path)
 
-    def text_lines() -> Iterator[str]:
-        for _, raw in lines:
-            pulled.append(raw)
-            yield raw.decode("utf-8", "replace") + "\n"
+def _valid_lines_in_order(submission: Submission) -> Iterator[int]:
+    lines = BatchRequest.objects.filter(submission=submission).order_by("line")
+    yield from lines.values_list("line", flat=True).iterator(chunk_size=CHUNK)
 
-    reader = csv.reader(text_lines(), strict=True)
-    while True:
+
+def valid_lines(submission: Submission) -> Iterator[bytes]:
+    """The valid requests as a file of the upload's kind: JSONL from the create bodies (each
+    request as it will be sent), or the CSV's header and valid rows."""
+    if submission.is_csv:
+        yield from _csv_rows(submission, keep_valid=True)
+        return
+    for part in submission.parts.order_by("index"):
+        yield from _body_lines(part.body)
+
+
+def _body_lines(body) -> Iterator[bytes]:
+    """A create body's requests, one per line: the body writes each on its own line, followed by
+    a comma; the first line opens the list and the last one closes it."""
+    pending = b""
+    first = True
+    with stream(body.name, storage=body.storage) as reader:
+        while block := reader.read(READ_SIZE):
+            pieces = (pending + block).split(b"\n")
+            pending = pieces.pop()
+            if first:
+                pieces = pieces[1:]
+                first = False
+            out = [piece.removesuffix(b",") + b"\n" for piece in pieces]
+            if out:
+                yield b"".join(out)
+    # `pending` is the closing line, `]}`.
+
+
+def left_out_lines(submission: Submission) -> Iterator[bytes]:
+    """The upload's lines (or CSV rows, under the header) that had problems, as they were."""
+    if submission.is_csv:
+        yield from _csv_rows(submission, keep_valid=False)
+        return
+    valid = _valid_lines_in_order(submission)
+    next_valid = next(valid, None)
+    upload = submission.upload
+    lines = Lines(stream(upload.name, storage=upload.storage), Limits.from_settings())
+    try:
+        for first, block in lines.blocks():
+            out = []
+            for number, raw in enumerate(block, start=first):
+                while next_valid is not None and next_valid < number:
+                    next_valid = next(valid, None)
+                if number == next_valid or not raw.strip():
+                    continue
+                out.append(raw + b"\n")
+            if out:
+                yield b"".join(out)
+    finally:
+        lines.raw.close()
+
+
+def _csv_rows(submission: Submission, *, keep_valid: bool) -> Iterator[bytes]:
+    valid = _valid_lines_in_order(submission)
+    next_valid = next(valid, None)
+    write = _RowWriter()
+    lines, numbered, records = _upload_records(submission)
+    try:
+        yield BOM_BYTES
         try:
-            next(reader)
-        except StopIteration:
-            break
-        except csv.Error:
-            for number, raw in enumerate(pulled, start=reader.line_num - len(pulled) + 1):
-                yield number, raw
-            for number, raw in lines:
-                yield number, raw
-            return
-        yield reader.line_num, b"\n".join(pulled)
-        pulled.clear()
-    if pulled:
-        yield reader.line_num, b"\n".join(pulled)
+            for number, record in enumerate(records):
+                if number == 0:
+                    yield _record_bytes(record, write) + b"\r\n"
+                    continue
+                while next_valid is not None and next_valid < record.last_line:
+                    next_valid = next(valid, None)
+                is_valid = record.last_line == next_valid
+                if not any(cell.strip() for cell in record.cells):
+                    continue
+                if is_valid == keep_valid:
+                    yield _record_bytes(record, write) + b"\r\n"
+        except CsvError as error:
+            if not keep_valid:
+                yield from _rest(error, numbered)
+    finally:
+        lines.raw.close()

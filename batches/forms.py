@@ -2,9 +2,9 @@ from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
-from batches.intake import CsvOptions
+from batches.intake.reading import detect_format
+from batches.intake.templating import CsvOptions
 from batches.models import Submission
-from batches.submissions import detect_format
 
 
 class UploadForm(forms.Form):

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
 
 from batches import crypto
@@ -244,8 +245,27 @@ class Batch(models.Model):
     def counts(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNT_FIELDS}
 
+    @staticmethod
+    def fields_from_api(data: dict) -> dict:
+        """The model's API-mirrored fields from a MessageBatch object."""
+        counts = data.get("request_counts") or {}
+        return {
+            "processing_status": data["processing_status"],
+            **{name: int(counts.get(name, 0)) for name in COUNT_FIELDS},
+            "created_at": _parse_time(data["created_at"]),
+            "expires_at": _parse_time(data.get("expires_at")),
+            "ended_at": _parse_time(data.get("ended_at")),
+            "cancel_initiated_at": _parse_time(data.get("cancel_initiated_at")),
+            "archived_at": _parse_time(data.get("archived_at")),
+            "results_url": data.get("results_url") or "",
+        }
+
 
 COUNT_FIELDS = ("processing", "succeeded", "errored", "canceled", "expired")
+
+
+def _parse_time(value: str | None):
+    return parse_datetime(value) if value else None
 
 
 class Result(models.Model):
@@ -290,8 +310,23 @@ def upload_path(submission, filename):
     return f"uploads/{submission.workspace.slug}/{submission.key}/{filename}"
 
 
+def part_body_path(part, filename):
+    return upload_path(part.submission, filename)
+
+
+class SubmissionQuerySet(models.QuerySet):
+    def checks_to_resume(self, now):
+        """Checks that should be running but are not: their worker died (the claim lapsed) or
+        their task never started (asked for over a minute ago, never claimed)."""
+        return self.filter(state=Submission.State.CHECKING).filter(
+            Q(check_claimed_until__lt=now)
+            | Q(check_claimed_until__isnull=True, check_requested_at__lt=now - timedelta(minutes=1))
+        )
+
+
 class Submission(models.Model):
-    """One uploaded file: validated, priced, then submitted as one or more batches, once."""
+    """One uploaded file: checked in the background, priced, then submitted as one or more
+    batches, once."""
 
     class Format(models.TextChoices):
         JSONL = "jsonl", "JSONL"
@@ -300,11 +335,18 @@ class Submission(models.Model):
     class State(models.TextChoices):
         # The dashboard's own states; the API's live on Batch.processing_status.
         NEEDS_TEMPLATE = "needs_template", "Needs a prompt template"
+        CHECKING = "checking", "Checking"
+        STOPPED = "stopped", "Check stopped"
         HAS_PROBLEMS = "has_problems", "Has problems"
         READY = "ready", "Ready to submit"
         SUBMITTING = "submitting", "Submitting"
         SUBMITTED = "submitted", "Submitted"
         FAILED = "failed", "Submit failed"
+
+    # The states in which the options may change and the file be checked again.
+    EDITABLE = (State.NEEDS_TEMPLATE, State.STOPPED, State.HAS_PROBLEMS, State.READY)
+    # A check stops for good after this many workers died running it.
+    MAX_CHECK_ATTEMPTS = 3
 
     class Oversize(models.TextChoices):
         SPLIT = "split", "Split into several batches"
@@ -330,21 +372,58 @@ class Submission(models.Model):
     )
 
     state = models.CharField(max_length=20, choices=State.choices, default=State.NEEDS_TEMPLATE)
+
+    # The check, while it runs: asked for, claimed by a worker (a lease it renews as it goes),
+    # how far it got, and whether the person asked it to stop.
+    check_requested_at = models.DateTimeField(null=True, blank=True)
+    check_started_at = models.DateTimeField(null=True, blank=True)
+    check_claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    check_attempts = models.PositiveIntegerField(default=0)
+    check_stop_requested = models.BooleanField(default=False)
+    check_lines = models.BigIntegerField(default=0)
+    check_bytes = models.BigIntegerField(default=0, help_text="Bytes of the upload read so far.")
+    check_requests = models.PositiveIntegerField(default=0)
+    check_problems = models.PositiveIntegerField(default=0)
+
+    # What the check found.
     request_count = models.PositiveIntegerField(default=0)
     request_bytes = models.BigIntegerField(default=0)
     problem_count = models.PositiveIntegerField(default=0)
+    rejected_count = models.PositiveIntegerField(
+        default=0, help_text="Lines or rows left out for their problems."
+    )
+    # False when a cap, a damaged file or a stop ended the check before the end of the file.
+    check_complete = models.BooleanField(default=True)
     # The first problems (line, field, message, fix); the full report is a download.
     problems = models.JSONField(default=list, blank=True)
     report_file = models.FileField(upload_to=upload_path, max_length=400, blank=True)
     models_used = models.JSONField(default=dict, blank=True, help_text="model id: request count")
     estimate = models.JSONField(default=dict, blank=True)
+    # The first requests, a few KB of each at most (the whole one is a link away).
+    preview = models.JSONField(default=list, blank=True)
+    notes = models.JSONField(default=list, blank=True)
     validated_at = models.DateTimeField(null=True, blank=True)
+
+    # Submitting.
+    submit_valid_only = models.BooleanField(
+        default=False, help_text="Submitted without the lines that have problems, by choice."
+    )
     submit_requested_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     submit_error = models.TextField(blank=True)
 
+    objects = SubmissionQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # The beat's query for checks to pick up again: Submission.objects.checks_to_resume().
+            models.Index(
+                fields=["check_claimed_until"],
+                name="submission_checking",
+                condition=Q(state="checking"),
+            ),
+        ]
 
     def __str__(self):
         return self.name or self.source_filename
@@ -356,14 +435,66 @@ class Submission(models.Model):
     def display_name(self):
         return self.name or self.source_filename
 
+    @property
+    def is_csv(self) -> bool:
+        return self.source_format == self.Format.CSV
+
+    @property
+    def is_editable(self) -> bool:
+        return self.state in self.EDITABLE
+
+    @property
+    def is_checking(self) -> bool:
+        return self.state == self.State.CHECKING
+
+    @property
+    def still_changing(self) -> bool:
+        """Worth polling: a check or a submit is under way."""
+        return self.state in (self.State.CHECKING, self.State.SUBMITTING)
+
+    @property
+    def can_submit_valid_part(self) -> bool:
+        """Has problems, but the check read the whole file and some requests are valid: these
+        may be sent without the rest, when the person says so."""
+        return (
+            self.state == self.State.HAS_PROBLEMS and self.check_complete and self.request_count > 0
+        )
+
+    @property
+    def can_submit(self) -> bool:
+        return self.state in (self.State.READY, self.State.FAILED) or self.can_submit_valid_part
+
+    def check_progress(self, now=None) -> dict:
+        """How far the check is: share of the upload read, lines, the rate and the time left."""
+        from django.utils import timezone
+
+        now = now or timezone.now()
+        elapsed = (now - self.check_started_at).total_seconds() if self.check_started_at else 0
+        total = max(self.upload_size, 1)
+        done = min(self.check_bytes, total)
+        rate = done / elapsed if elapsed > 0.5 and done else None
+        return {
+            "percent": round(100 * done / total, 1),
+            "bytes": done,
+            "total": self.upload_size,
+            "lines": self.check_lines,
+            "requests": self.check_requests,
+            "problems": self.check_problems,
+            "rate": rate,
+            "seconds_left": (total - done) / rate if rate else None,
+            "started": self.check_started_at is not None,
+        }
+
 
 class SubmissionPart(models.Model):
-    """One batch-sized slice of a submission, and the batch it became."""
+    """One batch-sized slice of a submission: the create body its check wrote, and the batch it
+    became."""
 
     submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="parts")
     index = models.PositiveIntegerField()
     request_count = models.PositiveIntegerField()
-    request_bytes = models.BigIntegerField()
+    request_bytes = models.BigIntegerField(help_text="The size of the create body.")
+    body = models.FileField(upload_to=part_body_path, max_length=400, blank=True)
     batch = models.OneToOneField(
         Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="submission_part"
     )
@@ -385,14 +516,19 @@ class SubmissionPart(models.Model):
 
 
 class BatchRequest(models.Model):
-    """A request as it was submitted: shown beside its result, and resubmitted from here."""
+    """Where a submitted request is: its batch's create body (`part`), and its bytes there.
+
+    The request itself is not copied into the database: it is read from the body when a page
+    shows it beside its result, or when it is resubmitted.
+    """
 
     submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="requests")
     part = models.PositiveIntegerField(default=0)
     custom_id = models.CharField(max_length=64)
     # The file's line (JSONL) or row (CSV) number, so a CSV can be given back in its own order.
     line = models.PositiveIntegerField()
-    params = models.JSONField()
+    offset = models.PositiveBigIntegerField(default=0)
+    length = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["submission", "line"]
@@ -405,6 +541,18 @@ class BatchRequest(models.Model):
 
     def __str__(self):
         return self.custom_id
+
+    def read(self) -> bytes:
+        """The request's JSON, exactly as it was sent, from its batch's create body."""
+        from dashboard.storage import read_range
+
+        body = SubmissionPart.objects.get(submission_id=self.submission_id, index=self.part).body
+        return read_range(body.name, self.offset, self.length, storage=body.storage)
+
+    def load(self) -> dict:
+        import orjson
+
+        return orjson.loads(self.read())
 
 
 class UserPreference(models.Model):

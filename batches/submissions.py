@@ -1,47 +1,43 @@
 """From an uploaded file to batches, exactly once.
 
-1. `create_submission` stores the upload on disk and checks it (a CSV once it has its options).
-2. `validate_submission` reads the file line by line and records the report and the split plan.
-3. `request_submit` moves a clean submission to `submitting` with a conditional update, so a double
-   click or a reload starts nothing twice; the caller enqueues `create_batches` after the commit.
-4. `create_batches` stores the requests, then creates each part's batch. A create whose answer was
-   lost (a timeout, a 5xx) may still have made the batch, so before trying again it looks for it
-   among the workspace's newest batches, and adopts it instead of creating a second.
+1. `create_submission` stores the upload (through the storage API, so any worker can read it)
+   and, for JSONL or a CSV with its options, asks for a check (`intake.job`).
+2. `request_submit` moves a checked submission to `submitting` with a conditional update, so a
+   double click or a reload starts nothing twice; the caller enqueues `create_batches` after the
+   commit. With problems in the file, only an explicit "submit the valid requests" does this.
+3. `create_batches` streams each part's create body, written by the check, from storage to the
+   API: the upload is never read again. A create whose answer was lost (a timeout, a 5xx) may
+   still have made the batch, so before the client tries again it looks for that batch among the
+   workspace's newest ones and adopts it instead of creating a second.
 """
 
-import csv
-import io
-import json
 import logging
-import tempfile
+import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files import File
-from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from batches import api, intake
 from batches.api import ApiClient, ApiError
-from batches.models import Batch, BatchRequest, Submission, SubmissionPart, Workspace
-from batches.sync import api_fields, claim_lease
+from batches.claims import Claim
+from batches.intake import job
+from batches.intake.reading import detect_format
+from batches.models import Batch, Submission, SubmissionPart, Workspace
+from dashboard import storage
 
 logger = logging.getLogger(__name__)
 
-STORE_CHUNK = 2000
 # Slack on each side of a lost create's time window: the API's clock and this server's differ.
 CLOCK_SLACK = timedelta(minutes=2)
-
-
-def detect_format(filename: str) -> str | None:
-    name = filename.lower().removesuffix(".gz")
-    if name.endswith(".jsonl") or name.endswith(".ndjson"):
-        return Submission.Format.JSONL
-    if name.endswith(".csv"):
-        return Submission.Format.CSV
-    return None
+# A part being created holds this lease; a create call never takes longer than the API timeout.
+PART_LEASE_EXTRA = timedelta(minutes=2)
+# A submit task that has not finished this long after it was asked for is presumed lost (a
+# worker killed, a broker that dropped the message): `stalled_submissions` hands it out again.
+# The part claims make a second task harmless even when the first is merely slow.
+SUBMIT_STALL = timedelta(minutes=2)
 
 
 def create_submission(
@@ -53,8 +49,9 @@ def create_submission(
     oversize: str = Submission.Oversize.SPLIT,
     csv_options: dict | None = None,
     resubmission_of: Batch | None = None,
-    validate: bool = True,
 ) -> Submission:
+    """Store an upload. A JSONL file, or a CSV with its options, is then `checking`: the caller
+    enqueues `tasks.check_submission` (after the commit). A CSV without options waits for them."""
     filename = Path(uploaded_file.name).name
     fmt = detect_format(filename)
     if fmt is None:
@@ -73,187 +70,57 @@ def create_submission(
     )
     submission.upload.save(filename, uploaded_file, save=False)
     submission.save()
-    if validate and (fmt == Submission.Format.JSONL or csv_options):
-        validate_submission(submission)
+    if fmt == Submission.Format.JSONL or csv_options:
+        job.request_check(submission)
+        submission.refresh_from_db()
     return submission
 
 
-def csv_columns(submission: Submission) -> list[str]:
-    """The header of an uploaded CSV, for the template form; empty if it cannot be read."""
-    try:
-        for _, raw in intake.physical_lines(Path(submission.upload.path)):
-            return [cell.strip() for cell in next(csv.reader([raw.decode("utf-8", "replace")]))]
-    except (intake.FileDamaged, csv.Error, StopIteration, OSError):
-        pass
-    return []
-
-
-def csv_sample_row(submission: Submission) -> dict[str, str]:
-    """The first data row, for the live preview of the template."""
-    try:
-        lines = (raw.decode("utf-8", "replace") + "\n" for _, raw in intake.physical_lines(
-            Path(submission.upload.path)))  # fmt: skip
-        reader = csv.reader(lines)
-        header = [cell.strip() for cell in next(reader)]
-        for cells in reader:
-            if any(cell.strip() for cell in cells):
-                return dict(zip(header, cells, strict=False))
-    except (intake.FileDamaged, csv.Error, StopIteration, OSError):
-        pass
-    return {}
-
-
-# The states in which a submission's options may change and its file be checked again.
-EDITABLE = (
-    Submission.State.NEEDS_TEMPLATE,
-    Submission.State.HAS_PROBLEMS,
-    Submission.State.READY,
-)
-
-
-def validate_submission(submission: Submission) -> intake.Report:
-    csv_options = None
-    if submission.source_format == Submission.Format.CSV:
-        csv_options = intake.CsvOptions.from_dict(submission.csv_options)
-    # The full report goes to a file as the problems are found, and is stored from that file:
-    # a broken 2 GB upload has a large report, which never sits in memory.
-    with tempfile.TemporaryFile() as raw:
-        report_out = io.TextIOWrapper(raw, encoding="utf-8", newline="", write_through=True)
-        report = intake.validate_file(
-            Path(submission.upload.path),
-            submission.source_format,
-            models=submission.workspace.models_available or None,
-            csv_options=csv_options,
-            oversize=submission.oversize,
-            report_out=report_out,
-        )
-        report_out.flush()
-        raw.seek(0)
-        if submission.report_file:
-            submission.report_file.delete(save=False)
-        if report.problem_count:
-            submission.report_file.save("problems.csv", File(raw), save=False)
-        report_out.detach()
-    fields = {
-        "request_count": report.request_count,
-        "request_bytes": report.request_bytes,
-        "problem_count": report.problem_count,
-        "problems": [problem.as_dict() for problem in report.problems],
-        "models_used": dict(report.models.most_common()),
-        "estimate": {
-            **report.estimate,
-            "parts": report.parts,
-            "preview": report.preview,
-            "notes": report.notes,
-        },
-        "validated_at": timezone.now(),
-        "report_file": submission.report_file.name or "",
-        "state": Submission.State.READY if report.ok else Submission.State.HAS_PROBLEMS,
-    }
-    with transaction.atomic():
-        # Only while still editable: a Submit pressed while this ran wins, and its parts stay.
-        if not Submission.objects.filter(pk=submission.pk, state__in=EDITABLE).update(**fields):
-            submission.refresh_from_db()
-            return report
-        submission.parts.all().delete()
-        if report.ok:
-            SubmissionPart.objects.bulk_create(
-                SubmissionPart(
-                    submission=submission,
-                    index=index,
-                    request_count=part["requests"],
-                    request_bytes=part["bytes"],
-                )
-                for index, part in enumerate(report.parts)
-            )
+def set_csv_options(submission: Submission, options: dict) -> bool:
+    """New template options for a CSV upload, then a new check; False when it can no longer
+    change (submitted meanwhile)."""
+    if not Submission.objects.filter(pk=submission.pk, state__in=Submission.EDITABLE).update(
+        csv_options=options
+    ):
+        return False
     submission.refresh_from_db()
-    return report
+    return job.request_check(submission)
 
 
-def request_submit(submission: Submission) -> bool:
-    """Ready → submitting, once. False when it was not ready (already submitted, or problems)."""
-    changed = Submission.objects.filter(
-        pk=submission.pk, state__in=[Submission.State.READY, Submission.State.FAILED]
-    ).update(state=Submission.State.SUBMITTING, submit_error="", submit_requested_at=timezone.now())
+def request_submit(submission: Submission, *, valid_only: bool = False) -> bool:
+    """Checked → submitting, once. False when it cannot be submitted now (already submitted,
+    still checking, or with problems and no explicit choice to send only the valid requests)."""
+    allowed = Q(state__in=[Submission.State.READY, Submission.State.FAILED])
+    if valid_only:
+        allowed |= Q(state=Submission.State.HAS_PROBLEMS, check_complete=True, request_count__gt=0)
+    changed = (
+        Submission.objects.filter(pk=submission.pk)
+        .filter(allowed)
+        .update(
+            state=Submission.State.SUBMITTING,
+            submit_error="",
+            submit_requested_at=timezone.now(),
+            submit_valid_only=valid_only,
+        )
+    )
     return changed == 1
 
 
-# A submit task that has not finished this long after it was asked for is presumed lost (a
-# worker killed, a broker that dropped the message): `stalled_submissions` hands it out again.
-# The part claims make a second task harmless even when the first is merely slow.
-SUBMIT_STALL = timedelta(minutes=2)
-
-
 def stalled_submissions(now: datetime) -> list[int]:
-    from django.db.models import Q
-
     stalled = Submission.objects.filter(
         state=Submission.State.SUBMITTING, submit_requested_at__lt=now - SUBMIT_STALL
     ).exclude(
         # A part being created right now holds a live claim.
         parts__claimed_until__gte=now
     )
-    return list(stalled.filter(Q(parts__batch=None)).distinct().values_list("pk", flat=True))
+    return list(stalled.filter(parts__batch=None).distinct().values_list("pk", flat=True))
 
 
-def store_requests(submission: Submission) -> int:
-    """Keep every request (to show beside its result, and to resubmit). Idempotent."""
-    if BatchRequest.objects.filter(submission=submission).count() == submission.request_count:
-        return 0
-    csv_options = None
-    if submission.source_format == Submission.Format.CSV:
-        csv_options = intake.CsvOptions.from_dict(submission.csv_options)
-    rows, stored = [], 0
-    for request in intake.iter_placed_requests(
-        Path(submission.upload.path), submission.source_format, csv_options
-    ):
-        rows.append(
-            BatchRequest(
-                submission=submission,
-                part=request.part,
-                custom_id=request.custom_id,
-                line=request.line,
-                params=request.params,
-            )
-        )
-        if len(rows) >= STORE_CHUNK:
-            BatchRequest.objects.bulk_create(rows, ignore_conflicts=True)
-            stored += len(rows)
-            rows = []
-    if rows:
-        BatchRequest.objects.bulk_create(rows, ignore_conflicts=True)
-        stored += len(rows)
-    return stored
-
-
-def _create_body(submission: Submission, part: SubmissionPart):
-    """The part's create body in a temporary file, written request by request."""
-    body = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
-    body.write(b'{"requests":[')
-    requests = (
-        BatchRequest.objects.filter(submission=submission, part=part.index)
-        .order_by("line")
-        .values_list("custom_id", "params")
-    )
-    for number, (custom_id, params) in enumerate(requests.iterator(chunk_size=STORE_CHUNK)):
-        if number:
-            body.write(b",")
-        item = {"custom_id": custom_id, "params": params}
-        body.write(json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode())
-    body.write(b"]}")
-    body.seek(0)
-    return body
-
-
-# The API can briefly not list a batch it has just created: look a few times before deciding
-# that a lost create made nothing.
-LOOKUP_DELAYS = (0, 2, 5)
-
-
-def _answer_may_be_lost(error: ApiError) -> bool:
-    """Whether the batch may exist although the create failed: a timeout, a broken connection
-    or a server error. A 4xx, and a 529 (overloaded, turned away), mean nothing was created."""
-    return error.status is None or (error.status >= 500 and error.status != 529)
+def _lookup_delays() -> tuple[float, ...]:
+    """The API can briefly not list a batch it has just created: look a few times, a few seconds
+    apart (the retry policy's own pace), before deciding that a lost create made nothing."""
+    initial = settings.API_RETRY_INITIAL_WAIT_SECONDS
+    return (0.0, 4 * initial, 10 * initial)
 
 
 def _find_lost_batch(client: ApiClient, part: SubmissionPart) -> dict | None:
@@ -263,22 +130,25 @@ def _find_lost_batch(client: ApiClient, part: SubmissionPart) -> dict | None:
     when it was sent to when it timed out, with slack for the two clocks), that no other part
     has adopted. More than one is a question only a person can answer.
     """
+    part.refresh_from_db(fields=["create_started_at"])
+    if part.create_started_at is None:
+        return None
     since = part.create_started_at - CLOCK_SLACK
     until = part.create_started_at + timedelta(seconds=settings.API_TIMEOUT_SECONDS) + CLOCK_SLACK
     taken = set(
-        Batch.objects.filter(workspace=part.submission.workspace)
+        Batch.objects.filter(workspace_id=part.submission.workspace_id)
         .exclude(submission_part=None)
         .values_list("api_id", flat=True)
     )
     candidates: list[dict] = []
-    for delay in LOOKUP_DELAYS:
+    for delay in _lookup_delays():
         if delay:
-            api.sleep(delay)
+            time.sleep(delay)
         candidates = [
             item
             for item in client.list_batches(limit=100).data
             if item["id"] not in taken
-            and since <= api_fields(item)["created_at"] <= until
+            and since <= Batch.fields_from_api(item)["created_at"] <= until
             and sum(item["request_counts"].values()) == part.request_count
         ]
         if candidates:
@@ -291,30 +161,26 @@ def _find_lost_batch(client: ApiClient, part: SubmissionPart) -> dict | None:
             + ", ".join(item["id"] for item in candidates),
             error_type="ambiguous_create",
         )
-    return candidates[0] if candidates else None
-
-
-def _claim_part(part: SubmissionPart, now: datetime) -> bool:
-    from django.db.models import Q
-
-    return (
-        SubmissionPart.objects.filter(pk=part.pk, batch=None)
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(claimed_until=now + claim_lease())
-        == 1
-    )
+    if candidates:
+        logger.info("Adopting batch %s, made by a create whose answer was lost",
+                    candidates[0]["id"])  # fmt: skip
+        return candidates[0]
+    # Nothing was made: the next attempt starts afresh.
+    SubmissionPart.objects.filter(pk=part.pk).update(create_started_at=None)
+    return None
 
 
 def _record_batch(submission: Submission, part: SubmissionPart, item: dict) -> Batch:
     name = submission.display_name
-    if submission.parts.count() > 1:
-        name = f"{name} (part {part.index + 1} of {submission.parts.count()})"
+    count = submission.parts.count()
+    if count > 1:
+        name = f"{name} (part {part.index + 1} of {count})"
     now = timezone.now()
     batch, _ = Batch.objects.update_or_create(
         workspace=submission.workspace,
         api_id=item["id"],
         defaults={
-            **api_fields(item),
+            **Batch.fields_from_api(item),
             "name": name[:200],
             "submitted_by": submission.created_by,
             "source_filename": submission.source_filename,
@@ -330,33 +196,34 @@ def _record_batch(submission: Submission, part: SubmissionPart, item: dict) -> B
 
 
 def _create_part(client: ApiClient, submission: Submission, part: SubmissionPart) -> Batch:
-    attempts = settings.API_MAX_ATTEMPTS
-    for attempt in range(1, attempts + 1):
-        part.refresh_from_db()
-        # `create_started_at` is set while a create's outcome is unknown (sent, and no clear
-        # answer yet), also across a crashed worker: then look before sending another.
-        if part.create_started_at is not None:
-            found = _find_lost_batch(client, part)
-            if found is not None:
-                logger.info("Adopting batch %s, made by a create whose answer was lost",
-                            found["id"])  # fmt: skip
-                return _record_batch(submission, part, found)
+    body = part.body
+
+    def before_send() -> None:
+        # From here until a clear answer, the outcome is unknown, also across a crashed worker:
+        # the next attempt (of this task or of a later one) looks for the batch first.
         SubmissionPart.objects.filter(pk=part.pk).update(
             create_started_at=timezone.now(), create_attempts=part.create_attempts + 1
         )
-        with _create_body(submission, part) as body:
-            try:
-                item = client.create_batch(body)  # streamed from disk; never retried inside
-            except ApiError as error:
-                if not _answer_may_be_lost(error):
-                    # Turned away: nothing to look for next time.
-                    SubmissionPart.objects.filter(pk=part.pk).update(create_started_at=None)
-                if not error.retryable or attempt == attempts:
-                    raise
-                api.sleep(max(error.retry_after or 0, min(2**attempt, 30)))
-                continue
-        return _record_batch(submission, part, item)
-    raise AssertionError("unreachable")
+
+    def open_body():
+        return storage.stream(body.name, storage=body.storage)
+
+    # A crashed attempt may have made the batch already: look before sending anything.
+    found = _find_lost_batch(client, part)
+    if found is None:
+        try:
+            found = client.create_batch(
+                open_body,
+                part.request_bytes,
+                before_send=before_send,
+                find_existing=lambda: _find_lost_batch(client, part),
+            )
+        except ApiError as error:
+            if not error.may_have_made_it:
+                # Turned away: nothing to look for next time.
+                SubmissionPart.objects.filter(pk=part.pk).update(create_started_at=None)
+            raise
+    return _record_batch(submission, part, found)
 
 
 def create_batches(submission_id: int, *, client: ApiClient | None = None) -> Submission:
@@ -365,9 +232,8 @@ def create_batches(submission_id: int, *, client: ApiClient | None = None) -> Su
     if submission.state != Submission.State.SUBMITTING:
         return submission
     try:
-        store_requests(submission)
-        with ApiClient.using(submission.workspace, client) as client:
-            _create_parts(client, submission)
+        with ApiClient.using(submission.workspace, client) as api:
+            _create_parts(api, submission)
     except Exception as error:
         # Not a refusal from the API but a fault of ours (or of the database): say so, keep
         # what was created, and let the user try again rather than leave "submitting" forever.
@@ -381,19 +247,31 @@ def create_batches(submission_id: int, *, client: ApiClient | None = None) -> Su
 
 
 def _create_parts(client: ApiClient, submission: Submission) -> None:
+    lease = timedelta(seconds=settings.API_TIMEOUT_SECONDS) + PART_LEASE_EXTRA
     for part in submission.parts.filter(batch=None).order_by("index"):
-        if not _claim_part(part, timezone.now()):
+        claim = Claim.take(SubmissionPart, part.pk, "claimed_until", lease, where=Q(batch=None))
+        if claim is None:
             continue  # another worker is creating it
         try:
             _create_part(client, submission, part)
         except ApiError as error:
-            SubmissionPart.objects.filter(pk=part.pk).update(claimed_until=None, error=str(error))
+            claim.release(error=str(error))
             Submission.objects.filter(pk=submission.pk).update(
                 state=Submission.State.FAILED, submit_error=str(error)
             )
             logger.warning("Submitting %s failed: %s", submission.key, error)
             return
+        except BaseException:
+            claim.release()  # a fault of ours: the next try may take the part at once
+            raise
     if not submission.parts.filter(batch=None).exists():
         Submission.objects.filter(pk=submission.pk).update(
             state=Submission.State.SUBMITTED, submitted_at=timezone.now()
         )
+
+
+def csv_header_and_first_row(submission: Submission) -> tuple[list[str], dict[str, str]]:
+    """The columns of an uploaded CSV and its first row, for the template form and its preview."""
+    from batches.intake.reading import csv_header_and_first_row as read
+
+    return read(submission.upload.name)

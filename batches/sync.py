@@ -18,10 +18,9 @@ from django.conf import settings
 from django.core.files import File
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from batches.api import ApiClient, ApiError
-from batches.models import COUNT_FIELDS, Batch, Result, Workspace
+from batches.models import Batch, Result, Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -59,32 +58,13 @@ class SyncReport:
         )
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    return parse_datetime(value) if value else None
-
-
-def api_fields(data: dict) -> dict:
-    """The model's API-mirrored fields from a MessageBatch object."""
-    counts = data.get("request_counts") or {}
-    return {
-        "processing_status": data["processing_status"],
-        **{name: int(counts.get(name, 0)) for name in COUNT_FIELDS},
-        "created_at": _parse_time(data["created_at"]),
-        "expires_at": _parse_time(data.get("expires_at")),
-        "ended_at": _parse_time(data.get("ended_at")),
-        "cancel_initiated_at": _parse_time(data.get("cancel_initiated_at")),
-        "archived_at": _parse_time(data.get("archived_at")),
-        "results_url": data.get("results_url") or "",
-    }
-
-
 def _next_poll(now: datetime) -> datetime:
     return now + timedelta(seconds=settings.SYNC_INTERVAL_SECONDS)
 
 
 def upsert_batches(workspace: Workspace, items: list[dict], now: datetime) -> tuple[int, int]:
     """Store a page of MessageBatch objects; write only what changed. Returns (created, updated)."""
-    incoming = {item["id"]: api_fields(item) for item in items}
+    incoming = {item["id"]: Batch.fields_from_api(item) for item in items}
     existing = {
         batch.api_id: batch
         for batch in Batch.objects.filter(workspace=workspace, api_id__in=incoming.keys())

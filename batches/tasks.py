@@ -6,7 +6,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from batches import notices, submissions, summaries, sync
-from batches.models import Batch, Workspace
+from batches.intake import job
+from batches.models import Batch, Submission, Workspace
 
 
 def _tick_expiry() -> float:
@@ -51,6 +52,21 @@ def ingest_results(batch_id: int) -> dict:
 def announce_batch_end(batch_id: int) -> dict:
     """The workspace's email and webhook for one ended batch, sent once."""
     return notices.announce(batch_id)
+
+
+@shared_task
+def check_submission(submission_id: int) -> str:
+    """Check an uploaded file in the background (see batches.intake.job)."""
+    return job.run_check(submission_id)
+
+
+@shared_task
+def resume_checks() -> int:
+    """On the beat: hand out again the checks whose worker died or whose task was lost."""
+    ids = list(Submission.objects.checks_to_resume(timezone.now()).values_list("pk", flat=True))
+    for submission_id in ids:
+        check_submission.delay(submission_id)
+    return len(ids)
 
 
 @shared_task

@@ -1,4 +1,4 @@
-"""Upload, check, price and submit a file of requests (issue 5's pages)."""
+"""Upload, check, price and submit a file of requests."""
 
 from django.urls import path
 
@@ -25,8 +25,33 @@ urlpatterns = [
         name="submission_submit",
     ),
     path(
+        "w/<slug:slug>/submissions/<uuid:key>/stop/",
+        views.submission_stop,
+        name="submission_stop",
+    ),
+    path(
+        "w/<slug:slug>/submissions/<uuid:key>/check/",
+        views.submission_check,
+        name="submission_check",
+    ),
+    path(
         "w/<slug:slug>/submissions/<uuid:key>/problems.csv",
         views.submission_report,
         name="submission_report",
+    ),
+    path(
+        "w/<slug:slug>/submissions/<uuid:key>/valid-lines/",
+        views.submission_valid_lines,
+        name="submission_valid_lines",
+    ),
+    path(
+        "w/<slug:slug>/submissions/<uuid:key>/left-out-lines/",
+        views.submission_left_out_lines,
+        name="submission_left_out_lines",
+    ),
+    path(
+        "w/<slug:slug>/submissions/<uuid:key>/requests/<str:custom_id>/",
+        views.submission_request,
+        name="submission_request",
     ),
 ]

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -24,7 +25,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from batches import actions, downloads, notices, summaries
+from batches import actions, downloads, notices, summaries, tasks
 from batches.models import Batch, BatchRequest, Result, Submission, UserPreference, Workspace
 from batches.templatetags.batch_tags import batch_duration, progress_bar, until
 
@@ -451,21 +452,17 @@ def batch_resubmit(request, slug, api_id):
     if request.method == "GET":
         return _confirm_page(request, batch, "resubmit")
     try:
-        submission = actions.resubmit(batch, request.user, request.POST.getlist("kinds"))
+        with transaction.atomic():
+            submission = actions.resubmit(batch, request.user, request.POST.getlist("kinds"))
+            tasks.check_submission.delay_on_commit(submission.pk)
     except (actions.ActionRefused, ValueError) as refused:
         messages.error(request, str(refused))
         return redirect(batch.get_absolute_url())
-    if submission.problem_count:
-        messages.warning(
-            request,
-            f"The new upload has {submission.problem_count:,} problems to fix before it can be "
-            "submitted (invalid requests fail again as they are).",
-        )
-    else:
-        messages.success(
-            request,
-            f"{submission.request_count:,} requests are ready to resubmit. Check them and submit.",
-        )
+    messages.success(
+        request,
+        "The requests to resubmit are a new upload: it is checked now (invalid requests are "
+        "flagged to fix before anything is sent), then you submit it.",
+    )
     return redirect(submission.get_absolute_url())
 
 
@@ -575,7 +572,7 @@ def result_detail(request, slug, api_id, custom_id):
     context = {
         "batch": batch,
         "result": result,
-        "params": batch_request.params if batch_request else None,
+        "params": batch_request.load()["params"] if batch_request else None,
         "batch_request": batch_request,
         "previous_id": previous_id,
         "next_id": next_id,
@@ -630,9 +627,7 @@ def result_raw(request, slug, api_id, custom_id):
     context = {
         "source": source,
         "raw": json.dumps(item, indent=2, ensure_ascii=False),
-        "request_raw": json.dumps(
-            {"custom_id": custom_id, "params": batch_request.params}, indent=2, ensure_ascii=False
-        )
+        "request_raw": json.dumps(batch_request.load(), indent=2, ensure_ascii=False)
         if batch_request
         else "",
     }

@@ -1,22 +1,25 @@
-"""Upload a file, read its report, fix it, see the price, submit it once."""
+"""Upload a file, watch it being checked, read its report, fix it, see the price, submit it once."""
 
-import json
 import logging
 
+import orjson
 from django.contrib import messages
-from django.http import FileResponse, Http404
+from django.db import transaction
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
-from batches import intake, submissions, sync, tasks
+from batches import downloads, polling, submissions, sync, tasks
 from batches.api import ApiClient, ApiError
 from batches.forms import CsvOptionsForm, UploadForm
-from batches.models import Submission, Workspace
+from batches.intake import job
+from batches.intake.templating import CsvOptions
+from batches.models import BatchRequest, Submission, Workspace
 from batches.views import _get_workspace_for_user
 
 logger = logging.getLogger(__name__)
+TEMPLATE = "batches/submission.html"
 
 
 def _get_submission_for_user(request, slug, key) -> Submission:
@@ -44,31 +47,34 @@ def _ensure_models(workspace: Workspace) -> None:
 
 
 def _csv_form(submission: Submission, data=None) -> CsvOptionsForm:
-    initial = submission.csv_options or {}
+    columns, _ = submissions.csv_header_and_first_row(submission)
     return CsvOptionsForm(
         data,
-        initial=initial or None,
-        columns=submissions.csv_columns(submission),
+        initial=submission.csv_options or None,
+        columns=columns,
         models=submission.workspace.models_available,
     )
 
 
-def _detail_context(submission: Submission, csv_form=None) -> dict:
-    estimate = submission.estimate or {}
-    preview = [
-        {**item, "json": json.dumps(item["params"], indent=2, ensure_ascii=False)}
-        for item in estimate.get("preview", [])
-    ]
-    return {
+def _context(request, submission: Submission, csv_form=None) -> dict:
+    parts = list(submission.parts.select_related("batch__workspace").order_by("index"))
+    context = {
         "submission": submission,
         "workspace": submission.workspace,
         "csv_form": csv_form,
-        "estimate": estimate,
-        "preview": preview,
-        "parts": estimate.get("parts", []),
-        "batches": list(submission.batches.order_by("submission_part__index")),
+        "estimate": submission.estimate or {},
+        "progress": submission.check_progress() if submission.is_checking else None,
+        "parts": parts,
+        "batches": [part.batch for part in parts if part.batch is not None],
         "more_problems": max(0, submission.problem_count - len(submission.problems)),
     }
+    return polling.render_region(request, TEMPLATE, "live", context)
+
+
+def _still_changing(context: dict) -> bool:
+    return context["submission"].still_changing or any(
+        batch.is_active and not batch.gone_at for batch in context["batches"]
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -77,13 +83,16 @@ def upload(request, slug):
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         _ensure_models(workspace)
-        submission = submissions.create_submission(
-            workspace,
-            request.user,
-            form.cleaned_data["file"],
-            name=form.cleaned_data["name"],
-            oversize=form.cleaned_data["oversize"],
-        )
+        with transaction.atomic():
+            submission = submissions.create_submission(
+                workspace,
+                request.user,
+                form.cleaned_data["file"],
+                name=form.cleaned_data["name"],
+                oversize=form.cleaned_data["oversize"],
+            )
+            if submission.is_checking:
+                tasks.check_submission.delay_on_commit(submission.pk)
         return redirect(submission)
     recent = workspace.submissions.select_related("created_by").order_by("-created_at")[:8]
     return render(
@@ -98,43 +107,35 @@ def upload(request, slug):
 def submission_detail(request, slug, key):
     submission = _get_submission_for_user(request, slug, key)
     csv_form = None
-    if (
-        submission.source_format == Submission.Format.CSV
-        and submission.state in submissions.EDITABLE
-    ):
+    if submission.is_csv and submission.is_editable:
         # No API call here: a page renders from the database. Without a model list yet (the
         # sync fetches it), the form takes a typed model id.
         csv_form = _csv_form(submission)
-    context = _detail_context(submission, csv_form)
+    context = _context(request, submission, csv_form)
     if request.htmx and not request.htmx.boosted:
-        response = render(request, "batches/submission.html#status", context)
-        if submission.state != Submission.State.SUBMITTING:
-            response.status_code = HttpResponseStopPolling.status_code
-        return response
-    return render(request, "batches/submission.html", context)
+        return polling.poll_answer(
+            request, TEMPLATE, "live", context, still_changing=_still_changing(context)
+        )
+    context["still_changing"] = _still_changing(context)
+    return render(request, TEMPLATE, context)
 
 
 @require_POST
 def submission_template(request, slug, key):
     submission = _get_submission_for_user(request, slug, key)
-    if (
-        submission.source_format != Submission.Format.CSV
-        or submission.state not in submissions.EDITABLE
-    ):
+    if not submission.is_csv or not submission.is_editable:
         messages.info(request, "This submission's options can no longer change.")
         return redirect(submission)
     form = _csv_form(submission, request.POST)
     if not form.is_valid():
-        return render(
-            request, "batches/submission.html", _detail_context(submission, form), status=400
-        )
-    if not Submission.objects.filter(pk=submission.pk, state__in=submissions.EDITABLE).update(
-        csv_options=form.options()
-    ):
-        messages.info(request, "This submission's options can no longer change.")
-        return redirect(submission)
-    submission.refresh_from_db()
-    submissions.validate_submission(submission)
+        context = _context(request, submission, form)
+        context["still_changing"] = _still_changing(context)
+        return render(request, TEMPLATE, context, status=400)
+    with transaction.atomic():
+        if submissions.set_csv_options(submission, form.options()):
+            tasks.check_submission.delay_on_commit(submission.pk)
+        else:
+            messages.info(request, "This submission's options can no longer change.")
     return redirect(submission)
 
 
@@ -145,12 +146,12 @@ def submission_preview(request, slug, key):
     form = _csv_form(submission, request.POST)
     form.is_valid()
     data = form.cleaned_data
-    row = submissions.csv_sample_row(submission)
+    _, row = submissions.csv_header_and_first_row(submission)
     params, problem = None, ""
     if "template" not in data:
         problem = "; ".join(form.errors.get("template", [])) or "Write a template to see it."
     else:
-        options = intake.CsvOptions(
+        options = CsvOptions(
             template=data["template"],
             model=data.get("model") or "",
             max_tokens=data.get("max_tokens") or 0,
@@ -159,35 +160,75 @@ def submission_preview(request, slug, key):
         )
         params = options.params(options.render(row))
     custom_id = row.get(data.get("id_column") or "", "") if data.get("id_column") else "row-1"
+    preview = ""
+    if params:
+        preview = orjson.dumps(
+            {"custom_id": custom_id, "params": params}, option=orjson.OPT_INDENT_2
+        ).decode()
     return render(
         request,
-        "batches/submission.html#preview",
-        {
-            "preview_json": json.dumps(
-                {"custom_id": custom_id, "params": params}, indent=2, ensure_ascii=False
-            )
-            if params
-            else "",
-            "preview_problem": problem,
-        },
+        f"{TEMPLATE}#preview",
+        {"preview_json": preview, "preview_problem": problem},
     )
+
+
+@require_POST
+def submission_stop(request, slug, key):
+    submission = _get_submission_for_user(request, slug, key)
+    if job.request_stop(submission):
+        messages.info(request, "Stopping the check. Nothing is kept of it.")
+    return redirect(submission)
+
+
+@require_POST
+def submission_check(request, slug, key):
+    """Check a stopped upload again (or one whose check gave up)."""
+    submission = _get_submission_for_user(request, slug, key)
+    if submission.is_csv and not submission.csv_options:
+        return redirect(submission)
+    with transaction.atomic():
+        if job.request_check(submission):
+            tasks.check_submission.delay_on_commit(submission.pk)
+    return redirect(submission)
 
 
 @require_POST
 def submission_submit(request, slug, key):
     submission = _get_submission_for_user(request, slug, key)
-    if submissions.request_submit(submission):
-        tasks.submit_submission.delay_on_commit(submission.pk)
+    valid_only = request.POST.get("valid_only") == "1"
+    with transaction.atomic():
+        started = submissions.request_submit(submission, valid_only=valid_only)
+        if started:
+            tasks.submit_submission.delay_on_commit(submission.pk)
+    if started:
+        left_out = (
+            f", leaving out {submission.rejected_count:,} lines with problems" if valid_only else ""
+        )
         messages.success(
             request,
-            f"Submitting {submission.request_count:,} requests. The batch appears in the list "
-            "as soon as the API has it.",
+            f"Submitting {submission.request_count:,} requests{left_out}. The page shows each "
+            "batch as soon as the API has it.",
         )
     elif submission.state in (Submission.State.SUBMITTING, Submission.State.SUBMITTED):
         messages.info(request, "This file was already submitted; nothing was sent twice.")
+    elif submission.is_checking:
+        messages.info(request, "The file is still being checked; submit once the report is in.")
+    elif submission.can_submit_valid_part:
+        messages.error(
+            request,
+            "The file has problems: fix them, or choose to submit only the valid requests.",
+        )
     else:
         messages.error(request, "Fix the problems in the report before submitting.")
     return redirect(submission)
+
+
+def _download(chunks, name: str, content_type: str):
+    return downloads.attachment(chunks, name, content_type)
+
+
+def _stem(submission: Submission) -> str:
+    return submission.source_filename.removesuffix(".gz").rsplit(".", 1)[0] or "upload"
 
 
 @require_GET
@@ -195,10 +236,62 @@ def submission_report(request, slug, key):
     submission = _get_submission_for_user(request, slug, key)
     if not submission.report_file:
         raise Http404("This file has no problems to report.")
-    stem = submission.source_filename.rsplit(".", 1)[0]
-    return FileResponse(
-        submission.report_file.open("rb"),
-        as_attachment=True,
-        filename=f"{stem}-problems.csv",
-        content_type="text/csv",
+    return _download(
+        downloads.stored_file(submission.report_file),
+        f"{_stem(submission)}-problems.csv",
+        "text/csv; charset=utf-8",
     )
+
+
+def _checked(submission: Submission) -> None:
+    if submission.state in (Submission.State.NEEDS_TEMPLATE, Submission.State.CHECKING) or (
+        submission.state == Submission.State.STOPPED
+    ):
+        raise Http404("The file has not been checked yet.")
+
+
+@require_GET
+def submission_valid_lines(request, slug, key):
+    """The requests that passed every check, in the upload's own format and order."""
+    submission = _get_submission_for_user(request, slug, key)
+    _checked(submission)
+    if not submission.request_count:
+        raise Http404("No request of this file is valid.")
+    extension = "csv" if submission.is_csv else "jsonl"
+    return _download(
+        downloads.valid_lines(submission),
+        f"{_stem(submission)}-valid.{extension}",
+        "text/csv; charset=utf-8" if submission.is_csv else "application/x-ndjson",
+    )
+
+
+@require_GET
+def submission_left_out_lines(request, slug, key):
+    """The lines (or rows) of the upload that have problems, as they were, to fix and upload."""
+    submission = _get_submission_for_user(request, slug, key)
+    _checked(submission)
+    if not submission.rejected_count:
+        raise Http404("No line of this file was left out.")
+    extension = "csv" if submission.is_csv else "jsonl"
+    return _download(
+        downloads.left_out_lines(submission),
+        f"{_stem(submission)}-left-out.{extension}",
+        "text/csv; charset=utf-8" if submission.is_csv else "application/x-ndjson",
+    )
+
+
+@require_GET
+def submission_request(request, slug, key, custom_id):
+    """One request of the upload, whole, exactly as it will be sent."""
+    submission = _get_submission_for_user(request, slug, key)
+    if "\x00" in custom_id:
+        raise Http404
+    found = get_object_or_404(BatchRequest, submission=submission, custom_id=custom_id)
+    part = get_object_or_404(submission.parts, index=found.part)
+    response = StreamingHttpResponse(
+        downloads.stored_range(part.body, found.offset, found.length),
+        content_type="application/json; charset=utf-8",
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Disposition"] = f'inline; filename="{custom_id}.json"'
+    return response

@@ -5,7 +5,9 @@ SQLite under var/, an embedded Redis, the built-in sandbox workspace. Production
 and gives a SECRET_KEY, DATABASE_URL, REDIS_URL and ALLOWED_HOSTS.
 """
 
+import os
 import secrets
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -146,15 +148,40 @@ USE_THOUSAND_SEPARATOR = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+MEDIA_ROOT = VAR_DIR / "media"
+# Files (uploads, prepared requests, problem reports, raw results): local files under VAR_DIR by
+# default, or an S3-compatible bucket when S3_BUCKET is set, so web processes and workers on
+# several machines share them. They are never served by URL: every download is a view.
+S3_BUCKET = env_str("S3_BUCKET", "")
+if S3_BUCKET:
+    _file_storage = {
+        "BACKEND": "dashboard.storage.ObjectStorage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": env_str("S3_ENDPOINT_URL", "") or None,
+            "region_name": env_str("S3_REGION", "") or None,
+            # Unset: boto3's own chain (environment, instance role, ~/.aws).
+            "access_key": env_str("S3_ACCESS_KEY_ID", "") or None,
+            "secret_key": env_str("S3_SECRET_ACCESS_KEY", "") or None,
+            "location": env_str("S3_PREFIX", "").strip("/"),
+            "file_overwrite": False,
+            "default_acl": None,
+            "querystring_auth": True,
+        },
+    }
+else:
+    _file_storage = {
+        "BACKEND": "dashboard.storage.LocalFileStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT)},
+    }
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _file_storage,
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
-MEDIA_ROOT = VAR_DIR / "media"
 # Uploads larger than this go to a temporary file on disk instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
@@ -248,6 +275,12 @@ ANTHROPIC_VERSION = "2023-06-01"
 API_TIMEOUT_SECONDS = env_float("API_TIMEOUT_SECONDS", 30.0, minimum=1.0)
 API_MAX_ATTEMPTS = env_int("API_MAX_ATTEMPTS", 5, minimum=1, maximum=20)
 API_RETRY_MAX_WAIT_SECONDS = env_float("API_RETRY_MAX_WAIT_SECONDS", 60.0, minimum=0.0)
+# The first wait between two attempts; each next one doubles, with jitter.
+API_RETRY_INITIAL_WAIT_SECONDS = env_float("API_RETRY_INITIAL_WAIT_SECONDS", 0.5, minimum=0.0)
+# A dotted path to a function that returns the httpx transport of every API client. Empty: a
+# real network connection. Not read from the environment: the tests set it, to answer every
+# call from the emulator in their own process.
+API_TRANSPORT = ""
 # Only read at first run: a workspace for the real API is created with this key.
 ANTHROPIC_BASE_URL = env_url(
     "ANTHROPIC_BASE_URL", "https://api.anthropic.com", schemes=("http", "https")
@@ -262,6 +295,26 @@ MAX_BATCH_BYTES = env_int("MAX_BATCH_BYTES", 256_000_000, minimum=1000, maximum=
 MAX_UPLOAD_BATCHES = env_int("MAX_UPLOAD_BATCHES", 10, minimum=1, maximum=1000)
 # The largest upload the form accepts (bytes, before decompression).
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 2_000_000_000, minimum=1000)
+# Bounds on one check that no file can lift: the decompressed bytes read (skipped ones included:
+# by default what the largest upload's batches can hold, and a tenth more for line breaks and
+# rejected lines), the physical lines (blank ones included), one line's length, and seconds.
+MAX_UPLOAD_TEXT_BYTES = env_int(
+    "MAX_UPLOAD_TEXT_BYTES", MAX_UPLOAD_BATCHES * MAX_BATCH_BYTES * 11 // 10, minimum=1000
+)
+MAX_UPLOAD_LINES = env_int(
+    "MAX_UPLOAD_LINES", 2 * MAX_UPLOAD_BATCHES * MAX_BATCH_REQUESTS, minimum=10
+)
+MAX_REQUEST_LINE_BYTES = env_int("MAX_REQUEST_LINE_BYTES", 64 * 1024 * 1024, minimum=1024)
+CHECK_MAX_SECONDS = env_float("CHECK_MAX_SECONDS", 300.0, minimum=0.0)
+# A plain JSONL upload this large or larger is checked by several processes at once (forked from
+# the worker, on systems that can fork), at most CHECK_PROCESSES.
+CHECK_PROCESSES = env_int(
+    "CHECK_PROCESSES",
+    min(4, os.cpu_count() or 1) if sys.platform == "linux" else 1,
+    minimum=1,
+    maximum=64,
+)
+CHECK_PARALLEL_MIN_BYTES = env_int("CHECK_PARALLEL_MIN_BYTES", 16 * 1024 * 1024, minimum=1)
 
 # Every this often, a sync lists a workspace's batches to the end, to notice deleted ones.
 FULL_SYNC_INTERVAL_SECONDS = env_float("FULL_SYNC_INTERVAL_SECONDS", 300.0, minimum=1.0)
@@ -273,6 +326,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SYNC_INTERVAL_SECONDS,
         # A tick that waited longer than the interval is stale: the next one is coming.
         "options": {"expires": SYNC_INTERVAL_SECONDS},
+    },
+    "resume-checks": {
+        "task": "batches.tasks.resume_checks",
+        "schedule": 15.0,
+        "options": {"expires": 15.0},
     },
     "resume-stalled-submissions": {
         "task": "batches.tasks.resume_submissions",

@@ -36,6 +36,7 @@ class FaultPlan:
     cut_results: bool = False
     slow_batches: bool = False
     lose_create_answers: int = 0
+    lookalikes_with_lost_answer: int = 0
 
 
 def workspace_of(api_key: str) -> str:
@@ -69,6 +70,7 @@ def plan_for(api_key: str) -> FaultPlan:
             cut_results=row.cut_results,
             slow_batches=row.slow_batches,
             lose_create_answers=row.lose_create_answers,
+            lookalikes_with_lost_answer=row.lookalikes_with_lost_answer,
         )
     words = {word for word in ("429", "500", "529", "slow", "cut", "expire") if f"fault-{word}"
              in api_key}  # fmt: skip

@@ -110,6 +110,10 @@ class EmulatedKeyFaults(models.Model):
     # The next this-many creates make their batch but answer 500, as if the answer were lost on
     # the way: what a client must survive without creating the batch twice.
     lose_create_answers = models.PositiveIntegerField(default=0)
+    # With a lost answer, this many other batches of the same size are created at that moment,
+    # as if another tool of the workspace submitted them: what a lookup for the lost batch must
+    # not guess among.
+    lookalikes_with_lost_answer = models.PositiveIntegerField(default=0)
 
     def __str__(self):
         return f"faults for {self.workspace[:8]}"

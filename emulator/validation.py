@@ -6,9 +6,10 @@ against the Messages API later, and a bad one ends `errored` with the message `c
 """
 
 import json
+import math
 import re
 
-from dashboard.schemas import CUSTOM_ID, validator
+from dashboard.schemas import is_custom_id, validator
 from emulator import catalog
 
 MAX_REQUESTS = 100_000
@@ -18,10 +19,22 @@ class InvalidBatch(Exception):
     """The create body breaks the batch's own rules: a 400 whose message names the field."""
 
 
+def _refuse_constant(name: str):
+    # Python's json reads NaN and Infinity; JSON, and so the API, does not.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text[:40]} is too large for a JSON number")
+    return value
+
+
 def parse_create_body(raw: bytes) -> list:
     """The `requests` of a create body, or `InvalidBatch` naming the first problem."""
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidBatch(f"Request body is not valid JSON: {exc}") from None
     except RecursionError:
@@ -57,7 +70,7 @@ def parse_create_body(raw: bytes) -> list:
         custom_id = item["custom_id"]
         if not isinstance(custom_id, str):
             raise InvalidBatch(f"{where}.custom_id: Input should be a valid string")
-        if not CUSTOM_ID.match(custom_id):
+        if not is_custom_id(custom_id):
             raise InvalidBatch(
                 f"{where}.custom_id: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'"
             )

@@ -192,6 +192,8 @@ def _create(request, workspace, plan):
     batch = processing.create_batch(workspace, requests, slow=plan.slow_batches)
     if plan.lose_create_answers and faults.take_lost_create_answer(workspace):
         # The batch exists, but the client hears only an error (a rehearsal of a lost answer).
+        for _ in range(plan.lookalikes_with_lost_answer):
+            processing.create_batch(workspace, requests, slow=plan.slow_batches)
         raise ApiError(500, "api_error", "Internal server error")
     return JsonResponse(_batch_json(request, batch))
 

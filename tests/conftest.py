@@ -47,6 +47,15 @@ def broker():
         process.wait(timeout=10)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_media():
+    """The run's stored files are removed at its end."""
+    import shutil
+
+    yield
+    shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
+
+
 @pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user("owner", password="pw-owner-123")

@@ -1,22 +1,21 @@
 """Fixtures for the mirror's tests: workspaces whose API is the emulator, in this process.
 
-Import the ones a test module needs (`from tests.mirror import api_in_process, workspace`).
+Loaded for the whole suite by tests/conftest.py.
 """
 
 import pytest
 
-from batches import api
 from batches.workspaces import create_workspace
-from emulator.testing import BASE_URL, httpx_transport, sdk_client
+from emulator.testing import BASE_URL, sdk_client
 
 KEY = "sk-ant-test-mirror-0123456789abcdef"
 
 
 @pytest.fixture
-def api_in_process(monkeypatch):
-    """Every ApiClient answers from the emulator in this process, and retries without waiting."""
-    monkeypatch.setattr(api, "default_transport", httpx_transport())
-    monkeypatch.setattr(api, "sleep", lambda seconds: None)
+def api_in_process(settings):
+    """Every ApiClient answers from the emulator in this process, through the client's own seam
+    (the API_TRANSPORT setting), not over the network."""
+    settings.API_TRANSPORT = "emulator.testing.httpx_transport"
 
 
 @pytest.fixture

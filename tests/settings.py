@@ -9,7 +9,14 @@ import os
 os.environ.setdefault("EMBEDDED_REDIS_PORT", "6391")
 
 from dashboard.settings import *  # noqa: F403
-from dashboard.settings import DATABASES, VAR_DIR
+from dashboard.settings import DATABASES, STORAGES, VAR_DIR
+
+# Stored files of one run (and of the processes it starts, which inherit the variable) go to a
+# folder of their own, emptied at the end (tests/conftest.py), never to var/media.
+os.environ.setdefault("TEST_MEDIA_ROOT", str(VAR_DIR / f"test-media-{os.getpid()}"))
+MEDIA_ROOT = os.environ["TEST_MEDIA_ROOT"]
+if STORAGES["default"]["BACKEND"] == "dashboard.storage.LocalFileStorage":
+    STORAGES["default"]["OPTIONS"]["location"] = MEDIA_ROOT
 
 # Hashing passwords slowly is the point in production and a waste of minutes in tests.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -23,3 +30,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Threads the tests start (a Celery worker's pool, background syncs) each open a connection;
 # closing it after every task lets the test database be dropped at the end of the run.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+# Retries come at once (a test that times a wait sets these itself).
+API_RETRY_INITIAL_WAIT_SECONDS = 0.0
+API_RETRY_MAX_WAIT_SECONDS = 0.0

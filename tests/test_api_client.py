@@ -1,15 +1,19 @@
 """The API client on its own, against hand-made answers (httpx.MockTransport)."""
 
+import io
+
 import httpx
 import pytest
 
-from batches import api
 from batches.api import ApiClient, ApiError
+
+WAITS: list[float] = []
 
 
 def client_for(handler, **kwargs):
+    """A client whose transport and sleep are the test's: its two seams to the outside world."""
     return ApiClient("https://api.example.test", "sk-test", transport=httpx.MockTransport(handler),
-                     **kwargs)  # fmt: skip
+                     sleep=WAITS.append, **kwargs)  # fmt: skip
 
 
 def error(status, kind, message, **headers):
@@ -18,10 +22,9 @@ def error(status, kind, message, **headers):
 
 
 @pytest.fixture(autouse=True)
-def no_waiting(monkeypatch):
-    waits = []
-    monkeypatch.setattr(api, "sleep", waits.append)
-    return waits
+def no_waiting():
+    WAITS.clear()
+    return WAITS
 
 
 def test_it_sends_the_key_and_version_headers():
@@ -50,7 +53,9 @@ def test_results_lines_split_on_newlines_only_and_keep_the_apis_bytes():
     ]
 
 
-def test_it_retries_429_honouring_retry_after_and_then_succeeds(no_waiting):
+def test_it_retries_429_honouring_retry_after_and_then_succeeds(no_waiting, settings):
+    settings.API_RETRY_INITIAL_WAIT_SECONDS = 0.5
+    settings.API_RETRY_MAX_WAIT_SECONDS = 60
     answers = iter(
         [
             error(429, "rate_limit_error", "slow", **{"retry-after": "7"}),
@@ -76,16 +81,41 @@ def test_it_does_not_retry_a_client_error_and_says_why():
     assert str(failure) == "404 not_found_error no such batch (request-id req_9)"
 
 
-def test_a_create_is_never_retried_inside_the_client():
-    calls = []
+def create(client, **kwargs):
+    body = b'{"requests": []}'
+    return client.create_batch(lambda: io.BytesIO(body), len(body), **kwargs)
+
+
+def test_a_create_that_may_have_made_its_batch_is_looked_for_before_it_is_sent_again():
+    posts, looks = [], []
 
     def handler(request):
-        calls.append(request)
+        posts.append(request)
         return error(500, "api_error", "x")
 
-    with pytest.raises(ApiError) as caught:
-        client_for(handler, max_attempts=5).create_batch(b'{"requests": []}')
-    assert len(calls) == 1 and caught.value.retryable
+    def find_existing():
+        looks.append(1)
+        return {"id": "msgbatch_made_anyway"}
+
+    found = create(client_for(handler, max_attempts=5), find_existing=find_existing)
+    assert found == {"id": "msgbatch_made_anyway"}
+    assert len(posts) == 1 and len(looks) == 1  # never a second create
+
+
+def test_a_create_turned_away_is_sent_again_without_looking():
+    answers = iter([error(529, "overloaded_error", "busy"), httpx.Response(200, json={"id": "b"})])
+    sent = []
+
+    def handler(request):
+        assert request.headers["content-length"] == str(len(b'{"requests": []}'))
+        return next(answers)
+
+    found = create(
+        client_for(handler),
+        before_send=lambda: sent.append(1),
+        find_existing=lambda: pytest.fail("nothing can have been made"),
+    )
+    assert found == {"id": "b"} and len(sent) == 2
 
 
 def test_connection_errors_are_retryable_api_errors(no_waiting):

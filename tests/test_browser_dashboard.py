@@ -1,10 +1,10 @@
 """The user's path through the dashboard in real Chromium, against the sandbox (the emulator
 served by the live server).
 
-No Celery worker runs here: a background thread stands in for it, once every half second creating
-the batches of submitted uploads (`create_batches`), syncing the workspace and ingesting the results
-of ended batches, exactly what the worker's tasks call. Every page visited is saved as a
-screenshot under tests/artifacts/.
+No Celery worker runs here: a background thread stands in for it, once every half second checking
+new uploads (`run_check`), creating the batches of submitted ones (`create_batches`), syncing the
+workspace and ingesting the results of ended batches, exactly what the worker's tasks call. Every
+page visited is saved as a screenshot under tests/artifacts/.
 """
 
 import csv
@@ -22,6 +22,7 @@ from batches import submissions, summaries, sync
 from batches.models import Batch, Submission
 from batches.workspaces import create_workspace
 from emulator.testing import make_batch
+from tests.helpers import run_checks
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 CHROMIUM = "/usr/bin/chromium"
@@ -64,6 +65,7 @@ class Worker(threading.Thread):
             connection.close()
 
     def tick(self):
+        run_checks()
         for pk in Submission.objects.filter(state=Submission.State.SUBMITTING).values_list(
             "pk", flat=True
         ):
@@ -136,7 +138,7 @@ def upload(page, workspace, path: Path, name: str):
 
 
 def submit_upload(page):
-    page.click("button:has-text('Submit')")
+    page.locator("button:has-text('Submit')").click(timeout=20_000)
     page.wait_for_function("!document.querySelector('h1').innerText.includes('Ready to submit')")
 
 
@@ -204,7 +206,7 @@ def test_it_walks_the_users_path(sandbox, page):
     page.locator("text=Your CSV with answers").wait_for(timeout=20_000)
     with page.expect_download() as info:
         page.click("text=Your CSV with answers")
-    rows = list(csv.reader(io.StringIO(Path(info.value.path()).read_text("utf-8"))))
+    rows = list(csv.reader(io.StringIO(Path(info.value.path()).read_text("utf-8-sig"))))
     assert rows[0] == ["review_id", "review", "answer", "result_type", "error"]
     assert [row[0] for row in rows[1:]] == ["r1", "r2", "r3", "r4", "r5"]
     assert all(row[3] == "succeeded" and row[2] for row in rows[1:])
@@ -296,6 +298,8 @@ def test_it_resubmits_the_errored_requests_of_an_uploaded_batch(sandbox, page, t
     page.click("#dlg-resubmit button[type=submit]")
     page.wait_for_url("**/submissions/**")
     assert "resubmits" in page.inner_text("main")
+    # The check runs in the background; the page shows its report when it is in.
+    page.locator("text=2 requests ready").wait_for(timeout=20_000)
     new = Submission.objects.get(resubmission_of=batch)
     assert new.request_count == 2
     shot(page, "21-resubmission")

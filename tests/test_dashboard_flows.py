@@ -10,6 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from batches import submissions, sync
 from batches.models import Batch, BatchRequest, Submission
+from tests.helpers import run_checks
 
 pytestmark = pytest.mark.django_db
 SAMPLES = Path(__file__).parent / "fixtures" / "samples"
@@ -17,6 +18,8 @@ SAMPLES = Path(__file__).parent / "fixtures" / "samples"
 
 def submit(workspace, user, upload, **options):
     submission = submissions.create_submission(workspace, user, upload, **options)
+    run_checks()
+    submission.refresh_from_db()
     assert submission.state == Submission.State.READY, submission.problems
     assert submissions.request_submit(submission)
     submission = submissions.create_batches(submission.pk)
@@ -48,7 +51,7 @@ def test_it_gives_the_csv_back_with_answers_in_the_original_order(
     assert "Your CSV with answers" in page
     response = owner_client.get(f"{batch.get_absolute_url()}download/answers.csv")
     assert response.streaming
-    text = b"".join(response.streaming_content).decode("utf-8")
+    text = b"".join(response.streaming_content).decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
     original = list(csv.reader(io.StringIO((SAMPLES / "reviews.csv").read_text("utf-8"))))
     assert rows[0] == [*original[0], "answer", "result_type", "error"]
@@ -80,6 +83,8 @@ def test_it_resubmits_the_errored_requests_as_a_new_linked_upload(
     )
     again = Submission.objects.exclude(pk=submission.pk).get()
     assert response.status_code == 302 and response["Location"] == again.get_absolute_url()
+    run_checks()
+    again.refresh_from_db()
     assert again.resubmission_of == batch
     # Invalid requests go back as they were: intake flags them for a fix before any submit.
     assert again.state == Submission.State.HAS_PROBLEMS and again.problem_count == 2

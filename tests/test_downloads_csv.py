@@ -31,7 +31,7 @@ def test_it_keeps_each_rows_answer_when_a_cell_holds_an_inch_mark(
     finish(workspace, frozen_now)
     batch = Batch.objects.get(submission=submission)
     response = owner_client.get(f"{batch.get_absolute_url()}download/answers.csv")
-    text = b"".join(response.streaming_content).decode("utf-8")
+    text = b"".join(response.streaming_content).decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["review_id", "review", "answer", "result_type", "error"]
     assert [row[0] for row in rows[1:]] == ["r1", "r2", "r3", "r4", "r5"]

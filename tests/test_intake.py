@@ -1,4 +1,4 @@
-"""The validator on good files and on at least thirty kinds of bad ones."""
+"""The checker on good files and on at least forty kinds of bad ones."""
 
 import gzip
 import json
@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from batches import intake
+from batches.intake.checking import check_file, discard
+from batches.intake.templating import CsvOptions
+from batches.management.commands.validatebatch import local_ranges
 from emulator.catalog import MODELS
 
 SAMPLES = Path(__file__).parent / "fixtures" / "samples"
 WORKSPACE_MODELS = [{"id": m.id, "max_tokens": m.max_tokens} for m in MODELS]
-REVIEWS = intake.CsvOptions(
+REVIEWS = CsvOptions(
     template="Classify as positive, negative or neutral (one word): {review}",
     model="claude-haiku-4-5",
     max_tokens=16,
@@ -29,31 +31,39 @@ def good(custom_id="q1", **params):
     return json.dumps({"custom_id": custom_id, "params": body})
 
 
+def check_path(path, fmt, **kwargs):
+    kwargs.setdefault("models", WORKSPACE_MODELS)
+    merged = check_file(local_ranges(path), path.stat().st_size, fmt, **kwargs)
+    discard(merged)
+    return merged.report
+
+
 def check(tmp_path, content, fmt="jsonl", name=None, **kwargs):
     path = tmp_path / (name or f"upload.{fmt}")
     path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
-    kwargs.setdefault("models", WORKSPACE_MODELS)
-    return intake.validate_file(path, fmt, **kwargs)
+    return check_path(path, fmt, **kwargs)
+
+
+def previewed(item) -> dict:
+    return json.loads(item["json"])
 
 
 @pytest.mark.parametrize("sample", ["questions.jsonl", "mixed-requests.jsonl"])
 def test_it_accepts_the_sample_jsonl_files(sample):
-    report = intake.validate_file(SAMPLES / sample, "jsonl", models=WORKSPACE_MODELS)
+    report = check_path(SAMPLES / sample, "jsonl")
     assert report.ok, report.problems
     lines = (SAMPLES / sample).read_text().splitlines()
     assert report.request_count == sum(1 for line in lines if line.strip())
 
 
 def test_it_accepts_the_sample_csv_with_a_template():
-    report = intake.validate_file(
-        SAMPLES / "reviews.csv", "csv", models=WORKSPACE_MODELS, csv_options=REVIEWS
-    )
+    report = check_path(SAMPLES / "reviews.csv", "csv", csv_options=REVIEWS)
     assert report.ok, report.problems
     assert report.request_count == 5
     last = report.preview[4]
     assert last["custom_id"] == "r5"
-    assert last["params"]["messages"][0]["content"].endswith("Ça marche très bien — merci !")
-    assert '"really"' in report.preview[3]["params"]["messages"][0]["content"]
+    assert previewed(last)["messages"][0]["content"].endswith("Ça marche très bien — merci !")
+    assert '"really"' in previewed(report.preview[3])["messages"][0]["content"]
 
 
 def test_it_accepts_a_bom_crlf_blank_lines_and_gzip(tmp_path):
@@ -65,7 +75,7 @@ def test_it_accepts_a_bom_crlf_blank_lines_and_gzip(tmp_path):
 
 
 def test_it_numbers_rows_when_there_is_no_id_column(tmp_path):
-    options = intake.CsvOptions(template="Say {word}", model="claude-haiku-4-5", max_tokens=5)
+    options = CsvOptions(template="Say {word}", model="claude-haiku-4-5", max_tokens=5)
     report = check(tmp_path, "word\nhi\nbye\n", "csv", csv_options=options)
     assert [item["custom_id"] for item in report.preview] == ["row-1", "row-2"]
 
@@ -73,10 +83,26 @@ def test_it_numbers_rows_when_there_is_no_id_column(tmp_path):
 def test_it_estimates_tokens_and_the_batch_price(tmp_path):
     report = check(tmp_path, good("a", max_tokens=1000) + "\n" + good("b", max_tokens=1000))
     estimate = report.estimate
-    assert estimate["input_tokens"] > 0
+    # "Hello" is 2 tokens at 4 characters a token, and each message adds 4.
+    assert estimate["input_tokens"] == 12
     # 2,000 output tokens at most, at half of $15 per million.
     assert estimate["max_output_cost"] == "0.0150"
     assert estimate["models"][0]["model"] == "claude-sonnet-4-5"
+
+
+def test_the_estimate_walks_blocks_system_and_tools_and_sees_caching(tmp_path):
+    blocks = [
+        {"type": "text", "text": "x" * 40, "cache_control": {"type": "ephemeral"}},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}},
+    ]
+    line = good(
+        "a", system="s" * 8, messages=[{"role": "user", "content": blocks}], temperature=0.5
+    )
+    report = check(tmp_path, line)
+    assert report.ok, report.problems
+    # (8 + 40) characters / 4 + 1,600 for the image + 4 for the message.
+    assert report.estimate["input_tokens"] == 12 + 1600 + 4
+    assert report.estimate["cached_requests"] == 1
 
 
 BAD_JSONL = [
@@ -163,6 +189,35 @@ BAD_JSONL = [
         2,
         "less than the minimum of 1",
     ),
+    ("custom_id ending in a newline", good("r1\n"), 1, "is not 1 to 64 letters"),
+    (
+        "NaN in a tool's input_schema",
+        good(tools=[{"name": "t", "input_schema": {"type": "object"}}]).replace(
+            '"object"}', '"object", "x": NaN}'
+        ),
+        1,
+        "holds NaN, which is not a number JSON can carry",
+    ),
+    (
+        "Infinity in metadata",
+        good().replace('"max_tokens": 100', '"max_tokens": 100, "top_k": -Infinity'),
+        1,
+        "holds -Infinity, which is not a number JSON can carry",
+    ),
+    (
+        "a number too large for a double",
+        good(tools=[{"name": "t", "input_schema": {"type": "object"}}]).replace(
+            '"object"}', '"object", "maximum": 1e400}'
+        ),
+        1,
+        "too large to be a JSON number",
+    ),
+    (
+        "an integer of 5,000 digits",
+        good().replace('"max_tokens": 100', '"max_tokens": ' + "9" * 5000),
+        1,
+        "a number with thousands of digits",
+    ),
 ]
 
 
@@ -239,7 +294,7 @@ BAD_CSV = [
     ("name", "content", "overrides", "line", "message"), BAD_CSV, ids=[c[0] for c in BAD_CSV]
 )
 def test_it_explains_a_bad_csv_file(tmp_path, name, content, overrides, line, message):
-    options = intake.CsvOptions(**{**REVIEWS.__dict__, **overrides})
+    options = CsvOptions(**{**REVIEWS.as_dict(), **overrides})
     report = check(tmp_path, content, "csv", csv_options=options)
     assert not report.ok
     matching = [p for p in report.problems if message in p.message]
@@ -262,23 +317,26 @@ def test_random_bytes_get_a_report_not_an_exception(tmp_path):
 
 
 def test_it_keeps_the_first_hundred_problems_and_counts_all(tmp_path):
-    import io
-
-    out = io.StringIO()
-    content = "\n".join(good(f"id {n}") for n in range(250))
-    report = check(tmp_path, content, report_out=out)
-    assert report.problem_count == 250 and len(report.problems) == 100
-    assert len(out.getvalue().strip().splitlines()) == 251  # a header and every problem
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(good(f"id {n}") for n in range(250)))
+    merged = check_file(
+        local_ranges(path), path.stat().st_size, "jsonl", models=None, report_dir=str(tmp_path)
+    )
+    assert merged.report.problem_count == 250 and len(merged.report.problems) == 100
+    rows = sum(len(Path(name).read_text().strip().splitlines()) for name in merged.report_paths)
+    assert rows == 250  # every problem, in the report file
+    discard(merged)
+    assert not list(tmp_path.glob("check-*"))
 
 
 def test_it_splits_a_file_over_the_request_limit(tmp_path, settings):
     lines = (good(f"r{n}") for n in range(100_001))
     path = tmp_path / "big.jsonl"
     path.write_text("\n".join(lines))
-    report = intake.validate_file(path, "jsonl", models=WORKSPACE_MODELS)
+    report = check_path(path, "jsonl")
     assert report.ok
     assert [part["requests"] for part in report.parts] == [100_000, 1]
-    refused = intake.validate_file(path, "jsonl", models=WORKSPACE_MODELS, oversize="refuse")
+    refused = check_path(path, "jsonl", oversize="refuse")
     assert not refused.ok
     assert "one batch takes at most 100,000 requests" in refused.problems[0].message
 
@@ -298,11 +356,13 @@ def test_without_a_model_list_models_are_not_checked_and_it_says_so(tmp_path):
     assert "model names were not checked" in report.notes[0]
 
 
-def test_deeply_nested_brackets_are_reported_not_crashed_on(tmp_path):
-    report = check(tmp_path, "[" * 100_000 + "\n" + good("ok"))
-    assert report.request_count == 1
-    assert report.problems[0].line == 1
-    assert "nested too deeply to read" in report.problems[0].message
+def test_deeply_nested_brackets_are_reported_on_their_line_and_the_rest_is_checked(tmp_path):
+    for depth in (1000, 1100, 100_000):
+        nested = good("deep").replace('"Hello"', "[" * depth + "]" * depth)
+        report = check(tmp_path, nested + "\n" + good("ok") + "\n" + good("bad", stream=True))
+        assert report.request_count == 1
+        assert [p.line for p in report.problems] == [1, 3]
+        assert "nested too deeply" in report.problems[0].message, report.problems[0]
 
 
 def test_valid_but_absurdly_nested_json_is_reported_not_crashed_on(tmp_path):
@@ -315,8 +375,8 @@ def test_valid_but_absurdly_nested_json_is_reported_not_crashed_on(tmp_path):
     assert [p.message for p in report.problems] == ["The request is nested too deeply to check."]
 
 
-def test_an_endless_line_is_skipped_and_reported_without_holding_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(intake, "MAX_LINE_BYTES", 10_000)
+def test_an_endless_line_is_skipped_and_reported_without_holding_it(tmp_path, settings):
+    settings.MAX_REQUEST_LINE_BYTES = 10_000
     content = good("a") + "\n" + "x" * 50_000 + "\n" + good("b") + "\n"
     report = check(tmp_path, gzip.compress(content.encode()), name="long.jsonl.gz")
     assert report.request_count == 2
@@ -324,8 +384,8 @@ def test_an_endless_line_is_skipped_and_reported_without_holding_it(tmp_path, mo
     assert "Line 2 is longer than" in report.problems[0].message
 
 
-def test_a_csv_with_an_endless_line_is_reported(tmp_path, monkeypatch):
-    monkeypatch.setattr(intake, "MAX_LINE_BYTES", 1000)
+def test_a_csv_with_an_endless_line_is_reported(tmp_path, settings):
+    settings.MAX_REQUEST_LINE_BYTES = 1024
     content = "review_id,review\nr1,fine\nr2," + "y" * 5000 + "\nr3,also fine\n"
     report = check(tmp_path, content, "csv", csv_options=REVIEWS)
     assert report.request_count == 2
@@ -336,7 +396,7 @@ def test_a_csv_with_an_endless_line_is_reported(tmp_path, monkeypatch):
     ("escape", "message"),
     [
         ("\\u0000", "contains a NUL character"),
-        ("\\ud800", "half of a surrogate pair (\\ud800)"),
+        ("\\ud800", "half of a surrogate pair"),
     ],
 )
 def test_it_reports_characters_text_cannot_hold(tmp_path, escape, message):
@@ -347,22 +407,95 @@ def test_it_reports_characters_text_cannot_hold(tmp_path, escape, message):
     assert message in report.problems[0].message
 
 
-def test_an_unexpected_reader_error_becomes_a_report(tmp_path, monkeypatch):
-    def broken(*args, **kwargs):
-        raise MemoryError("boom")
+def test_an_unexpected_reader_error_becomes_a_report():
+    class Broken:
+        def read(self, size=-1):
+            raise MemoryError("boom")
 
-    monkeypatch.setattr(intake, "read_jsonl", broken)
-    report = check(tmp_path, good("a"))
-    assert "could not be read to the end (MemoryError)" in report.problems[0].message
+        def close(self):
+            pass
+
+    merged = check_file(lambda start, end: Broken(), 100, "jsonl", models=None)
+    assert "could not be read to the end (MemoryError)" in merged.report.problems[0].message
 
 
 def test_a_file_over_the_upload_limits_stops_with_a_report(tmp_path, settings):
     settings.MAX_UPLOAD_BATCHES = 2
     settings.MAX_BATCH_REQUESTS = 3
     report = check(tmp_path, "\n".join(good(f"r{n}") for n in range(10)))
-    assert report.request_count == 7
+    assert report.request_count == 6
     assert "more than 6 requests: one upload makes at most 2 batches" in report.problems[-1].message
-    settings.MAX_BATCH_BYTES = 1000  # a gzip bomb: small on disk, large once decompressed
-    bomb = gzip.compress(b"\n" * 10_000)
-    report = check(tmp_path, bomb, name="bomb.jsonl.gz")
-    assert "GB of text" in report.problems[0].message
+
+
+def test_a_gzip_of_zeros_stops_at_the_byte_cap_counting_the_skipped_line(tmp_path, settings):
+    settings.MAX_UPLOAD_TEXT_BYTES = 20_000_000
+    settings.MAX_REQUEST_LINE_BYTES = 1_000_000
+    bomb = gzip.compress(b"0" * 200_000_000)  # 200 MB of one endless line, 200 KB on disk
+    report = check(tmp_path, bomb, name="zeros.jsonl.gz")
+    messages = [p.message for p in report.problems]
+    assert any("more than 0.0 GB of text" in m or "GB of text" in m for m in messages), messages
+    assert not report.complete
+
+
+def test_a_gzip_of_newlines_stops_at_the_line_cap(tmp_path, settings):
+    settings.MAX_UPLOAD_LINES = 100_000
+    bomb = gzip.compress(b"\n" * 50_000_000)  # 50 million blank lines, 50 KB on disk
+    report = check(tmp_path, bomb, name="newlines.jsonl.gz")
+    assert "more than 100,000 lines" in report.problems[0].message
+    assert report.problems[0].line <= 100_000 + 2**20 and not report.complete
+
+
+def test_a_check_stops_at_the_time_cap_and_says_so(tmp_path, settings):
+    path = tmp_path / "slow.jsonl"
+    path.write_text("\n".join(good(f"r{n}") for n in range(5000)))
+    from batches.intake.reading import Limits
+
+    limits = Limits(max_bytes=10**9, max_lines=10**9, max_line_bytes=10**6, max_seconds=0.0)
+    merged = check_file(
+        local_ranges(path), path.stat().st_size, "jsonl", models=None, limits=limits
+    )
+    problem = merged.report.problems[0]
+    assert "took longer than 0 seconds" in problem.message and "stopped at line" in problem.message
+    assert not merged.report.complete
+
+
+def test_several_processes_find_what_one_does(tmp_path, settings):
+    """A file checked in segments by forked processes gives the report a single pass gives,
+    a custom_id repeated across the segments included."""
+    settings.CHECK_PARALLEL_MIN_BYTES = 1
+    lines = [good(f"r{n}") for n in range(3000)]
+    lines[10] = good("dup")
+    lines[2900] = good("dup")  # in the last segment, a duplicate of a line in the first
+    lines[1500] = "{broken"
+    path = tmp_path / "many.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    reports = []
+    for processes in (1, 3):
+        merged = check_file(
+            local_ranges(path),
+            path.stat().st_size,
+            "jsonl",
+            models=WORKSPACE_MODELS,
+            processes=processes,
+            keep_bodies=True,
+            report_dir=str(tmp_path),
+        )
+        assert len(merged.segments) == processes
+        reports.append(merged.report)
+        discard(merged)
+    one, three = reports
+    assert one.request_count == three.request_count == 2998
+    assert [(p.line, p.message) for p in one.problems] == [
+        (p.line, p.message) for p in three.problems
+    ]
+    assert [p.line for p in one.problems] == [1501, 2901]
+    assert "already used on line 11" in three.problems[1].message
+    assert one.estimate == three.estimate and one.parts == three.parts
+    assert one.request_bytes == three.request_bytes
+
+
+def test_previews_hold_a_few_kilobytes_of_a_huge_request(tmp_path):
+    report = check(tmp_path, good("big", system="x" * 3_000_000))
+    item = report.preview[0]
+    assert item["truncated"] and len(item["json"]) <= 4096
+    assert item["bytes"] > 3_000_000

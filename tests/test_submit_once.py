@@ -1,8 +1,10 @@
 """Submit exactly once: double posts, retried tasks, lost create answers."""
 
+import json
 from pathlib import Path
 
 import pytest
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
@@ -10,6 +12,7 @@ from batches import submissions
 from batches.models import Batch, BatchRequest, Submission
 from emulator.faults import set_key_faults
 from emulator.models import EmulatedBatch
+from tests.helpers import run_checks
 from tests.mirror import KEY
 
 pytestmark = pytest.mark.django_db
@@ -17,10 +20,14 @@ SAMPLES = Path(__file__).parent / "fixtures" / "samples"
 
 
 def upload(workspace, user, name="questions.jsonl", content=None, **kwargs):
+    """An upload, checked (as the worker would check it right after)."""
     data = content if content is not None else (SAMPLES / name).read_bytes()
-    return submissions.create_submission(
+    submission = submissions.create_submission(
         workspace, user, SimpleUploadedFile(name, data), name="Questions", **kwargs
     )
+    run_checks()
+    submission.refresh_from_db()
+    return submission
 
 
 @pytest.fixture
@@ -127,23 +134,14 @@ def test_a_csv_submission_builds_its_requests_from_the_template(models_known, us
     submissions.create_batches(submission.pk)
     request = BatchRequest.objects.get(custom_id="r5")
     assert request.line == 6
-    assert request.params["messages"][0]["content"].endswith("merci !")
+    assert request.load()["params"]["messages"][0]["content"].endswith("merci !")
 
 
-def test_a_lost_answer_with_two_lookalike_batches_asks_a_person(models_known, user, monkeypatch):
-    from emulator.testing import make_batch
-
-    set_key_faults(KEY, lose_create_answers=1)
+def test_a_lost_answer_with_two_lookalike_batches_asks_a_person(models_known, user):
+    # Another tool submits a batch of the same size while our answer is lost.
+    set_key_faults(KEY, lose_create_answers=1, lookalikes_with_lost_answer=1)
     submission = upload(models_known, user)
     submissions.request_submit(submission)
-    original_find = submissions._find_lost_batch
-
-    def find_after_a_lookalike(client, part):
-        # Another tool submits a batch of the same size while our answer is lost.
-        make_batch(KEY, part.request_count, prefix="lookalike")
-        return original_find(client, part)
-
-    monkeypatch.setattr(submissions, "_find_lost_batch", find_after_a_lookalike)
     submission = submissions.create_batches(submission.pk)
     assert submission.state == Submission.State.FAILED
     assert "cannot tell which one is this file's" in submission.submit_error
@@ -170,19 +168,19 @@ def test_a_submission_whose_task_was_lost_is_handed_out_again(models_known, user
 
 
 def test_an_unexpected_error_fails_the_submission_instead_of_leaving_it_submitting(
-    models_known, user, monkeypatch
+    models_known, user
 ):
     submission = upload(models_known, user)
     submissions.request_submit(submission)
-
-    def broken(submission):
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr(submissions, "store_requests", broken)
+    part = submission.parts.get()
+    body = part.body.read()
+    part.body.storage.delete(part.body.name)  # the stored body is gone (a bucket emptied)
     submission = submissions.create_batches(submission.pk)
     assert submission.state == Submission.State.FAILED
-    assert "RuntimeError" in submission.submit_error
+    assert "FileNotFoundError" in submission.submit_error
+    part.body.storage.save(part.body.name, ContentFile(body))
     assert submissions.request_submit(submission)  # the user can try again
+    assert submissions.create_batches(submission.pk).state == Submission.State.SUBMITTED
 
 
 def test_a_create_that_was_turned_away_never_adopts_a_lookalike_later(models_known, user):
@@ -202,21 +200,35 @@ def test_a_create_that_was_turned_away_never_adopts_a_lookalike_later(models_kno
     assert EmulatedBatch.objects.count() == 2
 
 
-def test_a_submit_pressed_while_the_file_is_checked_again_wins(models_known, user, monkeypatch):
-    from batches import intake
-
-    submission = upload(models_known, user)
-    real_validate = intake.validate_file
-
-    def validate_while_someone_submits(*args, **kwargs):
-        report = real_validate(*args, **kwargs)
-        assert submissions.request_submit(submission)  # the Submit click lands meanwhile
-        return report
-
-    monkeypatch.setattr(intake, "validate_file", validate_while_someone_submits)
-    submissions.validate_submission(submission)
-    submission.refresh_from_db()
-    assert submission.state == Submission.State.SUBMITTING
-    assert submission.parts.count() == 1
+def test_a_submit_pressed_while_the_file_is_being_checked_waits_for_the_report(models_known, user):
+    data = (SAMPLES / "questions.jsonl").read_bytes()
+    submission = submissions.create_submission(
+        models_known, user, SimpleUploadedFile("q.jsonl", data)
+    )
+    assert submission.state == Submission.State.CHECKING
+    assert not submissions.request_submit(submission)  # nothing to send before the report
+    assert not submissions.request_submit(submission, valid_only=True)
+    run_checks()
+    assert submissions.request_submit(submission)
     submissions.create_batches(submission.pk)
     assert EmulatedBatch.objects.count() == 1
+
+
+def test_the_valid_part_of_a_file_is_sent_only_when_asked(models_known, user):
+    good = (SAMPLES / "questions.jsonl").read_bytes()
+    submission = upload(models_known, user, content=good + b'{"custom_id": "broken"}\n')
+    assert submission.state == Submission.State.HAS_PROBLEMS
+    assert submission.request_count == 4 and submission.rejected_count == 1
+    assert not submissions.request_submit(submission)
+    assert submissions.request_submit(submission, valid_only=True)
+    submission = submissions.create_batches(submission.pk)
+    assert submission.state == Submission.State.SUBMITTED and submission.submit_valid_only
+    assert EmulatedBatch.objects.get().request_count == 4
+
+
+def test_the_create_body_is_what_the_check_wrote_byte_for_byte(models_known, user):
+    lines = (SAMPLES / "questions.jsonl").read_bytes().splitlines()
+    submission = upload(models_known, user, content=b"\n".join(lines) + b"\n")
+    body = submission.parts.get().body.read()
+    assert body == b'{"requests":[\n' + b",\n".join(lines) + b"\n]}"
+    assert json.loads(body)["requests"][0]["custom_id"] == json.loads(lines[0])["custom_id"]

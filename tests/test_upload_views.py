@@ -7,16 +7,20 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from batches.models import Submission
+from tests.helpers import run_checks
 
 pytestmark = pytest.mark.django_db
 SAMPLES = Path(__file__).parent / "fixtures" / "samples"
 
 
 def post_file(client, workspace, filename, data, **fields):
-    return client.post(
+    """Upload a file, and run its check as the worker would right after."""
+    response = client.post(
         reverse("upload", args=[workspace.slug]),
         {"file": SimpleUploadedFile(filename, data), "oversize": "split", **fields},
     )
+    run_checks()
+    return response
 
 
 def test_the_upload_page_renders_for_members_and_404s_for_outsiders(
@@ -53,14 +57,22 @@ def test_a_bad_jsonl_upload_lists_problems_with_lines_and_a_full_report(owner_cl
     submission = Submission.objects.get()
     assert submission.state == Submission.State.HAS_PROBLEMS
     html = owner_client.get(submission.get_absolute_url()).content.decode()
-    assert "1 request ready, 3 problems." in html
+    assert "1 request ready, 3 problems on 2 lines." in html
     assert "Not valid JSON at column" in html and "messages is empty." in html
-    assert "Submit" not in html.split("Problems")[1]
-    report = owner_client.get(reverse("submission_report", args=[workspace.slug, submission.key]))
+    # Nothing goes without an explicit choice: the only submit button sends the valid part.
+    assert "Submit 1 request" not in html
+    assert 'name="valid_only" value="1"' in html
+    assert "Submit the 1 valid request, leave out 2" in html
+    args = [workspace.slug, submission.key]
+    report = owner_client.get(reverse("submission_report", args=args))
     body = b"".join(report.streaming_content).decode()
     assert report["Content-Disposition"].startswith('attachment; filename="bad-problems.csv"')
-    assert body.splitlines()[0] == "line,field,problem,how to fix it"
+    assert body.splitlines()[0] == "\ufeffline,field,problem,how to fix it"
     assert len(body.strip().splitlines()) == 4
+    left_out = owner_client.get(reverse("submission_left_out_lines", args=args))
+    assert b"".join(left_out.streaming_content).decode().splitlines() == lines[1:]
+    valid = owner_client.get(reverse("submission_valid_lines", args=args))
+    assert b"".join(valid.streaming_content).decode().splitlines() == lines[:1]
 
 
 @pytest.mark.parametrize(
@@ -97,6 +109,8 @@ def test_garbage_never_gets_a_500(owner_client, workspace, name):
         options = {"template": "{x}", "model": "claude-haiku-4-5", "max_tokens": "5"}
         url = reverse("submission_template", args=[workspace.slug, submission.key])
         assert owner_client.post(url, options).status_code in (302, 400)
+        run_checks()
+        assert owner_client.get(submission.get_absolute_url()).status_code == 200
 
 
 def test_the_csv_flow_template_preview_then_report(owner_client, workspace):
@@ -125,6 +139,7 @@ def test_the_csv_flow_template_preview_then_report(owner_client, workspace):
     assert wrong.status_code == 400
     assert "The file has no column &#x27;text&#x27;" in wrong.content.decode()
     assert owner_client.post(template_url, options).status_code == 302
+    run_checks()
     submission.refresh_from_db()
     assert submission.state == Submission.State.READY, submission.problems
     assert submission.request_count == 5

@@ -13,8 +13,13 @@ from pathlib import Path
 import jsonschema_rs
 
 DOCUMENT = Path(__file__).with_name("anthropic-openapi-batches.json")
-# The API's rule for `custom_id`, which the schema also states as a pattern.
-CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+# The API's rule for `custom_id`, which the schema also states as a pattern. \A and \Z, not ^ and
+# $: in Python `$` also matches before a final newline, so "r1\n" would pass.
+CUSTOM_ID_PATTERN = re.compile(r"\A[a-zA-Z0-9_-]{1,64}\Z")
+
+
+def is_custom_id(value: str) -> bool:
+    return CUSTOM_ID_PATTERN.match(value) is not None
 
 
 @functools.cache

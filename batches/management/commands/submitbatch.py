@@ -8,10 +8,13 @@ from django.utils import timezone
 
 from batches import submissions, sync
 from batches.api import ApiClient, ApiError
+from batches.intake import job
+from batches.intake.reading import detect_format
 from batches.management.commands.validatebatch import (
     add_csv_arguments,
     csv_options_from,
-    print_report,
+    print_problems,
+    print_summary,
 )
 from batches.models import Submission, Workspace
 
@@ -32,7 +35,8 @@ class Command(BaseCommand):
             raise CommandError(f"No workspace named {workspace!r}.")
         if not file.is_file():
             raise CommandError(f"{file} is not a file.")
-        if submissions.detect_format(file.name) is None:
+        fmt = detect_format(file.name)
+        if fmt is None:
             raise CommandError(f"{file.name} is neither .jsonl nor .csv (optionally .gz).")
         submitter = None
         if user:
@@ -46,18 +50,30 @@ class Command(BaseCommand):
                 target.refresh_from_db()
             except ApiError as error:
                 self.stderr.write(f"Could not read the model list: {error}")
-        csv_options = None
-        if submissions.detect_format(file.name) == Submission.Format.CSV:
-            csv_options = csv_options_from(options).__dict__
+        csv_options = csv_options_from(options).as_dict() if fmt == "csv" else None
         with file.open("rb") as handle:
             upload = File(handle, name=file.name)
             upload.size = file.stat().st_size
             submission = submissions.create_submission(
-                target, submitter, upload, name=name, csv_options=csv_options, validate=False
+                target, submitter, upload, name=name, csv_options=csv_options
             )
-        report = submissions.validate_submission(submission)
-        print_report(self.stdout, report, file)
-        if not report.ok:
+        # The check runs here, in the foreground, as the worker would run it.
+        job.run_check(submission.pk)
+        submission.refresh_from_db()
+        print_problems(self.stdout, file.name, submission.problems, submission.problem_count)
+        for note in submission.notes:
+            self.stdout.write(f"Note: {note}")
+        ok = submission.state == Submission.State.READY
+        print_summary(
+            self.stdout,
+            ok=ok,
+            requests=submission.request_count,
+            size=submission.request_bytes,
+            parts=submission.parts.count(),
+            estimate=submission.estimate,
+            problems=submission.problem_count,
+        )
+        if not ok:
             sys.exit(1)
         submissions.request_submit(submission)
         submission = submissions.create_batches(submission.pk)

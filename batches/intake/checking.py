@@ -1,0 +1,987 @@
+"""One pass over an upload: every line read once, checked once, and (for a stored submission)
+kept once in the create bodies that Submit sends as they are.
+
+A valid JSONL line goes into its batch's body byte for byte, so nothing is encoded twice and the
+API receives exactly what the file said. A CSV row becomes a request through its template and is
+encoded once, with orjson. Each body is `{"requests":[` and a line break, then one request per
+line followed by `,` (the last one without), then `]}`: a valid JSON document in which every
+request can be found again by its byte range (the page that shows one request, resubmitting,
+downloading the valid lines).
+
+A large uncompressed JSONL file is checked in segments by several processes at once (forked, so
+they share the compiled schema); `merge` then puts their findings together in file order: a
+`custom_id` used in two segments is a duplicate like any other, and the batches are cut from the
+whole file. Everything else is the same code as a single pass.
+"""
+
+import logging
+import os
+import pickle
+import signal
+import struct
+import tempfile
+import time
+import warnings
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import accumulate, pairwise
+from pathlib import Path
+
+import orjson
+from django.conf import settings
+
+from batches.intake.estimating import Estimate
+from batches.intake.problems import FIRST_PROBLEMS, Problem, ProblemLog
+from batches.intake.reading import (
+    GZIP_MAGIC,
+    CsvError,
+    Limits,
+    Lines,
+    StopReading,
+    csv_records,
+    line_too_long_problem,
+    not_utf8_problem,
+)
+from batches.intake.rules import Rules, may_hold_nul
+from batches.intake.splitting import Part, Splitter
+from batches.intake.templating import CsvOptions
+
+logger = logging.getLogger(__name__)
+
+PREVIEW_REQUESTS = 5
+# A preview shows at most this much of a request; the whole one is a link away.
+PREVIEW_BYTES = 4096
+# Requests up to this size are shown indented; bigger ones as their first bytes.
+PRETTY_MAX_BYTES = 64 * 1024
+# How often a pass reports its progress (and learns whether to stop).
+PROGRESS_SECONDS = 0.5
+BODY_HEAD = b'{"requests":[\n'
+BODY_TAIL = b"\n]}"
+SEPARATOR = b",\n"
+
+
+class CheckStopped(Exception):
+    """The person stopped the check, or this process lost its claim on it."""
+
+
+@dataclass
+class Report:
+    request_count: int = 0
+    request_bytes: int = 0
+    rejected_count: int = 0  # lines or rows left out for their problems
+    problem_count: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    models: dict[str, int] = field(default_factory=dict)
+    estimate: dict = field(default_factory=dict)
+    parts: list[dict] = field(default_factory=list)
+    preview: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    lines_read: int = 0
+    complete: bool = True  # False when a cap or a damaged file ended the reading early
+
+    @property
+    def ok(self) -> bool:
+        return self.problem_count == 0 and self.request_count > 0
+
+
+class Accepted:
+    """The valid requests of a segment in file order: their custom_id, line and size, and (when
+    a body is kept) their bytes, each followed by `,\\n`, in one temporary file."""
+
+    def __init__(self, keep_bodies: bool):
+        self.custom_ids: list[str] = []
+        self.lines = array("q")
+        self.lengths = array("q")
+        self.body_path: str | None = None
+        self._body = None
+        if keep_bodies:
+            directory = Path(settings.VAR_DIR) / "tmp"
+            directory.mkdir(parents=True, exist_ok=True)
+            self._body = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in finish)
+                dir=directory, prefix="check-", suffix=".body", delete=False
+            )
+            self.body_path = self._body.name
+
+    def __len__(self) -> int:
+        return len(self.custom_ids)
+
+    def finish(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+    def discard(self) -> None:
+        self.finish()
+        if self.body_path:
+            Path(self.body_path).unlink(missing_ok=True)
+
+
+@dataclass
+class SegmentResult:
+    """What one segment's pass found, in a form one process can hand another."""
+
+    accepted: Accepted
+    first_line: dict[str, int]  # every custom_id used in the segment, valid or not
+    problems: list[Problem]  # the first ones, by line
+    problem_count: int
+    report_path: str | None  # every problem, as CSV rows (no header)
+    rejected: set[int]
+    estimate: Estimate
+    preview: list[dict]
+    lines_read: int
+    complete: bool
+
+
+class Check:
+    """One pass over one segment (the whole file, unless it is checked in several).
+
+    `progress(lines_read, raw_bytes_read, requests, problems)` is called about twice a second;
+    returning False stops the pass with CheckStopped.
+    """
+
+    def __init__(
+        self,
+        *,
+        models: list[dict] | None,
+        keep_bodies: bool = False,
+        report_dir: str | None = None,
+        progress: Callable[[int, int, int, int], bool] | None = None,
+        max_requests: int | None = None,
+    ):
+        self.rules = Rules(models)
+        self.report_file = None
+        if report_dir is not None:
+            self.report_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in result)
+                dir=report_dir, prefix="check-", suffix=".problems.csv", delete=False
+            )
+        self.log = ProblemLog(self.report_file, header=False)
+        self.progress = progress
+        self.accepted = Accepted(keep_bodies)
+        self.estimate = Estimate()
+        self.preview: list[dict] = []
+        self.rejected: set[int] = set()
+        self.max_requests = (
+            max_requests or settings.MAX_UPLOAD_BATCHES * settings.MAX_BATCH_REQUESTS
+        )
+        self.complete = True
+        self._next_progress = time.monotonic() + PROGRESS_SECONDS
+        self._lines: Lines | None = None
+
+    # Problems
+    def problem(self, problem: Problem) -> None:
+        self.log.add(problem)
+        if problem.line is not None:
+            self.rejected.add(problem.line)
+
+    def _too_long(self, number: int) -> None:
+        self.problem(line_too_long_problem(number, self._lines.limits.max_line_bytes))
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now < self._next_progress or self.progress is None:
+            return
+        self._next_progress = now + PROGRESS_SECONDS
+        lines = self._lines
+        if not self.progress(
+            lines.lines_read, lines.raw_bytes_read, len(self.accepted), self.log.count
+        ):
+            raise CheckStopped()
+
+    def _too_many(self, line: int) -> StopReading:
+        return StopReading(
+            Problem(
+                line,
+                "",
+                f"The file holds more than {self.max_requests:,} requests: one upload makes at "
+                f"most {settings.MAX_UPLOAD_BATCHES} batches; checking stopped here.",
+                "Split the file, or submit it in several uploads.",
+            )
+        )
+
+    def _preview(self, line: int, custom_id: str, params: dict, raw: bytes) -> None:
+        """The first bytes of a request for the page: its params indented, or, for a request
+        too big to indent at no cost, its first bytes as sent."""
+        whole = len(raw) <= PRETTY_MAX_BYTES
+        if whole:
+            text = orjson.dumps(params, option=orjson.OPT_INDENT_2).decode("utf-8")
+        else:
+            text = raw[: PREVIEW_BYTES + 4].decode("utf-8", "ignore")
+        self.preview.append(
+            {
+                "line": line,
+                "custom_id": custom_id,
+                "json": text[:PREVIEW_BYTES],
+                "truncated": not whole or len(text) > PREVIEW_BYTES,
+                "bytes": len(raw),
+            }
+        )
+
+    # JSONL
+    def run_jsonl(self, lines: Lines) -> None:
+        """The hot loop: every line of a file passes here. Rules.check and the bookkeeping of an
+        accepted request are written out inline, and every name is a local, because a method
+        call per line is a measurable share of the whole check."""
+        self._lines = lines
+        lines.on_too_long = self._too_long
+        loads = orjson.loads
+        decode_error = orjson.JSONDecodeError
+        rules = self.rules
+        is_valid = rules.is_valid
+        first_line = rules.first_line
+        limits, within_models = rules.limits, rules.within_models
+        accepted = self.accepted
+        add_id, add_line, add_length = (
+            accepted.custom_ids.append,
+            accepted.lines.append,
+            accepted.lengths.append,
+        )
+        body = accepted._body
+        write = body.write if body is not None else None
+        add_estimate = self.estimate.add
+        max_requests = self.max_requests
+        count = 0
+        for first, block in lines.blocks():
+            number = first - 1
+            for raw in block:
+                number += 1
+                if not raw or raw.isspace():
+                    continue
+                try:
+                    item = loads(raw)
+                except decode_error as error:
+                    self.problem(rules.json_problem(number, raw, error))
+                    continue
+                try:
+                    valid = type(item) is dict and is_valid(item)
+                except ValueError:  # nested too deeply for the validator
+                    valid = False
+                if valid:
+                    custom_id = item["custom_id"]
+                    params = item["params"]
+                    if (
+                        custom_id not in first_line
+                        and (limits is None or within_models(params))
+                        and (b"\\" not in raw or not may_hold_nul(raw, item))
+                    ):
+                        first_line[custom_id] = number
+                        count += 1
+                        if count > max_requests:
+                            raise self._too_many(number)
+                        add_id(custom_id)
+                        add_line(number)
+                        add_length(len(raw))
+                        add_estimate(params)
+                        if write is not None:
+                            write(raw)
+                            write(SEPARATOR)
+                        if count <= PREVIEW_REQUESTS:
+                            self._preview(number, custom_id, params, raw)
+                        continue
+                for problem in rules.problems(number, item, raw):
+                    self.problem(problem)
+            self._tick()
+
+    # CSV
+    def run_csv(self, lines: Lines, options: CsvOptions) -> None:
+        self._lines = lines
+        lines.on_too_long = self._too_long
+        try:
+            placeholders = options.placeholders()
+        except ValueError as exc:
+            self.problem(Problem(None, "template", str(exc), "Fix the template."))
+            return
+        records = csv_records(
+            lines.numbered(), lambda n, raw, error: self.problem(not_utf8_problem(n, raw, error))
+        )
+        try:
+            header_record = next(records)
+        except StopIteration:
+            return
+        except CsvError as exc:
+            self.problem(
+                Problem(exc.line, "", f"The header row cannot be read: {exc}.", "Fix the quoting.")
+            )
+            return
+        header = [name.strip() for name in header_record.cells]
+        missing = [name for name in placeholders if name not in header]
+        for name in missing:
+            self.problem(
+                Problem(
+                    header_record.last_line,
+                    f"{{{name}}}",
+                    f"The template uses {{{name}}} but the file has no column {name!r}.",
+                    f"Use one of the columns: {', '.join(header)}.",
+                )
+            )
+        if options.id_column and options.id_column not in header:
+            self.problem(
+                Problem(
+                    header_record.last_line,
+                    options.id_column,
+                    f"There is no column {options.id_column!r} to take the custom_id from.",
+                    f"Pick one of: {', '.join(header)}, or let the dashboard number the rows.",
+                )
+            )
+            return
+        if missing:
+            return
+        row_number = 0
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                return
+            except CsvError as exc:
+                self.problem(
+                    Problem(
+                        exc.line,
+                        "",
+                        f"The row starting at line {exc.line:,} cannot be read: {exc} (often a "
+                        "quote that is never closed).",
+                        'Close every quoted field, and write a quote inside one as "".',
+                    )
+                )
+                self.complete = False
+                return
+            self._tick()
+            cells = record.cells
+            if not any(cell.strip() for cell in cells):
+                continue
+            row_number += 1
+            line = record.last_line
+            if len(cells) != len(header):
+                self.problem(
+                    Problem(
+                        line,
+                        "",
+                        f"Row {row_number:,} has {len(cells)} field{'s' if len(cells) != 1 else ''}"
+                        f" but the header has {len(header)}.",
+                        "Quote fields that contain commas, and give every row the header's "
+                        "columns.",
+                    )
+                )
+                continue
+            row = dict(zip(header, cells, strict=True))
+            custom_id = row[options.id_column].strip() if options.id_column else f"row-{row_number}"
+            prompt = options.render(row)
+            if not prompt.strip():
+                self.problem(
+                    Problem(
+                        line,
+                        ", ".join(placeholders),
+                        f"Row {row_number:,} gives an empty prompt.",
+                        "Fill in the row's cells, or remove the row.",
+                    )
+                )
+                continue
+            item = {"custom_id": custom_id, "params": options.params(prompt)}
+            raw = orjson.dumps(item)
+            problems = self.rules.check(line, item, raw)
+            if problems is not None:
+                for problem in problems:
+                    self.problem(problem)
+                continue
+            if len(self.accepted) >= self.max_requests:
+                raise self._too_many(line)
+            accepted = self.accepted
+            accepted.custom_ids.append(custom_id)
+            accepted.lines.append(line)
+            accepted.lengths.append(len(raw))
+            self.estimate.add(item["params"])
+            if accepted._body is not None:
+                accepted._body.write(raw)
+                accepted._body.write(SEPARATOR)
+            if len(self.preview) < PREVIEW_REQUESTS:
+                self._preview(line, custom_id, item["params"], raw)
+
+    # A segment's result
+    def run(self, lines: Lines, fmt: str, csv_options: CsvOptions | None = None) -> SegmentResult:
+        """Read the segment through; whatever the file does, a result comes back (a cap, a
+        damaged gzip or a bug of ours ends the reading with a problem that says so)."""
+        try:
+            if fmt == "csv":
+                self.run_csv(lines, csv_options)
+            else:
+                self.run_jsonl(lines)
+        except CheckStopped:
+            self.accepted.discard()
+            self._close_report(delete=True)
+            raise
+        except StopReading as stop:
+            self.problem(stop.problem)
+            self.complete = False
+        except Exception as error:
+            logger.exception("Checking a %s upload failed", fmt)
+            self.problem(
+                Problem(
+                    None,
+                    "",
+                    f"The file could not be read to the end ({type(error).__name__}).",
+                    "Check that it is a JSONL or CSV file; if it is, report this file to us.",
+                )
+            )
+            self.complete = False
+        self.accepted.finish()
+        report_path = self._close_report()
+        return SegmentResult(
+            accepted=self.accepted,
+            first_line=self.rules.first_line,
+            problems=list(self.log.first),
+            problem_count=self.log.count,
+            report_path=report_path,
+            rejected=self.rejected,
+            estimate=self.estimate,
+            preview=self.preview,
+            lines_read=lines.lines_read,
+            complete=self.complete,
+        )
+
+    def _close_report(self, delete: bool = False) -> str | None:
+        if self.report_file is None:
+            return None
+        self.log.detach()
+        self.report_file.close()
+        path = self.report_file.name
+        if delete:
+            Path(path).unlink(missing_ok=True)
+            return None
+        return path
+
+
+# Several processes -----------------------------------------------------------------------------
+
+
+def _segment_bounds(open_range, size: int, count: int) -> list[tuple[int, int, int]]:
+    """`count` byte ranges of a plain file, each starting at a line, with the number of its
+    first line: (start, end, first line). Counting the line breaks before each cut runs at
+    memory speed, so every segment names its lines exactly as a single pass would."""
+    cuts = [0]
+    for index in range(1, count):
+        guess = max(cuts[-1], size * index // count)
+        with open_range(guess, min(size, guess + (1 << 20))) as handle:
+            block = handle.read()
+        newline = block.find(b"\n")
+        if newline == -1 or guess + newline + 1 >= size:
+            break
+        cuts.append(guess + newline + 1)
+    cuts.append(size)
+    bounds, line = [], 1
+    for start, end in pairwise(cuts):
+        bounds.append((start, end, line))
+        with open_range(start, end) as handle:
+            while block := handle.read(1 << 22):
+                line += block.count(b"\n")
+    return bounds
+
+
+def _pass_over(open_range, start: int, end: int, first_line: int, make_check, limits):
+    lines = Lines(open_range(start, end), limits, start_line=first_line)
+    try:
+        return make_check().run(lines, "jsonl")
+    finally:
+        lines.raw.close()
+
+
+class Progress:
+    """Lines, bytes, requests and problems of every segment, in memory the processes share."""
+
+    FORMAT = "qqqq"
+
+    def __init__(self, segments: int):
+        import mmap
+
+        self.size = struct.calcsize(self.FORMAT)
+        self.memory = mmap.mmap(-1, self.size * segments)
+
+    def write(self, segment: int, *values: int) -> None:
+        struct.pack_into(self.FORMAT, self.memory, segment * self.size, *values)
+
+    def total(self) -> tuple[int, int, int, int]:
+        totals = [0, 0, 0, 0]
+        for offset in range(0, len(self.memory), self.size):
+            for index, value in enumerate(struct.unpack_from(self.FORMAT, self.memory, offset)):
+                totals[index] += value
+        return tuple(totals)
+
+
+def check_in_segments(
+    open_range: Callable[[int, int], object],
+    size: int,
+    *,
+    processes: int,
+    make_check: Callable[..., Check],
+    limits: Limits,
+    progress: Callable[[int, int, int, int], bool] | None,
+) -> list[SegmentResult]:
+    """Check a plain JSONL file of `size` bytes in `processes` segments at once: the first in
+    this process, the others in forked children that send their results back through a pipe.
+    `open_range(start, end)` gives a stream of those bytes (a child opens its own).
+
+    The children only read the file and compute; they touch no database and no connection of
+    this process, and leave with os._exit, so nothing of this process is closed twice.
+    """
+    bounds = _segment_bounds(open_range, size, processes)
+    shared = Progress(len(bounds))
+    started = time.monotonic()
+
+    def reporter(segment: int):
+        def report(lines, raw_bytes, requests, problems) -> bool:
+            shared.write(segment, lines, raw_bytes, requests, problems)
+            if segment == 0 and progress is not None:
+                return progress(*shared.total())
+            # A child whose parent is gone (killed, or reaped by a time limit) stops.
+            return segment == 0 or os.getppid() != 1
+
+        return report
+
+    children = []
+    for segment, (start, end, first_line) in enumerate(bounds[1:], start=1):
+        reader, writer = os.pipe()
+        with warnings.catch_warnings():
+            # Python warns about forking a process that has threads (a Celery worker's, a test
+            # server's): a child that inherited a lock held by another thread could hang on it.
+            # The child here takes no lock of the parent's: it reads a file, computes, writes to
+            # a pipe and leaves with os._exit (logging's and the import system's locks are made
+            # anew in a child).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child
+            os.close(reader)
+            code = 0
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                result = _pass_over(
+                    open_range,
+                    start,
+                    end,
+                    first_line,
+                    lambda segment=segment: make_check(progress=reporter(segment)),
+                    _segment_limits(limits, started, first_line),
+                )
+                payload = pickle.dumps(("ok", result), protocol=pickle.HIGHEST_PROTOCOL)
+            except BaseException as error:  # handed to the parent, which reports it
+                payload = pickle.dumps(("error", repr(error)))
+                code = 1
+            with os.fdopen(writer, "wb") as out:
+                out.write(payload)
+            os._exit(code)
+        os.close(writer)
+        children.append((pid, reader))
+    results: list[SegmentResult] = []
+    try:
+        start, end, first_line = bounds[0]
+        results.append(
+            _pass_over(
+                open_range,
+                start,
+                end,
+                first_line,
+                lambda: make_check(progress=reporter(0)),
+                _segment_limits(limits, started, first_line),
+            )
+        )
+        for pid, reader in children:
+            with os.fdopen(reader, "rb") as incoming:
+                status, value = pickle.loads(incoming.read())  # noqa: S301 (our own child)
+            os.waitpid(pid, 0)
+            if status != "ok":
+                raise RuntimeError(f"A checking process failed: {value}")
+            results.append(value)
+        children = []
+    finally:
+        for pid, _ in children:
+            with _suppress_process_errors():
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+    return results
+
+
+def _segment_limits(limits: Limits, started: float, first_line: int) -> Limits:
+    return Limits(
+        max_bytes=limits.max_bytes,
+        max_lines=max(0, limits.max_lines - first_line + 1),
+        max_line_bytes=limits.max_line_bytes,
+        max_seconds=None
+        if limits.max_seconds is None
+        else max(0.0, limits.max_seconds - (time.monotonic() - started)),
+    )
+
+
+class _suppress_process_errors:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        return kind is not None and issubclass(kind, (ProcessLookupError, ChildProcessError))
+
+
+# Putting segments together ---------------------------------------------------------------------
+
+
+@dataclass
+class Merged:
+    report: Report
+    segments: list[SegmentResult]
+    # Per segment: which of its accepted requests a later look dropped (a custom_id already used
+    # in an earlier segment), and where each kept one goes: its batch and its offset in that
+    # batch's body.
+    dropped: list[set[int]]
+    parts_of: list[array]
+    offsets: list[array]
+    report_paths: list[str]
+
+
+def merge(results: list[SegmentResult], *, oversize: str, notes: list[str] | None = None) -> Merged:
+    """The segments' findings as one report, as if one pass had read the file."""
+    report = Report(notes=list(notes or []))
+    seen: dict[str, int] = {}
+    dropped: list[set[int]] = []
+    cross: list[Problem] = []
+    estimate = Estimate()
+    complete = True
+    used: list[SegmentResult] = []
+    for result in results:
+        if not complete:
+            # An earlier segment stopped at a cap: what follows it was never meant to be read.
+            result.accepted.discard()
+            if result.report_path:
+                Path(result.report_path).unlink(missing_ok=True)
+            continue
+        used.append(result)
+        drop: set[int] = set()
+        if seen:
+            for position, custom_id in enumerate(result.accepted.custom_ids):
+                if custom_id in seen:
+                    drop.add(position)
+                    line = result.accepted.lines[position]
+                    cross.append(
+                        Problem(
+                            line,
+                            "custom_id",
+                            f"custom_id {custom_id!r} was already used on line "
+                            f"{seen[custom_id]:,}.",
+                            "Give every request its own custom_id.",
+                        )
+                    )
+                    result.rejected.add(line)
+        for custom_id, line in result.first_line.items():
+            seen.setdefault(custom_id, line)
+        dropped.append(drop)
+        estimate.merge(result.estimate)
+        complete = result.complete
+    if cross:
+        _remove_from_estimate(estimate, used, dropped)
+    report.request_count = sum(len(r.accepted) for r in used) - sum(len(d) for d in dropped)
+    report.rejected_count = sum(len(result.rejected) for result in used)
+    report.lines_read = sum(result.lines_read for result in used)
+    report.complete = complete
+    parts_of, offsets, splitter = _place(used, dropped)
+    report.request_bytes = sum(sum(result.accepted.lengths) for result in used) - sum(
+        result.accepted.lengths[p] for result, drop in zip(used, dropped, strict=True) for p in drop
+    )
+    report.parts = [{"requests": part.requests, "bytes": part.bytes} for part in splitter.parts]
+    for result in used:
+        report.preview.extend(result.preview[: PREVIEW_REQUESTS - len(report.preview)])
+    report.estimate = estimate.as_dict()
+    report.models = {row["model"]: row["requests"] for row in report.estimate["models"]}
+    extra: list[Problem] = []
+    most = settings.MAX_UPLOAD_BATCHES * settings.MAX_BATCH_REQUESTS
+    if report.request_count > most:
+        extra.append(
+            Problem(
+                None,
+                "",
+                f"The file holds more than {most:,} requests: one upload makes at most "
+                f"{settings.MAX_UPLOAD_BATCHES} batches.",
+                "Split the file, or submit it in several uploads.",
+            )
+        )
+        report.complete = False
+    if report.request_count == 0 and not any(r.problem_count for r in used) and not cross:
+        extra.append(Problem(None, "", "The file holds no requests.", "Add at least one request."))
+    if len(report.parts) > 1 and oversize == "refuse":
+        extra.append(
+            Problem(
+                None,
+                "",
+                f"The file holds {report.request_count:,} requests "
+                f"({report.request_bytes / 1e6:,.1f} MB); one batch takes at most "
+                f"{settings.MAX_BATCH_REQUESTS:,} requests and "
+                f"{settings.MAX_BATCH_BYTES / 1e6:,.0f} MB.",
+                "Choose “split into several batches”, or cut the file.",
+            )
+        )
+    problems = [problem for result in used for problem in result.problems] + cross
+    problems.sort(key=lambda problem: problem.line or 0)
+    report.problems = (extra + problems)[:FIRST_PROBLEMS]
+    report.problem_count = sum(r.problem_count for r in used) + len(cross) + len(extra)
+    paths = [result.report_path for result in used if result.report_path]
+    if paths and (cross or extra):
+        paths.append(_problem_rows_file(extra + cross, str(Path(paths[0]).parent)))
+    return Merged(report, used, dropped, parts_of, offsets, paths)
+
+
+def _place(used: list[SegmentResult], dropped: list[set[int]]):
+    """Each kept request's batch and offset in that batch's body, in file order. A file that
+    fits one batch (nearly every file) is placed with a running sum, in C."""
+    splitter = Splitter()
+    lengths = [result.accepted.lengths for result in used]
+    total = sum(len(each) for each in lengths) - sum(len(drop) for drop in dropped)
+    size = sum(sum(each) for each in lengths) + total * len(SEPARATOR)
+    parts_of: list[array] = []
+    offsets: list[array] = []
+    if (
+        not any(dropped)
+        and total <= splitter.max_requests
+        and (size + len(BODY_HEAD) + len(BODY_TAIL) <= splitter.max_bytes)
+    ):
+        start = len(BODY_HEAD)
+        for each in lengths:
+            running = array(
+                "q", accumulate((length + len(SEPARATOR) for length in each), initial=start)
+            )
+            start = running.pop()
+            offsets.append(running)
+            parts_of.append(array("l", [0]) * len(each))
+        if total:
+            splitter.parts.append(
+                Part(requests=total, bytes=size + len(BODY_HEAD) + len(BODY_TAIL))
+            )
+        return parts_of, offsets, splitter
+    positions: dict[int, int] = {}
+    for each, drop in zip(lengths, dropped, strict=True):
+        part_list = array("l", [-1]) * len(each)
+        offset_list = array("q", [0]) * len(each)
+        for position, length in enumerate(each):
+            if position in drop:
+                continue
+            part = splitter.place(length)
+            offset = positions.get(part, len(BODY_HEAD))
+            part_list[position] = part
+            offset_list[position] = offset
+            positions[part] = offset + length + len(SEPARATOR)
+        parts_of.append(part_list)
+        offsets.append(offset_list)
+    return parts_of, offsets, splitter
+
+
+def _remove_from_estimate(estimate: Estimate, used, dropped) -> None:
+    """Take the requests found to be duplicates across segments out of the estimate again; their
+    bytes are read back from the segments' bodies (or not at all when none were kept)."""
+    for result, drop in zip(used, dropped, strict=True):
+        if not drop or not result.accepted.body_path:
+            continue
+        starts = _segment_offsets(result.accepted.lengths)
+        with open(result.accepted.body_path, "rb") as body:
+            for position in drop:
+                body.seek(starts[position])
+                raw = body.read(result.accepted.lengths[position])
+                estimate.remove(orjson.loads(raw)["params"])
+
+
+def _segment_offsets(lengths) -> list[int]:
+    """Where each accepted request starts in its segment's body file."""
+    return list(accumulate((length + len(SEPARATOR) for length in lengths), initial=0))[:-1]
+
+
+def _problem_rows_file(problems: list[Problem], directory: str) -> str:
+    with tempfile.NamedTemporaryFile(
+        dir=directory, prefix="check-", suffix=".problems.csv", delete=False
+    ) as handle:
+        log = ProblemLog(handle, header=False)
+        for problem in problems:
+            log.add(problem)
+        log.detach()
+        return handle.name
+
+
+@dataclass
+class PartBody:
+    path: str
+    size: int
+    requests: int
+
+
+def compose_bodies(merged: Merged, directory: str) -> list[PartBody]:
+    """Write each batch's create body: runs of consecutive requests are copied from the
+    segments' body files in large blocks, and the last `,` of each batch is cut off."""
+    count = len(merged.report.parts)
+    outputs = [
+        tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed below)
+            dir=directory, prefix="part-", suffix=".json", delete=False
+        )
+        for _ in range(count)
+    ]
+    written = [0] * count
+    try:
+        for out in outputs:
+            out.write(BODY_HEAD)
+        for result, drop, parts_of in zip(
+            merged.segments, merged.dropped, merged.parts_of, strict=True
+        ):
+            if not len(result.accepted):
+                continue
+            starts = _segment_offsets(result.accepted.lengths)
+            with open(result.accepted.body_path, "rb") as body:
+                run_start = None
+                run_part = None
+                end = 0
+                for position in range(len(result.accepted) + 1):
+                    part = (
+                        None
+                        if position == len(result.accepted) or position in drop
+                        else (parts_of[position])
+                    )
+                    if run_start is not None and part != run_part:
+                        _copy(body, run_start, end, outputs[run_part])
+                        written[run_part] += 1
+                        run_start = None
+                    if part is None:
+                        continue
+                    if run_start is None:
+                        run_start, run_part = starts[position], part
+                    end = starts[position] + result.accepted.lengths[position] + len(SEPARATOR)
+        bodies = []
+        for index, out in enumerate(outputs):
+            out.flush()
+            # Every request was copied with its separator; the last one of a batch has none.
+            out.seek(-len(SEPARATOR), os.SEEK_END)
+            out.truncate()
+            out.write(BODY_TAIL)
+            out.close()
+            bodies.append(
+                PartBody(
+                    out.name, os.path.getsize(out.name), merged.report.parts[index]["requests"]
+                )
+            )
+        return bodies
+    except BaseException:
+        for out in outputs:
+            out.close()
+            Path(out.name).unlink(missing_ok=True)
+        raise
+
+
+def _copy(source, start: int, end: int, out) -> None:
+    source.seek(start)
+    left = end - start
+    while left > 0:
+        block = source.read(min(left, 1 << 22))
+        if not block:
+            break
+        out.write(block)
+        left -= len(block)
+
+
+def index_rows(merged: Merged):
+    """(part, custom_id, line, offset, length) of every kept request, in file order."""
+    for result, drop, parts_of, offsets in zip(
+        merged.segments, merged.dropped, merged.parts_of, merged.offsets, strict=True
+    ):
+        accepted = result.accepted
+        if drop:
+            for position in range(len(accepted)):
+                if position not in drop:
+                    yield (
+                        parts_of[position],
+                        accepted.custom_ids[position],
+                        accepted.lines[position],
+                        offsets[position],
+                        accepted.lengths[position],
+                    )
+        else:
+            yield from zip(
+                parts_of,
+                accepted.custom_ids,
+                accepted.lines,
+                offsets,
+                accepted.lengths,
+                strict=True,
+            )
+
+
+# A whole check -----------------------------------------------------------------------------------
+
+
+def check_file(
+    open_range: Callable[[int, int | None], object],
+    size: int,
+    fmt: str,
+    *,
+    models: list[dict] | None,
+    csv_options: CsvOptions | None = None,
+    oversize: str = "split",
+    keep_bodies: bool = False,
+    report_dir: str | None = None,
+    progress: Callable[[int, int, int, int], bool] | None = None,
+    limits: Limits | None = None,
+    processes: int = 1,
+) -> Merged:
+    """Check a whole file: `open_range(start, end)` streams its bytes (`end` None: to the end).
+
+    A plain JSONL file of CHECK_PARALLEL_MIN_BYTES or more is read by `processes` processes at
+    once when the system can fork; anything else (gzip, CSV, a small file) in one pass.
+    """
+    limits = limits or Limits.from_settings(settings.CHECK_MAX_SECONDS)
+    notes = []
+    if models is None:
+        notes.append(
+            "The workspace's model list could not be read, so model names were not checked."
+        )
+
+    def make_check(progress=None) -> Check:
+        return Check(
+            models=models, keep_bodies=keep_bodies, report_dir=report_dir, progress=progress
+        )
+
+    if size == 0:
+        check = make_check()
+        check.problem(
+            Problem(None, "", "The file is empty.", "Choose the file that holds your requests.")
+        )
+        result = check.run(Lines(_Nothing(), limits), fmt, csv_options)
+        return merge([result], oversize=oversize, notes=notes)
+    if (
+        processes > 1
+        and fmt == "jsonl"
+        and size >= settings.CHECK_PARALLEL_MIN_BYTES
+        and hasattr(os, "fork")
+        and not _gzipped(open_range)
+    ):
+        results = check_in_segments(
+            open_range,
+            size,
+            processes=processes,
+            make_check=make_check,
+            limits=limits,
+            progress=progress,
+        )
+    else:
+        lines = Lines(open_range(0, None), limits)
+        try:
+            results = [make_check(progress=progress).run(lines, fmt, csv_options)]
+        finally:
+            lines.raw.close()
+    return merge(results, oversize=oversize, notes=notes)
+
+
+def _gzipped(open_range) -> bool:
+    with open_range(0, 2) as head:
+        return head.read(2) == GZIP_MAGIC
+
+
+class _Nothing:
+    def read(self, size=-1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+def discard(merged: Merged) -> None:
+    """Remove the temporary files a check left (its bodies and problem rows)."""
+    for result in merged.segments:
+        result.accepted.discard()
+    for path in merged.report_paths:
+        Path(path).unlink(missing_ok=True)

@@ -1,0 +1,379 @@
+"""What makes one request valid, and the words that say what is wrong and how to fix it.
+
+`Rules.check` is the fast path every line takes: one call of a compiled validator (jsonschema-rs)
+for the published schema together with what batches refuse besides (`stream`, no messages, a
+model the workspace lacks or a `max_tokens` over its limit, written as schema), then a
+`custom_id` not used before and no NUL. Only a request that fails goes down the slow path,
+`Rules.problems`, which finds every problem on the line and words each one; so the wording
+costs nothing on a clean file.
+
+JSON is read with orjson, which refuses what JSON cannot carry (NaN, Infinity, a number too big
+for a double, half of a surrogate pair); a line it refuses is read once more with the standard
+library to say where and why.
+"""
+
+import functools
+import json
+import re
+
+import jsonschema_rs
+import orjson
+
+from batches.intake.problems import FIX_NESTING, FIX_UTF8, Problem
+from dashboard.schemas import is_custom_id, openapi_document
+from dashboard.schemas import validator as schema_validator
+
+CONTENT_BLOCK_TYPES = (
+    "text",
+    "image",
+    "document",
+    "search_result",
+    "tool_use",
+    "tool_result",
+    "thinking",
+    "redacted_thinking",
+    "server_tool_use",
+    "web_search_tool_result",
+)
+SCHEMA = "MessageBatchIndividualRequestParams"
+FIX_NUMBER = "Write the number as a plain finite number, or as a string if it is really text."
+
+
+def field_name(path) -> str:
+    """`["params", "messages", 0, "content"]` as `params.messages[0].content`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _value_at(document, path):
+    for part in path:
+        try:
+            document = document[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return document
+
+
+def _content_problem(content) -> tuple[str, str]:
+    if isinstance(content, list):
+        for index, block in enumerate(content):
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind not in CONTENT_BLOCK_TYPES:
+                return (
+                    f"content[{index}] has type {kind!r}, which is not a content block type.",
+                    "Use a block of type " + ", ".join(CONTENT_BLOCK_TYPES[:5]) + ", ….",
+                )
+        return (
+            "A content block is missing a field or has a wrong one.",
+            'Check each block against the Messages API reference (e.g. text needs "text").',
+        )
+    return (
+        "content must be a string or a list of content blocks.",
+        'Write "content": "your prompt" or a list such as [{"type": "text", "text": "…"}].',
+    )
+
+
+def schema_problems(line: int, item: dict) -> list[Problem]:
+    problems = []
+    try:
+        errors = list(schema_validator(SCHEMA).iter_errors(item))
+    except ValueError:  # the validator's recursion limit, on absurdly nested input
+        return [Problem(line, "", "The request is nested too deeply to check.", FIX_NESTING)]
+    for error in errors:
+        path = list(error.instance_path)
+        kind = type(error.kind).__name__
+        if path == ["custom_id"] and kind != "Type":
+            continue  # the pattern and length are checked with a clearer message
+        where = field_name(path)
+        message, fix = error.message, "Compare it with the Messages API reference."
+        if kind == "Required":
+            missing = re.search(r'"([^"]+)" is a required property', error.message)
+            name = missing.group(1) if missing else "a field"
+            where = field_name([*path, name])
+            message = f"{name} is required."
+            fix = f"Add {name}."
+        elif kind == "AdditionalProperties":
+            extra = re.findall(r"'([^']+)'", error.message)
+            where = field_name([*path, extra[0]]) if extra else where
+            message = f"{', '.join(extra) or 'A field'} is not a field the API accepts here."
+            fix = "Remove it, or check its spelling."
+        elif kind == "Type":
+            message = error.message + "."
+            fix = "Write the value with the right JSON type (a number has no quotes)."
+        elif kind == "AnyOf" and path and path[-1] == "content":
+            message, fix = _content_problem(_value_at(item, path))
+        elif kind in ("Maximum", "Minimum", "ExclusiveMinimum", "ExclusiveMaximum"):
+            message = error.message + "."
+            fix = "Use a value within the allowed range."
+        elif kind == "Enum":
+            message = error.message + "."
+            fix = "Use one of the listed values."
+        problems.append(Problem(line, where, message, fix))
+    return problems
+
+
+def holds_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(holds_nul(item) for item in value)
+    return False
+
+
+def may_hold_nul(raw: bytes, item) -> bool:
+    """Whether a request holds a NUL. JSON can only write one as an escape, so a line without a
+    backslash (a one-byte search) cannot hold one; the walk runs only after `\\u0000` is seen."""
+    return b"\\" in raw and b"\\u0000" in raw and holds_nul(item)
+
+
+NUL_PROBLEM = (
+    "The request contains a NUL character (\\u0000).",
+    "Remove it; it is almost always left over from a binary file.",
+)
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str):
+    raise _NotFinite(name)
+
+
+@functools.lru_cache(maxsize=1)
+def fast_validator():
+    """The published request schema with what batches refuse besides, written as schema and
+    compiled once: stream not true, at least one message, max_tokens at least 1. One call checks
+    all of it. (The workspace's models are a dictionary lookup: as schema, a condition per model
+    would double the cost of every call.)"""
+    rules = {
+        "properties": {
+            "params": {
+                "properties": {
+                    "stream": {"not": {"const": True}},
+                    "messages": {"minItems": 1},
+                    "max_tokens": {"minimum": 1},
+                }
+            }
+        }
+    }
+    schema = {
+        "allOf": [{"$ref": f"#/components/schemas/{SCHEMA}"}, rules],
+        "components": openapi_document()["components"],
+    }
+    return jsonschema_rs.validator_for(schema, validate_formats=False)
+
+
+# A model the workspace does not have: no limit could match it.
+UNKNOWN_MODEL = -1
+
+
+class Rules:
+    """The checks of one file: the workspace's models, and the custom_ids seen so far."""
+
+    def __init__(self, models: list[dict] | None):
+        self.models = {model["id"]: model.get("max_tokens") for model in models} if models else None
+        # model id: its output limit (None: no limit known); a missing model gets UNKNOWN_MODEL.
+        self.limits = self.models
+        self.is_valid = fast_validator().is_valid
+        self.first_line: dict[str, int] = {}
+
+    def within_models(self, params: dict) -> bool:
+        """The model is the workspace's, and max_tokens within its limit (or no list is known)."""
+        if self.limits is None:
+            return True
+        limit = self.limits.get(params["model"], UNKNOWN_MODEL)
+        return limit is None or (limit != UNKNOWN_MODEL and params["max_tokens"] <= limit)
+
+    # The fast path
+    def check(self, line: int, item, raw: bytes) -> list[Problem] | None:
+        """None when the request is valid (its custom_id is then taken); else its problems.
+        `Check.run_jsonl` writes this out inline for speed: keep the two alike."""
+        if type(item) is dict:
+            try:
+                valid = self.is_valid(item)
+            except ValueError:  # nested too deeply for the validator
+                valid = False
+            if valid:
+                custom_id = item["custom_id"]
+                if (
+                    custom_id not in self.first_line
+                    and self.within_models(item["params"])
+                    and not may_hold_nul(raw, item)
+                ):
+                    self.first_line[custom_id] = line
+                    return None
+        return self.problems(line, item, raw)
+
+    # The slow path: every problem on the line, worded
+    def problems(self, line: int, item, raw: bytes) -> list[Problem]:
+        if not isinstance(item, dict):
+            return [
+                Problem(
+                    line,
+                    "",
+                    f"The line is a JSON {type(item).__name__}, not an object.",
+                    'Each line must be one object: {"custom_id": "…", "params": {…}}.',
+                )
+            ]
+        problems = []
+        custom_id = item.get("custom_id")
+        if isinstance(custom_id, str):
+            if not is_custom_id(custom_id):
+                problems.append(
+                    Problem(
+                        line,
+                        "custom_id",
+                        f"custom_id {custom_id[:80]!r} is not 1 to 64 letters, digits, _ or -.",
+                        "Use only a-z, A-Z, 0-9, _ and -, at most 64 characters.",
+                    )
+                )
+            elif custom_id in self.first_line:
+                problems.append(
+                    Problem(
+                        line,
+                        "custom_id",
+                        f"custom_id {custom_id!r} was already used on line "
+                        f"{self.first_line[custom_id]:,}.",
+                        "Give every request its own custom_id.",
+                    )
+                )
+            else:
+                self.first_line[custom_id] = line
+        problems.extend(schema_problems(line, item))
+        params = item.get("params")
+        if isinstance(params, dict):
+            problems.extend(self._batch_rules(line, params))
+        if may_hold_nul(raw, item):
+            problems.append(Problem(line, "", *NUL_PROBLEM))
+        if not problems:
+            # Whatever the fast path refused is named above; this is a guard, never reached.
+            problems.append(
+                Problem(line, "", "The request was refused.", "Report this line to us.")
+            )
+        return problems
+
+    def _batch_rules(self, line: int, params: dict) -> list[Problem]:
+        problems = []
+        if params.get("stream") is True:
+            problems.append(
+                Problem(
+                    line,
+                    "params.stream",
+                    "Batches do not stream: stream must not be true.",
+                    'Remove "stream" from params.',
+                )
+            )
+        if params.get("messages") == []:
+            problems.append(
+                Problem(
+                    line,
+                    "params.messages",
+                    "messages is empty.",
+                    'Add at least one message: [{"role": "user", "content": "…"}].',
+                )
+            )
+        max_tokens = params.get("max_tokens")
+        if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens < 1:
+            problems.append(
+                Problem(
+                    line,
+                    "params.max_tokens",
+                    f"max_tokens is {max_tokens}, less than the minimum of 1.",
+                    "Ask for at least 1 output token.",
+                )
+            )
+        model = params.get("model")
+        if self.models is not None and isinstance(model, str):
+            if model not in self.models:
+                close = sorted(name for name in self.models if name.startswith(model[:10]))[:3]
+                problems.append(
+                    Problem(
+                        line,
+                        "params.model",
+                        f"Model {model[:100]!r} is not available in this workspace.",
+                        "Use one of: " + ", ".join(close or sorted(self.models)[:4]) + ".",
+                    )
+                )
+            else:
+                limit = self.models[model]
+                if isinstance(limit, int) and isinstance(max_tokens, int) and max_tokens > limit:
+                    problems.append(
+                        Problem(
+                            line,
+                            "params.max_tokens",
+                            f"max_tokens {max_tokens:,} is more than {model} allows ({limit:,}).",
+                            f"Use at most {limit}.",
+                        )
+                    )
+        return problems
+
+    # Lines orjson refused
+    def json_problem(self, line: int, raw: bytes, error: orjson.JSONDecodeError) -> Problem:
+        """Why a line is not JSON the API can read, with where, in the user's terms."""
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Problem(
+                line,
+                "",
+                f"Line {line:,} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte "
+                f"{exc.start + 1:,}).",
+                FIX_UTF8,
+            )
+        try:
+            json.loads(text, parse_constant=_refuse_constant)
+        except _NotFinite as exc:
+            return Problem(
+                line,
+                "",
+                f"The line holds {exc}, which is not a number JSON can carry.",
+                FIX_NUMBER,
+            )
+        except RecursionError:
+            return Problem(line, "", "The line is nested too deeply to read.", FIX_NESTING)
+        except json.JSONDecodeError as exc:
+            return Problem(
+                line,
+                f"column {exc.colno}",
+                f"Not valid JSON at column {exc.colno}: {exc.msg}.",
+                "Each line must be one complete JSON object; check quotes, commas and brackets "
+                "near that column.",
+            )
+        except ValueError:
+            # The standard library's own limit on the digits of an integer.
+            return Problem(
+                line,
+                "",
+                "The line holds a number with thousands of digits, more than JSON numbers carry.",
+                FIX_NUMBER,
+            )
+        # The standard library read it, so the refusal is about a value orjson will not carry.
+        reason = str(error)
+        if "surrogate" in reason:
+            return Problem(
+                line,
+                "",
+                "The request contains half of a surrogate pair (a \\ud800-\\udfff escape without "
+                "its other half), which is not a character.",
+                "Write the character itself, or both halves of its \\u escape.",
+            )
+        if "depth" in reason or "recursion" in reason:
+            return Problem(line, "", "The line is nested too deeply to read.", FIX_NESTING)
+        if "infinity" in reason or "number" in reason:
+            return Problem(
+                line,
+                "",
+                "The line holds a number too large to be a JSON number (it would be infinite).",
+                FIX_NUMBER,
+            )
+        return Problem(
+            line,
+            "",
+            f"The line is not JSON the API can read ({reason.split(':')[0]}).",
+            "Each line must be one complete JSON object.",
+        )

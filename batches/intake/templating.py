@@ -1,0 +1,64 @@
+"""A CSV row and a prompt template into one request's `params`."""
+
+import string
+from dataclasses import dataclass, fields
+
+ADVICE = (
+    "Placeholders are plain column names in braces, like {review}; "
+    "write {{ and }} for a literal brace."
+)
+
+
+@dataclass
+class CsvOptions:
+    template: str
+    model: str
+    max_tokens: int
+    id_column: str = ""
+    system: str = ""
+    temperature: float | None = None
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "CsvOptions":
+        names = {field.name for field in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})
+
+    def as_dict(self) -> dict:
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+    def placeholders(self) -> list[str]:
+        """The `{column}` names of the template; ValueError for a malformed one."""
+        names = []
+        try:
+            for _, name, spec, conversion in string.Formatter().parse(self.template):
+                if name is None:
+                    continue
+                if name == "" or spec or conversion:
+                    raise ValueError(ADVICE)
+                names.append(name)
+        except ValueError as exc:
+            if str(exc) == ADVICE:
+                raise
+            raise ValueError(f"The template has an unmatched brace ({exc}). {ADVICE}") from None
+        return names
+
+    def render(self, row: dict[str, str]) -> str:
+        # Plain lookups only: never str.format, which would allow attribute access.
+        parts = []
+        for literal, name, _, _ in string.Formatter().parse(self.template):
+            parts.append(literal)
+            if name is not None:
+                parts.append(row.get(name, ""))
+        return "".join(parts)
+
+    def params(self, prompt: str) -> dict:
+        params: dict = {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "messages": [{"role": "user", "content": prompt}],
+        }
+        if self.system:
+            params["system"] = self.system
+        if self.temperature is not None:
+            params["temperature"] = self.temperature
+        return params
