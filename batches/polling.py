@@ -36,6 +36,7 @@ def poll_answer(request, template: str, region: str, context: dict, *, still_cha
     286, which stops the poll) once it can no longer change, else the region."""
     if request.GET.get("v") == context["fingerprint"] and still_changing:
         return HttpResponse(status=204)
+    context["still_changing"] = still_changing
     response = HttpResponse(render_to_string(f"{template}#{region}", context, request=request))
     if not still_changing:
         response.status_code = HttpResponseStopPolling.status_code

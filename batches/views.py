@@ -28,6 +28,7 @@ from django_htmx.http import HttpResponseStopPolling
 from batches import actions, downloads, notices, summaries, tasks
 from batches.models import Batch, BatchRequest, Result, Submission, UserPreference, Workspace
 from batches.templatetags.batch_tags import batch_duration, progress_bar, until
+from dashboard.storage import stream
 
 BATCHES_PER_PAGE = 25
 RESULTS_PER_PAGE = 50
@@ -591,7 +592,10 @@ def _raw_line(batch: Batch, custom_id: str) -> dict | None:
     try:
         if batch.results_file.size > RAW_SCAN_MAX_BYTES:
             return None
-        with batch.results_file.open("rb") as stored, gzip.GzipFile(fileobj=stored) as handle:
+        with (
+            stream(batch.results_file.name, storage=batch.results_file.storage) as stored,
+            gzip.GzipFile(fileobj=stored) as handle,
+        ):
             for line in handle:
                 if needle in line:
                     item = json.loads(line)

@@ -315,6 +315,15 @@ CHECK_PROCESSES = env_int(
     maximum=64,
 )
 CHECK_PARALLEL_MIN_BYTES = env_int("CHECK_PARALLEL_MIN_BYTES", 16 * 1024 * 1024, minimum=1)
+# A check reports its progress (and renews its claim, and learns whether to stop) this often; a
+# check whose worker died is free again after CHECK_LEASE_SECONDS, and the beat hands it out.
+CHECK_PROGRESS_SECONDS = env_float("CHECK_PROGRESS_SECONDS", 0.5, minimum=0.0)
+CHECK_LEASE_SECONDS = env_float("CHECK_LEASE_SECONDS", 30.0, minimum=1.0)
+if CHECK_MAX_SECONDS >= CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "CHECK_MAX_SECONDS must be below CELERY_TASK_SOFT_TIME_LIMIT: a check stops itself, with "
+        "a report that says why, before the task is stopped."
+    )
 
 # Every this often, a sync lists a workspace's batches to the end, to notice deleted ones.
 FULL_SYNC_INTERVAL_SECONDS = env_float("FULL_SYNC_INTERVAL_SECONDS", 300.0, minimum=1.0)

@@ -14,7 +14,7 @@ from django.conf import settings
 from dashboard.supervisor import embedded_redis_argv
 
 # Fixtures for the mirror: workspaces whose API is the emulator, in this process.
-pytest_plugins = ["tests.mirror"]
+pytest_plugins = ["tests.mirror", "tests.processes"]
 
 
 def _redis_answers(url: str) -> bool:

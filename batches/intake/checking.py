@@ -54,8 +54,6 @@ PREVIEW_REQUESTS = 5
 PREVIEW_BYTES = 4096
 # Requests up to this size are shown indented; bigger ones as their first bytes.
 PRETTY_MAX_BYTES = 64 * 1024
-# How often a pass reports its progress (and learns whether to stop).
-PROGRESS_SECONDS = 0.5
 BODY_HEAD = b'{"requests":[\n'
 BODY_TAIL = b"\n]}"
 SEPARATOR = b",\n"
@@ -165,7 +163,7 @@ class Check:
             max_requests or settings.MAX_UPLOAD_BATCHES * settings.MAX_BATCH_REQUESTS
         )
         self.complete = True
-        self._next_progress = time.monotonic() + PROGRESS_SECONDS
+        self._next_progress = time.monotonic() + settings.CHECK_PROGRESS_SECONDS
         self._lines: Lines | None = None
 
     # Problems
@@ -181,7 +179,7 @@ class Check:
         now = time.monotonic()
         if now < self._next_progress or self.progress is None:
             return
-        self._next_progress = now + PROGRESS_SECONDS
+        self._next_progress = now + settings.CHECK_PROGRESS_SECONDS
         lines = self._lines
         if not self.progress(
             lines.lines_read, lines.raw_bytes_read, len(self.accepted), self.log.count

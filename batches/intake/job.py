@@ -32,8 +32,6 @@ from dashboard import storage
 
 logger = logging.getLogger(__name__)
 
-# Renewed about twice a second while the check reads; a worker that dies lets go within this.
-CHECK_LEASE = timedelta(seconds=30)
 PROGRESS_FIELDS = ("check_lines", "check_bytes", "check_requests", "check_problems")
 
 
@@ -121,7 +119,7 @@ def run_check(submission_id: int) -> str:
         Submission,
         submission_id,
         "check_claimed_until",
-        CHECK_LEASE,
+        timedelta(seconds=settings.CHECK_LEASE_SECONDS),
         where=Q(state=Submission.State.CHECKING),
     )
     if claim is None:
@@ -224,13 +222,18 @@ def _store(claim: Claim, submission: Submission, merged, directory: str) -> str:
         "validated_at": timezone.now(),
     }
     with transaction.atomic():
-        # Only while the claim holds and the check was not stopped: else a newer run owns it.
-        if not claim.held().filter(check_stop_requested=False).exists():
+        # Only while the claim holds: else a newer run owns the submission. A stop asked for
+        # while the last lines were read still stops it.
+        stop = claim.held().values_list("check_stop_requested", flat=True).first()
+        if stop is None or stop:
             for part in parts:
                 part.body.delete(save=False)
             if report_name:
                 submission.report_file.storage.delete(report_name)
-            return "lost its claim"
+            if stop is None:
+                return "lost its claim"
+            claim.release(state=Submission.State.STOPPED, check_stop_requested=False)
+            return "stopped"
         SubmissionPart.objects.bulk_create(parts)
         bulk.insert_rows(
             BatchRequest,

@@ -112,6 +112,8 @@ def until(value: datetime) -> str:
 
 SUBMISSION_BADGES = {
     "needs_template": "badge-info",
+    "checking": "badge-info",
+    "stopped": "badge-warn",
     "has_problems": "badge-bad",
     "ready": "badge-ok",
     "submitting": "badge-info",

@@ -60,6 +60,16 @@
     }
   });
 
+  // A form marked data-once sends once: its button is disabled as it submits (the server refuses
+  // a second submit anyway; this spares the person a page saying so).
+  document.addEventListener("submit", function (event) {
+    var form = event.target.closest("form[data-once]");
+    if (!form) return;
+    form.querySelectorAll("button[type=submit]").forEach(function (button) {
+      setTimeout(function () { button.disabled = true; }, 0);
+    });
+  });
+
   // Asking for browser-notification permission must come from a click: do it when the user
   // turns the preference on.
   document.addEventListener("submit", function (event) {

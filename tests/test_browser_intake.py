@@ -1,0 +1,186 @@
+"""Uploading in real Chromium: the check's progress region, stopping a check, and a Submit that
+moves the page from Submitting to Submitted by itself, with a real Celery worker.
+
+The worker runs in this process (celery's test worker, a thread pool) on the suite's broker; a
+thread stands in for the beat, asking for a sync every second. The emulator is served by the
+live server, so every API call crosses real HTTP.
+"""
+
+import json
+import threading
+import time
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.db import connection
+
+from batches import tasks
+from batches.intake import job
+from batches.models import Batch, Submission
+from batches.workspaces import create_workspace
+from dashboard.celery import app
+from tests.test_browser_dashboard import ARGS, ARTIFACTS, CHROMIUM, log_in, shot
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+
+def jsonl(count: int, prefix: str = "r") -> bytes:
+    lines = (
+        json.dumps(
+            {
+                "custom_id": f"{prefix}-{number}",
+                "params": {
+                    "model": "claude-haiku-4-5",
+                    "max_tokens": 16,
+                    "messages": [{"role": "user", "content": f"Question number {number}?"}],
+                },
+            }
+        )
+        for number in range(count)
+    )
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture
+def person(live_server, transactional_db, django_user_model, settings):
+    settings.EMULATOR_BASE_SECONDS = 1.0
+    settings.EMULATOR_SECONDS_PER_REQUEST = 0.0004  # 20,000 requests end in about 9 s
+    settings.SYNC_INTERVAL_SECONDS = 1.0
+    user = django_user_model.objects.create_user("ada", password="pw-ada-12345")
+    app.control.purge()
+    yield user
+    app.control.purge()  # what a test left queued never reaches the next test's worker
+
+
+@pytest.fixture
+def page(live_server):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        page.base = live_server.url
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        yield page
+        context.close()
+        browser.close()
+        assert not errors, errors
+
+
+def upload(page, workspace, path, name):
+    page.goto(f"{page.base}/w/{workspace.slug}/upload/")
+    page.set_input_files("input[name=file]", str(path))
+    page.fill("input[name=name]", name)
+    page.click("text=Check the file")
+    page.wait_for_url("**/submissions/**")
+    return Submission.objects.get(name=name)
+
+
+def test_the_check_shows_its_progress_then_its_report_and_can_be_stopped(
+    person, page, live_server, tmp_path
+):
+    """No worker here: the test plays it, reporting progress as a check does, so the page is
+    seen moving through each state without a reload."""
+    workspace = create_workspace("Research", f"{live_server.url}/emulator", "sk-ant-p-1",
+                                 members=[person])  # fmt: skip
+    path = tmp_path / "questions.jsonl"
+    path.write_bytes(jsonl(3000))
+    log_in(page)
+    submission = upload(page, workspace, path, "Questions")
+    page.locator("h1", has_text="Checking").wait_for()
+    page.locator("text=The check starts as soon as a worker is free").wait_for()
+    page.evaluate("window.__marker = 'no reload'")
+
+    # The worker has read about half the file: the region shows lines, bytes, rate, time left.
+    from django.utils import timezone
+
+    Submission.objects.filter(pk=submission.pk).update(
+        check_started_at=timezone.now() - timezone.timedelta(seconds=2),
+        check_lines=1500,
+        check_bytes=submission.upload_size // 2,
+        check_requests=1499,
+        check_problems=1,
+    )
+    page.locator("text=1,500 lines read").wait_for(timeout=5000)
+    facts = page.inner_text(".progress-facts")
+    assert "/s" in facts and "left" in facts, facts
+    assert page.get_attribute("[role=progressbar]", "aria-valuenow") == "50"
+    assert "1 problem" in page.inner_text("#submission-live")
+    shot(page, "30-upload-checking")
+
+    # Stop: the running check sees it at its next report and lets go of everything.
+    page.click("text=Stop checking")
+    page.wait_for_url(f"**{submission.get_absolute_url()}")
+    assert job.run_check(submission.pk) == "stopped"
+    page.locator("text=The check was stopped").wait_for(timeout=5000)
+    shot(page, "31-upload-stopped")
+
+    # Check again, and this time let it finish: the report replaces the progress by itself.
+    page.click("text=Check again")
+    page.locator("h1", has_text="Checking").wait_for()
+    page.evaluate("window.__marker = 'no reload'")
+    assert job.run_check(submission.pk) == "ready"
+    page.locator("text=3,000 requests ready").wait_for(timeout=5000)
+    assert page.evaluate("window.__marker") == "no reload"
+    assert "Ready to submit" in page.inner_text("h1")
+    shot(page, "32-upload-ready")
+
+
+class Beat(threading.Thread):
+    """Asks the worker for a sync of every workspace each second, as the beat does."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stopping = threading.Event()
+
+    def run(self):
+        try:
+            while not self.stopping.wait(1.0):
+                tasks.sync_all_workspaces.delay()
+        finally:
+            connection.close()
+
+
+@pytest.mark.parametrize("key", ["sk-ant-sandbox-plain-1", "sk-ant-sandbox-fault-slow-1"])
+def test_submit_moves_the_page_to_submitted_and_every_row_follows_its_batch(
+    person, page, live_server, tmp_path, key
+):
+    workspace = create_workspace("Research", f"{live_server.url}/emulator", key, members=[person])
+    path = tmp_path / "twenty-thousand.jsonl"
+    path.write_bytes(jsonl(20_000))
+    beat = Beat()
+    with start_worker(app, perform_ping_check=False, pool="threads", concurrency=2,
+                      loglevel="WARNING", shutdown_timeout=30):  # fmt: skip
+        beat.start()
+        try:
+            log_in(page)
+            upload(page, workspace, path, "Twenty thousand")
+            page.locator("text=20,000 requests ready").wait_for(timeout=30_000)
+            page.click("button:has-text('Submit 20,000 requests')")
+            page.locator("h1", has_text="Submitting").wait_for()
+            page.evaluate("window.__marker = 'no reload'")
+            started = time.monotonic()
+            page.locator("text=Submitted.").wait_for(timeout=30_000)
+            batch = Batch.objects.get(name="Twenty thousand")
+            # Within seconds of the API's answer, whatever sending took.
+            assert time.monotonic() - started < 20
+            live = page.locator("#submission-live")
+            assert "Submitted" in page.inner_text("h1") and "Submitting" not in live.inner_text()
+            assert batch.api_id in live.inner_text()
+            row = page.locator("tr", has_text="Twenty thousand")
+            assert "In progress" in row.inner_text() or "Ended" in row.inner_text()
+            shot(page, f"33-submitted-{key.rsplit('-', 2)[1]}")
+            # The batch ends: its row on this page says so, without a reload.
+            row.locator(".badge", has_text="Ended").wait_for(timeout=60_000)
+            assert page.evaluate("window.__marker") == "no reload"
+            assert "In progress" not in live.inner_text()
+            page.click("text=Open the batch")
+            page.wait_for_url(f"**{batch.get_absolute_url()}")
+        finally:
+            beat.stopping.set()
+            beat.join(timeout=10)
+    assert Batch.objects.count() == 1
