@@ -6,13 +6,15 @@ new key can be put in front and `manage.py rotatekeys` re-encrypts every stored 
 
 from functools import cache
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 
 @cache
-def _fernet() -> MultiFernet:
+def _fernet():
+    # Imported here: the key is needed by the processes that call the API, not by every start.
+    from cryptography.fernet import Fernet, MultiFernet
+
     try:
         return MultiFernet([Fernet(key) for key in settings.FERNET_KEYS])
     except ValueError as exc:
@@ -28,6 +30,8 @@ def encrypt(plain: str) -> str:
 
 
 def decrypt(token: str) -> str:
+    from cryptography.fernet import InvalidToken
+
     try:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken as exc:

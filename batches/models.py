@@ -403,6 +403,8 @@ class Submission(models.Model):
     preview = models.JSONField(default=list, blank=True)
     notes = models.JSONField(default=list, blank=True)
     validated_at = models.DateTimeField(null=True, blank=True)
+    # When the index of where each request sits was written (just after the report).
+    requests_indexed_at = models.DateTimeField(null=True, blank=True)
 
     # Submitting.
     submit_valid_only = models.BooleanField(
@@ -449,8 +451,21 @@ class Submission(models.Model):
 
     @property
     def still_changing(self) -> bool:
-        """Worth polling: a check or a submit is under way."""
-        return self.state in (self.State.CHECKING, self.State.SUBMITTING)
+        """Worth polling: a check or a submit is under way, or the check's report is out and the
+        index of its requests (which its downloads need) is still being written."""
+        if self.state in (self.State.CHECKING, self.State.SUBMITTING):
+            return True
+        return self.is_checked and self.request_count > 0 and self.requests_indexed_at is None
+
+    @property
+    def is_checked(self) -> bool:
+        return self.state in (
+            self.State.HAS_PROBLEMS,
+            self.State.READY,
+            self.State.SUBMITTING,
+            self.State.SUBMITTED,
+            self.State.FAILED,
+        )
 
     @property
     def can_submit_valid_part(self) -> bool:

@@ -1,13 +1,13 @@
 """Celery tasks: thin doors into batches.sync and batches.notices. They take ids, never model
 instances."""
 
-from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
 from batches import notices, submissions, summaries, sync
 from batches.intake import job
 from batches.models import Batch, Submission, Workspace
+from dashboard.celery import app
 
 
 def _tick_expiry() -> float:
@@ -16,7 +16,7 @@ def _tick_expiry() -> float:
     return settings.SYNC_INTERVAL_SECONDS
 
 
-@shared_task
+@app.task
 def sync_all_workspaces() -> int:
     """The beat's tick: one sync task per workspace, so one slow or broken key stalls no other."""
     ids = list(Workspace.objects.values_list("pk", flat=True))
@@ -25,7 +25,7 @@ def sync_all_workspaces() -> int:
     return len(ids)
 
 
-@shared_task
+@app.task
 def sync_workspace(workspace_id: int) -> str:
     report = sync.sync_workspace(workspace_id)
     for batch_id in report.to_ingest:
@@ -40,7 +40,7 @@ def sync_workspace(workspace_id: int) -> str:
     return str(report)
 
 
-@shared_task
+@app.task
 def ingest_results(batch_id: int) -> dict:
     report = sync.ingest_results(batch_id)
     if report.stored and not report.error:
@@ -48,19 +48,19 @@ def ingest_results(batch_id: int) -> dict:
     return {"stored": report.stored, "skipped": report.skipped, "error": report.error}
 
 
-@shared_task
+@app.task
 def announce_batch_end(batch_id: int) -> dict:
     """The workspace's email and webhook for one ended batch, sent once."""
     return notices.announce(batch_id)
 
 
-@shared_task
+@app.task
 def check_submission(submission_id: int) -> str:
     """Check an uploaded file in the background (see batches.intake.job)."""
     return job.run_check(submission_id)
 
 
-@shared_task
+@app.task
 def resume_checks() -> int:
     """On the beat: hand out again the checks whose worker died or whose task was lost."""
     ids = list(Submission.objects.checks_to_resume(timezone.now()).values_list("pk", flat=True))
@@ -69,13 +69,13 @@ def resume_checks() -> int:
     return len(ids)
 
 
-@shared_task
+@app.task
 def submit_submission(submission_id: int) -> str:
     """Create the batches of a submission that was moved to `submitting` (see submissions.py)."""
     return submissions.create_batches(submission_id).state
 
 
-@shared_task
+@app.task
 def resume_submissions() -> int:
     """On the beat: hand out again the submit tasks that were lost (see SUBMIT_STALL)."""
     stalled = submissions.stalled_submissions(timezone.now())

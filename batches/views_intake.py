@@ -244,10 +244,11 @@ def submission_report(request, slug, key):
 
 
 def _checked(submission: Submission) -> None:
-    if submission.state in (Submission.State.NEEDS_TEMPLATE, Submission.State.CHECKING) or (
-        submission.state == Submission.State.STOPPED
-    ):
+    """Downloads that need the check's index of requests (written just after its report)."""
+    if not submission.is_checked:
         raise Http404("The file has not been checked yet.")
+    if submission.request_count and submission.requests_indexed_at is None:
+        raise Http404("The check's report is being completed; try again in a moment.")
 
 
 @require_GET
@@ -284,6 +285,7 @@ def submission_left_out_lines(request, slug, key):
 def submission_request(request, slug, key, custom_id):
     """One request of the upload, whole, exactly as it will be sent."""
     submission = _get_submission_for_user(request, slug, key)
+    _checked(submission)
     if "\x00" in custom_id:
         raise Http404
     found = get_object_or_404(BatchRequest, submission=submission, custom_id=custom_id)

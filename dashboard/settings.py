@@ -155,7 +155,7 @@ MEDIA_ROOT = VAR_DIR / "media"
 S3_BUCKET = env_str("S3_BUCKET", "")
 if S3_BUCKET:
     _file_storage = {
-        "BACKEND": "dashboard.storage.ObjectStorage",
+        "BACKEND": "dashboard.object_storage.ObjectStorage",
         "OPTIONS": {
             "bucket_name": S3_BUCKET,
             "endpoint_url": env_str("S3_ENDPOINT_URL", "") or None,
@@ -254,12 +254,13 @@ CELERY_TIMEZONE = "UTC"
 
 # Keys that encrypt the stored API keys (Fernet), newest first; see batches/crypto.py.
 def _debug_fernet_key() -> str:
-    from cryptography.fernet import Fernet
+    import base64
 
     path = VAR_DIR / "fernet_key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(Fernet.generate_key().decode(), encoding="utf-8")
+        # A Fernet key: 32 random bytes, url-safe base64 (what Fernet.generate_key() returns).
+        path.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(), "utf-8")
         path.chmod(0o600)
     return path.read_text(encoding="utf-8").strip()
 

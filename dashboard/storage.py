@@ -1,16 +1,14 @@
 """Where the dashboard's files live: local files under VAR_DIR, or an S3-compatible object store.
 
 Every file (uploads, the requests a check prepared, problem reports, raw results) goes through
-Django's storage API, so any process on any machine can do any job. Both backends add one thing
-to that API, `stream(name, start, end)`: a file's bytes, or a byte range of them, read front to
-back without first copying the whole file to local disk (django-storages' S3File downloads an
-object whole before the first read). A check of a 2 GB upload, a download and one request's
-preview all read this way.
+Django's storage API, so any process on any machine can do any job. Both backends (this one, and
+`dashboard.object_storage` for S3) add one thing to that API, `stream(name, start, end)`: a
+file's bytes, or a byte range of them, read front to back without first copying the whole file
+to local disk (django-storages' S3File downloads an object whole before the first read). A
+check of a 2 GB upload, a download and one request's preview all read this way.
 """
 
 from django.core.files.storage import FileSystemStorage, default_storage
-from storages.backends.s3 import S3Storage
-from storages.utils import clean_name
 
 
 class LimitedReader:
@@ -30,6 +28,23 @@ class LimitedReader:
         data = self.stream.read(size)
         self.left -= len(data)
         return data
+
+    def readinto(self, buffer) -> int:
+        """Fill `buffer` (no new bytes object for each block: counting lines at memory speed)."""
+        view = memoryview(buffer)
+        if self.left is not None:
+            view = view[: max(0, self.left)]
+        if not len(view):
+            return 0
+        if hasattr(self.stream, "readinto"):
+            count = self.stream.readinto(view)
+        else:
+            data = self.stream.read(len(view))
+            count = len(data)
+            view[:count] = data
+        if self.left is not None:
+            self.left -= count
+        return count
 
     def close(self) -> None:
         self.stream.close()
@@ -53,24 +68,6 @@ class LocalFileStorage(FileSystemStorage):
         if start:
             handle.seek(start)
         return LimitedReader(handle, None if end is None else max(0, end - start))
-
-
-class ObjectStorage(S3Storage):
-    """An S3 bucket (AWS, MinIO, R2, moto's server in the tests): for several machines."""
-
-    # Each byte range is a request of its own: uploads are read in one stream.
-    cheap_ranges = False
-
-    def stream(self, name: str, start: int = 0, end: int | None = None) -> LimitedReader:
-        obj = self.bucket.Object(self._normalize_name(clean_name(name)))
-        if end is not None and end <= start:
-            return LimitedReader(_Empty(), 0)
-        options = {}
-        if start or end is not None:
-            last = "" if end is None else str(end - 1)
-            options["Range"] = f"bytes={start}-{last}"
-        body = obj.get(**options)["Body"]
-        return LimitedReader(body, None if end is None else end - start)
 
 
 class _Empty:

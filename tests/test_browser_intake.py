@@ -66,6 +66,9 @@ def page(live_server):
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         yield page
+        # Under Playwright's sync API the test's queries ran in a context of their own, with a
+        # connection of their own: close it, or PostgreSQL cannot drop the test database.
+        connection.close()
         context.close()
         browser.close()
         assert not errors, errors

@@ -98,6 +98,7 @@ def _forget_outputs(submission: Submission) -> None:
             part.body.delete(save=False)
     submission.parts.all().delete()
     BatchRequest.objects.filter(submission=submission).delete()
+    Submission.objects.filter(pk=submission.pk).update(requests_indexed_at=None)
     if submission.report_file:
         submission.report_file.delete(save=False)
 
@@ -235,12 +236,21 @@ def _store(claim: Claim, submission: Submission, merged, directory: str) -> str:
             claim.release(state=Submission.State.STOPPED, check_stop_requested=False)
             return "stopped"
         SubmissionPart.objects.bulk_create(parts)
-        bulk.insert_rows(
-            BatchRequest,
-            ["submission", "part", "custom_id", "line", "offset", "length"],
-            ((submission.pk, *row) for row in index_rows(merged)),
-        )
-        claim.release(**fields)
+        # The report is what the person waits for: it goes out now, with the batches' bodies,
+        # so the page shows it and Submit can start at once.
+        claim.renew(**fields)
+    # Then, still under the claim (so no new check of the file can start and clear them), where
+    # each request sits in its body: what the pages about results, resubmitting and the
+    # downloads of valid and left-out lines need, later.
+    with transaction.atomic():
+        if claim.renew():
+            bulk.insert_rows(
+                BatchRequest,
+                ["submission", "part", "custom_id", "line", "offset", "length"],
+                index_rows(merged, submission.pk),
+                plain=True,  # numbers, and custom_ids of letters, digits, _ and -
+            )
+            claim.release(requests_indexed_at=timezone.now())
     return str(fields["state"])
 
 

@@ -90,6 +90,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='submission',
+            name='requests_indexed_at',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name='submission',
             name='submit_valid_only',
             field=models.BooleanField(default=False, help_text='Submitted without the lines that have problems, by choice.'),
         ),

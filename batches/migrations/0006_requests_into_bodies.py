@@ -39,6 +39,8 @@ def requests_into_bodies(apps, schema_editor):
             part.save(update_fields=["body", "request_bytes"])
             for pk, offset, length in offsets:
                 BatchRequest.objects.filter(pk=pk).update(offset=offset, length=length)
+        submission.requests_indexed_at = timezone.now()
+        submission.save(update_fields=["requests_indexed_at"])
     Submission.objects.filter(state__in=["has_problems", "ready", "submitting"]).exclude(
         pk__in=with_requests
     ).update(state="checking", check_requested_at=timezone.now())

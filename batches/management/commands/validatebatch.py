@@ -1,4 +1,5 @@
 import gc
+import os
 import sys
 from pathlib import Path
 
@@ -110,8 +111,15 @@ class Command(BaseCommand):
     def handle(self, file, workspace, refuse_oversize, **options):
         report = validate(file, workspace, refuse_oversize, options)
         print_report(self.stdout, report, file)
-        if not report.ok:
-            sys.exit(1)
+        code = 0 if report.ok else 1
+        if getattr(self, "_called_from_command_line", False):
+            # The check leaves nothing to clean up (no file, no connection written to), so the
+            # process ends here rather than spend a tenth of a second freeing what it read.
+            self.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        if code:
+            sys.exit(code)
 
 
 def validate(file: Path, workspace_name, refuse_oversize, options) -> Report:

@@ -1,0 +1,230 @@
+"""Checking a 100,000-request (~100 MB) JSONL file, against a bare orjson-per-line loop over the
+same file, all in one run and interleaved:
+
+- anchor: `python -c "for line in open(path, 'rb'): orjson.loads(line)"`, a whole process;
+- validatebatch: `manage.py validatebatch path`, a whole process, with its peak RSS;
+- upload: the file posted over HTTP to the upload page of a running dashboard (runserver and a
+  Celery worker, as `make run` starts them), timed from the first byte sent to the moment the
+  finished report is stored (polled twenty times a second).
+
+Prints each run and the medians, and the ratios of the medians to the anchor's.
+
+    .venv/bin/python bench/bench_intake.py [runs] [requests]      # default: 5 runs, 100,000
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+TEXT = "Summarise the following passage in one sentence. " * 18  # about 1 KB a request
+
+
+def write_file(path: Path, count: int) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for number in range(count):
+            params = {"model": "claude-haiku-4-5", "max_tokens": 256,
+                      "messages": [{"role": "user", "content": f"{number}: {TEXT}"}]}  # fmt: skip
+            handle.write(json.dumps({"custom_id": f"req-{number}", "params": params}) + "\n")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def timed(argv: list[str], env: dict) -> tuple[float, float, str]:
+    """Wall time and peak RSS (MB, the process or its largest child) of one whole process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)  # fmt: skip
+    output = process.stdout.read().decode()
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{argv[1:3]} failed:\n{output[-2000:]}")
+    return elapsed, usage.ru_maxrss / 1024, output
+
+
+class Dashboard:
+    """runserver, a Celery worker and Redis on a fresh VAR_DIR, as `make run` starts them."""
+
+    def __init__(self, var_dir: Path):
+        self.port = free_port()
+        redis_port = free_port()
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "dashboard.settings",
+            "VAR_DIR": str(var_dir),
+            "LOG_LEVEL": "WARNING",
+            "PORT": str(self.port),
+            "REDIS_URL": os.environ.get("REDIS_URL") or f"redis://127.0.0.1:{redis_port}/0",
+        }
+        if "DATABASE_URL" not in os.environ:
+            self.env["DATABASE_URL"] = f"sqlite:///{var_dir}/bench.sqlite3"
+        self.processes = []
+        if "REDIS_URL" not in os.environ:
+            sys.path.insert(0, str(ROOT))
+            from dashboard.supervisor import embedded_redis_argv
+
+            argv = embedded_redis_argv(redis_port, var_dir / "redis")
+            argv[argv.index("--save") + 1] = ""
+            self._start(argv)
+        run = [PYTHON, "manage.py"]
+        subprocess.run([*run, "migrate", "-v", "0"], cwd=ROOT, env=self.env, check=True)
+        subprocess.run(
+            [*run, "shell", "-c", "from django.contrib.auth import get_user_model; "
+             "get_user_model().objects.create_superuser('bench', password='bench-pw-12345')"],
+            cwd=ROOT, env=self.env, check=True,
+        )  # fmt: skip
+        self._start([*run, "runserver", f"127.0.0.1:{self.port}", "--noreload"])
+        self._start([PYTHON, "-m", "celery", "-A", "dashboard", "worker", "--loglevel=WARNING",
+                     "--concurrency=2", "--without-gossip", "--without-mingle"])  # fmt: skip
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._wait_until_healthy()
+        subprocess.run(
+            [*run, "shell", "-c", "from batches.workspaces import ensure_sandbox; "
+             "w = ensure_sandbox(); w.members.add(1)"],
+            cwd=ROOT, env=self.env, check=True,
+        )  # fmt: skip
+
+    def _start(self, argv):
+        self.processes.append(
+            subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+
+    def _wait_until_healthy(self):
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        sys.exit("The dashboard did not come up.")
+
+    def stop(self):
+        for process in reversed(self.processes):
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def upload_once(dashboard: Dashboard, path: Path) -> float:
+    """From the first byte of the upload to the stored report, polled twenty times a second."""
+    import httpx
+
+    with httpx.Client(base_url=dashboard.base, timeout=600) as http:
+        login = http.get("/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+        http.post("/login/", data={"username": "bench", "password": "bench-pw-12345",
+                                   "csrfmiddlewaretoken": token})  # fmt: skip
+        page = http.get("/w/sandbox/upload/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        started = time.perf_counter()
+        with path.open("rb") as handle:
+            response = http.post(
+                "/w/sandbox/upload/",
+                data={"oversize": "split", "csrfmiddlewaretoken": token},
+                files={"file": (path.name, handle, "application/jsonl")},
+            )
+        if response.status_code != 302:
+            sys.exit(f"The upload answered {response.status_code}.")
+        location = response.headers["location"]
+        key = location.rstrip("/").rsplit("/", 1)[-1]
+        while True:
+            state = _state(dashboard, key)
+            if state not in ("checking", None):
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+    if state != "ready":
+        sys.exit(f"The upload ended {state}.")
+    return elapsed
+
+
+_connection = None
+
+
+def _state(dashboard: Dashboard, key: str):
+    """The submission's state, read from the database as the page would show it."""
+    global _connection
+    url = dashboard.env["DATABASE_URL"]
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        _connection = _connection or sqlite3.connect(url.removeprefix("sqlite:///"))
+        row = _connection.execute(
+            "SELECT state FROM batches_submission WHERE key = ?", (key.replace("-", ""),)
+        ).fetchone()
+        _connection.commit()
+    else:
+        import psycopg
+
+        _connection = _connection or psycopg.connect(url, autocommit=True)
+        row = _connection.execute(
+            "SELECT state FROM batches_submission WHERE key = %s", (key,)
+        ).fetchone()
+    return row[0] if row else None
+
+
+def main(runs: int, count: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"requests-{count}.jsonl"
+        write_file(path, count)
+        size = path.stat().st_size
+        print(f"{count:,} requests, {size / 1e6:,.1f} MB; {runs} runs, interleaved\n")
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "dashboard.settings", "VAR_DIR": tmp,
+               "LOG_LEVEL": "WARNING"}  # fmt: skip
+        anchor_code = "import orjson, sys\nfor line in open(sys.argv[1], 'rb'): orjson.loads(line)"
+        dashboard = Dashboard(Path(tmp) / "dashboard")
+        anchors, checks, uploads, rss = [], [], [], []
+        try:
+            for run in range(1, runs + 1):
+                anchor, _, _ = timed([PYTHON, "-c", anchor_code, str(path)], env)
+                check, peak, output = timed([PYTHON, "manage.py", "validatebatch", str(path)], env)
+                if f"{count:,} requests ready" not in output:
+                    sys.exit(output[-2000:])
+                upload = upload_once(dashboard, path)
+                anchors.append(anchor)
+                checks.append(check)
+                uploads.append(upload)
+                rss.append(peak)
+                print(f"run {run}: anchor {anchor:.2f} s · validatebatch {check:.2f} s "
+                      f"({peak:.0f} MB peak) · upload to report {upload:.2f} s")  # fmt: skip
+        finally:
+            dashboard.stop()
+    anchor, check, upload = (statistics.median(values) for values in (anchors, checks, uploads))
+    print(f"\nmedians: anchor {anchor:.2f} s, validatebatch {check:.2f} s, upload {upload:.2f} s")
+    print(f"validatebatch / anchor = {check / anchor:.2f}x (target at most 2.0x), "
+          f"peak RSS {max(rss):.0f} MB (target under 200 MB)")  # fmt: skip
+    print(f"upload to report / anchor = {upload / anchor:.2f}x (target at most 3.0x)")
+    print(f"validatebatch: {size / check / 1e6:,.0f} MB/s; upload: {size / upload / 1e6:,.0f} MB/s")
+
+
+if __name__ == "__main__":
+    args = [int(value) for value in sys.argv[1:]]
+    main(args[0] if args else 5, args[1] if len(args) > 1 else 100_000)
