@@ -1,11 +1,14 @@
 """What a person can do to a batch from the dashboard: cancel, delete, refresh now, resubmit.
 
-Each function checks its own preconditions and raises `ActionRefused` with a sentence for the
-person when the batch is not in a state that allows it. Calls to the API are bounded (few attempts,
-a short timeout) because a person is waiting; afterwards the mirror is updated with the answer, so
-the page shows the new state at once.
+Cancel, delete and refresh call the API, which can be slow or down, so a click never waits for
+it: `request_action` checks that the action applies (else `ActionRefused`, with a sentence for
+the person), records it on the batch with a conditional update (one action at a time), and the
+caller enqueues `tasks.run_batch_action` after the commit. The batch page shows the action
+pending until `run_action` has the API's answer, and then the new state or the API's refusal.
+Resubmitting calls no API: it prepares a new upload at once.
 """
 
+import logging
 import tempfile
 from dataclasses import dataclass
 
@@ -14,11 +17,13 @@ from django.db import transaction
 from django.db.models import Q, Subquery
 from django.utils import timezone
 
-from batches import downloads, sync
+from batches import downloads, ingestion, mirror
 from batches.api import ApiClient, ApiError
 from batches.models import Batch, BatchRequest, Result, Submission, SubmissionPart
 
-# A person is waiting: two attempts, ten seconds each.
+logger = logging.getLogger(__name__)
+
+# A person is looking at the page: two attempts, ten seconds each.
 ACTION_ATTEMPTS = 2
 ACTION_TIMEOUT = 10.0
 
@@ -29,78 +34,120 @@ RESUBMIT_KINDS = {
     "canceled": "Canceled",
 }
 INVALID_ERROR = "invalid_request_error"
+Action = Batch.Action
 
 
 class ActionRefused(Exception):
     """The action does not apply to the batch as it is; the message says why."""
 
 
-def _client(batch: Batch, client: ApiClient | None):
-    """A bounded client: an action is a click that waits for its answer."""
-    return ApiClient.using(
-        batch.workspace, client, max_attempts=ACTION_ATTEMPTS, timeout=ACTION_TIMEOUT
-    )
+def _refusal(batch: Batch, action: str) -> str:
+    """Why `action` does not apply to the batch now; empty when it does."""
+    if batch.pending_action:
+        return "Another action on this batch is under way; wait for it to finish."
+    if action == Action.CANCEL:
+        if batch.gone_at:
+            return "This batch was deleted from the API; there is nothing to cancel."
+        if batch.processing_status != Batch.Status.IN_PROGRESS:
+            return "Only a batch in progress can be canceled."
+    elif action in (Action.DELETE, Action.REMOVE):
+        if batch.is_active and not batch.gone_at:
+            return "A batch must end before it can be deleted: cancel it first."
+    elif action == Action.REFRESH and batch.gone_at:
+        return "This batch was deleted from the API; the stored copy stays as it is."
+    return ""
 
 
-def _refused_by_api(error: ApiError, what: str) -> ActionRefused:
-    return ActionRefused(f"The API refused to {what}: {error}")
+def request_action(batch: Batch, action: str) -> None:
+    """Record `action` as pending on the batch, once; the caller enqueues the task."""
+    reason = _refusal(batch, action)
+    if reason:
+        raise ActionRefused(reason)
+    now = timezone.now()
+    if not Batch.objects.filter(pk=batch.pk, pending_action="").update(
+        pending_action=action, pending_action_at=now, action_error=""
+    ):
+        raise ActionRefused("Another action on this batch is under way; wait for it to finish.")
+    batch.pending_action, batch.pending_action_at, batch.action_error = action, now, ""
 
 
-def cancel_batch(batch: Batch, *, client: ApiClient | None = None) -> Batch:
-    if batch.gone_at:
-        raise ActionRefused("This batch was deleted from the API; there is nothing to cancel.")
-    if batch.processing_status != Batch.Status.IN_PROGRESS:
-        raise ActionRefused("Only a batch in progress can be canceled.")
+@dataclass
+class ActionOutcome:
+    action: str = ""
+    error: str = ""
+    removed: bool = False
+    fetch_results: bool = False  # the batch ended and its results are to be fetched now
+
+
+def run_action(batch_id: int, *, client: ApiClient | None = None) -> ActionOutcome:
+    """The task's body: carry out the batch's pending action with a bounded API call."""
+    batch = Batch.objects.select_related("workspace").filter(pk=batch_id).first()
+    if batch is None or not batch.pending_action:
+        return ActionOutcome()
+    outcome = ActionOutcome(action=batch.pending_action)
+    pending = Batch.objects.filter(pk=batch.pk, pending_action=batch.pending_action,
+                                   pending_action_at=batch.pending_action_at)  # fmt: skip
     try:
-        with _client(batch, client) as api:
-            item = api.cancel_batch(batch.api_id)
+        with ApiClient.using(
+            batch.workspace, client, max_attempts=ACTION_ATTEMPTS, timeout=ACTION_TIMEOUT
+        ) as api:
+            if outcome.action == Action.CANCEL:
+                mirror.upsert_batches(batch.workspace, [api.cancel_batch(batch.api_id)],
+                                      timezone.now())  # fmt: skip
+            elif outcome.action in (Action.DELETE, Action.REMOVE):
+                if not batch.gone_at:
+                    try:
+                        api.delete_batch(batch.api_id)
+                    except ApiError as error:
+                        if not error.is_not_found:
+                            raise
+                if outcome.action == Action.REMOVE:
+                    _remove_local_copy(batch)
+                    outcome.removed = True
+                    return outcome
+                Batch.objects.filter(pk=batch.pk).update(gone_at=timezone.now(), next_poll_at=None)
+            elif outcome.action == Action.REFRESH:
+                mirror.upsert_batches(batch.workspace, [api.retrieve_batch(batch.api_id)],
+                                      timezone.now())  # fmt: skip
+                batch.refresh_from_db()
+                if batch.is_ended and not batch.results_complete and not batch.archived_at:
+                    # Lift the backoff and the attempt limit; an ingestion that runs now keeps
+                    # its claim.
+                    ingestion.reset_backoff(batch)
+                    outcome.fetch_results = True
     except ApiError as error:
-        raise _refused_by_api(error, "cancel the batch") from error
-    sync.upsert_batches(batch.workspace, [item], timezone.now())
-    batch.refresh_from_db()
-    return batch
+        verb = {
+            Action.CANCEL: "cancel the batch",
+            Action.DELETE: "delete the batch",
+            Action.REMOVE: "delete the batch",
+            Action.REFRESH: "show the batch",
+        }[outcome.action]
+        outcome.error = f"The API refused to {verb}: {error}"
+        logger.info("%s of %s failed: %s", outcome.action, batch.api_id, error)
+    except Exception as error:
+        # Not the API's refusal but a fault of ours: the page says so instead of waiting forever.
+        logger.exception("%s of %s failed", outcome.action, batch.api_id)
+        outcome.error = f"The {outcome.action} stopped with an unexpected error ({error!r})."
+    pending.update(pending_action="", pending_action_at=None, action_error=outcome.error)
+    return outcome
 
 
-def delete_batch(batch: Batch, *, keep_local: bool, client: ApiClient | None = None) -> bool:
-    """Delete the batch from the API. With `keep_local` the mirror and its stored results stay
-    (marked deleted); without it they go too. Returns whether the local copy was kept."""
-    if batch.is_active and not batch.gone_at:
-        raise ActionRefused("A batch must end before it can be deleted: cancel it first.")
-    if not batch.gone_at:
-        try:
-            with _client(batch, client) as api:
-                api.delete_batch(batch.api_id)
-        except ApiError as error:
-            if not error.is_not_found:
-                raise _refused_by_api(error, "delete the batch") from error
-    if keep_local:
-        Batch.objects.filter(pk=batch.pk).update(gone_at=timezone.now(), next_poll_at=None)
-        return True
+def _remove_local_copy(batch: Batch) -> None:
     if batch.results_file:
         batch.results_file.delete(save=False)
     batch.delete()
-    return False
 
 
-def refresh_batch(batch: Batch, *, client: ApiClient | None = None) -> Batch:
-    """Ask the API for the batch now; if it has ended and its results are missing, fetch them
-    (again, also after ingestion gave up)."""
-    from batches import tasks
+def stalled_actions(now) -> list[int]:
+    """Actions whose task was lost (a worker killed, a message dropped): asked for over a
+    minute ago and still pending. The beat hands them out again."""
+    from datetime import timedelta
 
-    if batch.gone_at:
-        raise ActionRefused("This batch was deleted from the API; the stored copy stays as it is.")
-    try:
-        with _client(batch, client) as api:
-            item = api.retrieve_batch(batch.api_id)
-    except ApiError as error:
-        raise _refused_by_api(error, "show the batch") from error
-    sync.upsert_batches(batch.workspace, [item], timezone.now())
-    batch.refresh_from_db()
-    if batch.is_ended and batch.results_ingested_at is None and not batch.archived_at:
-        # Lift the backoff and the attempt limit; an ingestion that runs now keeps its claim.
-        Batch.objects.filter(pk=batch.pk).update(ingest_attempts=0, ingest_not_before=None)
-        tasks.ingest_results.delay_on_commit(batch.pk)
-    return batch
+    return list(
+        Batch.objects.exclude(pending_action="")
+        .filter(pending_action_at__lt=now - timedelta(minutes=1))
+        .values_list("pk", flat=True)
+    )
 
 
 # Resubmit ---------------------------------------------------------------------------------------

@@ -365,6 +365,16 @@ class ApiClient:
                 error = error_from_response(response)
                 response.close()
                 raise error
+            if not response.is_success:
+                # A redirect is not followed: the key would go with it to wherever it points.
+                target = response.headers.get("location", "")[:200] or "elsewhere"
+                response.close()
+                raise ApiError(
+                    f"The results URL answered {response.status_code}, a redirect to {target}; "
+                    "it was not followed, and nothing of it is stored as the results.",
+                    status=response.status_code,
+                    error_type="unexpected_redirect",
+                )
             return response
 
         response = self._retrying()(open_stream)

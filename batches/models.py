@@ -95,16 +95,10 @@ class BatchQuerySet(models.QuerySet):
         return self.active().filter(gone_at__isnull=True, next_poll_at__lte=now)
 
     def needing_ingestion(self, now):
-        """Ended, with results to fetch, not yet stored, and not held by a running ingestion."""
-        return self.filter(
-            processing_status=Batch.Status.ENDED,
-            gone_at__isnull=True,
-            results_ingested_at__isnull=True,
-            archived_at__isnull=True,
-            ingest_attempts__lt=Batch.MAX_INGEST_ATTEMPTS,
-        ).filter(
-            Q(ingest_claimed_until__isnull=True) | Q(ingest_claimed_until__lt=now),
-            Q(ingest_not_before__isnull=True) | Q(ingest_not_before__lte=now),
+        """Ended, with results to fetch, not yet all stored, and not held by a running
+        ingestion."""
+        return self.filter(Batch.results_fetchable(now)).filter(
+            Q(ingest_claimed_until__isnull=True) | Q(ingest_claimed_until__lt=now)
         )
 
 
@@ -178,16 +172,35 @@ class Batch(models.Model):
     )
     first_not_found_at = models.DateTimeField(null=True, blank=True)
 
+    # Set only when every result is stored: a stream that ended short, or anything else that
+    # was not the whole results file, is a failure that is tried again (ingest_error says why).
     results_ingested_at = models.DateTimeField(null=True, blank=True)
     results_ingested = models.PositiveIntegerField(default=0)
-    results_file = models.FileField(upload_to="results/", blank=True)
+    results_file = models.FileField(upload_to="results/", max_length=400, blank=True)
     ingest_error = models.TextField(blank=True)
-    ingest_mismatch = models.TextField(blank=True)
     ingest_attempts = models.PositiveIntegerField(default=0)
-    # The lease of the ingestion that runs now (it lapses if that process dies) ...
+    # The lease of the ingestion that runs now (renewed as it goes; it lapses if that process
+    # dies) ...
     ingest_claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
     # ... and, apart from it, when a failed ingestion may be tried again (backing off).
     ingest_not_before = models.DateTimeField(null=True, blank=True, editable=False)
+    # How far the last ingestion got: its first this-many lines are stored, and the digest of
+    # their custom_ids says whether a new attempt's stream starts with the same ones (then it
+    # skips storing them again).
+    ingest_checkpoint_lines = models.PositiveIntegerField(default=0, editable=False)
+    ingest_checkpoint_digest = models.CharField(max_length=64, blank=True, editable=False)
+
+    # An action a person asked for (cancel, delete, refresh) runs as a task: the page shows it
+    # pending until the task has the API's answer.
+    class Action(models.TextChoices):
+        CANCEL = "cancel", "Cancel"
+        DELETE = "delete", "Delete, keep the copy here"
+        REMOVE = "remove", "Delete, and remove it here"
+        REFRESH = "refresh", "Refresh"
+
+    pending_action = models.CharField(max_length=10, choices=Action.choices, blank=True)
+    pending_action_at = models.DateTimeField(null=True, blank=True)
+    action_error = models.TextField(blank=True)
 
     objects = BatchQuerySet.as_manager()
 
@@ -220,6 +233,22 @@ class Batch(models.Model):
     def display_name(self) -> str:
         return self.name or self.api_id
 
+    @staticmethod
+    def results_fetchable(now) -> Q:
+        """Ended, with results the API still has, not yet all stored, and (after a failure)
+        due for another attempt."""
+        return (
+            Q(
+                processing_status=Batch.Status.ENDED,
+                gone_at__isnull=True,
+                results_ingested_at__isnull=True,
+                archived_at__isnull=True,
+                ingest_attempts__lt=Batch.MAX_INGEST_ATTEMPTS,
+            )
+            & ~Q(results_url="")
+            & (Q(ingest_not_before__isnull=True) | Q(ingest_not_before__lte=now))
+        )
+
     @property
     def is_active(self) -> bool:
         return self.processing_status in self.ACTIVE
@@ -227,6 +256,45 @@ class Batch(models.Model):
     @property
     def is_ended(self) -> bool:
         return self.processing_status == self.Status.ENDED
+
+    @property
+    def results_complete(self) -> bool:
+        """Every result is stored here (only then is ingestion final)."""
+        return self.results_ingested_at is not None
+
+    @property
+    def results_state(self) -> str:
+        """What became of the batch's results here, in one word the pages explain:
+        stored, waiting (the batch runs), fetching, retrying (a fetch failed; another comes),
+        gave_up (the attempts are used up: "Refresh now" tries again), archived (the API no
+        longer has them) or deleted (the batch was deleted before they were stored)."""
+        from django.utils import timezone
+
+        if self.results_complete:
+            return "stored"
+        if not self.is_ended:
+            return "deleted" if self.gone_at else "waiting"
+        if self.gone_at:
+            return "deleted"
+        if self.archived_at:
+            return "archived"
+        if not self.results_url:
+            return "waiting"  # the API gives the results' address a moment after the end
+        if self.ingest_attempts >= self.MAX_INGEST_ATTEMPTS:
+            return "gave_up"
+        if self.ingest_error and self.ingest_not_before and self.ingest_not_before > timezone.now():
+            return "retrying"
+        return "fetching"
+
+    @property
+    def still_changing(self) -> bool:
+        """Worth polling: an action is pending, the batch runs, or its results are on their way
+        (not while a failed fetch waits minutes for its next attempt: the page says when)."""
+        if self.pending_action:
+            return True
+        if self.gone_at:
+            return False
+        return self.is_active or self.results_state == "fetching"
 
     @property
     def created_outside(self) -> bool:

@@ -32,8 +32,6 @@ logger = logging.getLogger(__name__)
 
 # Slack on each side of a lost create's time window: the API's clock and this server's differ.
 CLOCK_SLACK = timedelta(minutes=2)
-# A part being created holds this lease; a create call never takes longer than the API timeout.
-PART_LEASE_EXTRA = timedelta(minutes=2)
 # A submit task that has not finished this long after it was asked for is presumed lost (a
 # worker killed, a broker that dropped the message): `stalled_submissions` hands it out again.
 # The part claims make a second task harmless even when the first is merely slow.
@@ -195,10 +193,13 @@ def _record_batch(submission: Submission, part: SubmissionPart, item: dict) -> B
     return batch
 
 
-def _create_part(client: ApiClient, submission: Submission, part: SubmissionPart) -> Batch:
+def _create_part(
+    client: ApiClient, submission: Submission, part: SubmissionPart, claim: Claim
+) -> Batch:
     body = part.body
 
     def before_send() -> None:
+        claim.progressed()
         # From here until a clear answer, the outcome is unknown, also across a crashed worker:
         # the next attempt (of this task or of a later one) looks for the batch first.
         SubmissionPart.objects.filter(pk=part.pk).update(
@@ -247,13 +248,15 @@ def create_batches(submission_id: int, *, client: ApiClient | None = None) -> Su
 
 
 def _create_parts(client: ApiClient, submission: Submission) -> None:
-    lease = timedelta(seconds=settings.API_TIMEOUT_SECONDS) + PART_LEASE_EXTRA
     for part in submission.parts.filter(batch=None).order_by("index"):
-        claim = Claim.take(SubmissionPart, part.pk, "claimed_until", lease, where=Q(batch=None))
+        claim = Claim.take(SubmissionPart, part.pk, "claimed_until", where=Q(batch=None))
         if claim is None:
             continue  # another worker is creating it
         try:
-            _create_part(client, submission, part)
+            # Renewed while the create goes on: each attempt counts as progress, and the
+            # longest wait between two attempts is shorter than CLAIM_STALL_SECONDS.
+            with claim.kept_alive():
+                _create_part(client, submission, part, claim)
         except ApiError as error:
             claim.release(error=str(error))
             Submission.objects.filter(pk=submission.pk).update(

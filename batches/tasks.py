@@ -1,12 +1,12 @@
-"""Celery tasks: thin doors into batches.sync and batches.notices. They take ids, never model
-instances."""
+"""Celery tasks: thin doors into the mirror, ingestion, intake, submissions, actions and notices.
+They take ids, never model instances, and return what a log line needs (results are ignored)."""
 
 from django.conf import settings
 from django.utils import timezone
 
-from batches import notices, submissions, summaries, sync
+from batches import actions, ingestion, mirror, notices, submissions
 from batches.intake import job
-from batches.models import Batch, Submission, Workspace
+from batches.models import Submission, Workspace
 from dashboard.celery import app
 
 
@@ -27,7 +27,7 @@ def sync_all_workspaces() -> int:
 
 @app.task
 def sync_workspace(workspace_id: int) -> str:
-    report = sync.sync_workspace(workspace_id)
+    report = mirror.sync_workspace(workspace_id)
     for batch_id in report.to_ingest:
         ingest_results.apply_async((batch_id,), expires=_tick_expiry())
     if (
@@ -42,9 +42,7 @@ def sync_workspace(workspace_id: int) -> str:
 
 @app.task
 def ingest_results(batch_id: int) -> dict:
-    report = sync.ingest_results(batch_id)
-    if report.stored and not report.error:
-        summaries.store_totals(Batch.objects.filter(pk=batch_id))
+    report = ingestion.ingest_results(batch_id)
     return {"stored": report.stored, "skipped": report.skipped, "error": report.error}
 
 
@@ -81,4 +79,22 @@ def resume_submissions() -> int:
     stalled = submissions.stalled_submissions(timezone.now())
     for submission_id in stalled:
         submit_submission.delay(submission_id)
+    return len(stalled)
+
+
+@app.task
+def run_batch_action(batch_id: int) -> str:
+    """Cancel, delete or refresh a batch, as a person asked (see batches.actions)."""
+    outcome = actions.run_action(batch_id)
+    if outcome.fetch_results:
+        ingest_results.delay(batch_id)
+    return outcome.error or outcome.action or "nothing pending"
+
+
+@app.task
+def resume_actions() -> int:
+    """On the beat: hand out again the batch actions whose task was lost."""
+    stalled = actions.stalled_actions(timezone.now())
+    for batch_id in stalled:
+        run_batch_action.delay(batch_id)
     return len(stalled)

@@ -20,14 +20,14 @@ from django.db.models import Count, Max, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import floatformat
-from django.utils import timezone
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from batches import actions, downloads, notices, summaries, tasks
+from batches import actions, downloads, notices, polling, summaries, tasks
 from batches.models import Batch, BatchRequest, Result, Submission, UserPreference, Workspace
-from batches.templatetags.batch_tags import batch_duration, progress_bar, until
+from batches.templatetags.batch_tags import batch_duration, progress_bar
 from dashboard.storage import stream
 
 BATCHES_PER_PAGE = 25
@@ -176,7 +176,6 @@ def _batch_list(request, *, workspace=None, template="batches/home.html"):
     )
     page = Paginator(batches, BATCHES_PER_PAGE).get_page(request.GET.get("page"))
     rows = list(page.object_list)
-    summaries.store_totals(rows)
     any_active = any(batch.is_active and not batch.gone_at for batch in rows)
     fingerprint = _fingerprint(
         page.number, page.paginator.count, [_shown_state(batch) for batch in rows]
@@ -316,56 +315,17 @@ def notification_preference(request):
 
 
 # One batch --------------------------------------------------------------------------------------
-
-
-def _still_changing(batch: Batch) -> bool:
-    """Worth polling: running, or ended with its results on their way. Not while a failed fetch
-    waits for its next attempt (that can be minutes away; the page shows the error, and "Refresh
-    now" or a reload looks again), nor once the attempts are used up."""
-    if batch.gone_at:
-        return False
-    if batch.is_active:
-        return True
-    waiting_to_retry = bool(
-        batch.ingest_error and batch.ingest_not_before and batch.ingest_not_before > timezone.now()
-    )
-    return bool(
-        batch.is_ended
-        and batch.results_url
-        and batch.results_ingested_at is None
-        and batch.archived_at is None
-        and batch.ingest_attempts < Batch.MAX_INGEST_ATTEMPTS
-        and not waiting_to_retry
-    )
-
-
-def _detail_fingerprint(batch: Batch) -> str:
-    return _fingerprint(
-        _shown_state(batch),
-        progress_bar(batch, wide=True)["label"],
-        until(batch.expires_at) if not batch.ended_at else "",
-        until(batch.results_available_until),
-        batch.input_tokens,
-        batch.output_tokens,
-        batch.cache_creation_input_tokens,
-        batch.cache_read_input_tokens,
-        batch.ingest_error,
-        batch.ingest_mismatch,
-        batch.ingest_attempts,
-        batch.ingest_not_before,
-        bool(batch.results_file),
-        batch.last_polled_at,
-        _still_changing(batch),
-    )
+DETAIL = "batches/batch_detail.html"
+# The batches a person asked to remove from the dashboard, kept in their session: once the task
+# has removed one, its page (polling, or reloaded) goes to the list and says so instead of 404.
+REMOVED_SESSION_KEY = "removed_batches"
 
 
 def _detail_context(request, batch: Batch, dialog: str = "") -> dict:
-    summaries.store_totals([batch])
     resubmit_reason = actions.resubmit_unavailable_reason(batch)
-    return {
+    context = {
         "batch": batch,
-        "still_changing": _still_changing(batch),
-        "fingerprint": _detail_fingerprint(batch),
+        "still_changing": batch.still_changing,
         "estimate": summaries.estimate(batch),
         "errors": summaries.error_summary(batch) if batch.errored else [],
         "resubmit_reason": resubmit_reason,
@@ -375,27 +335,58 @@ def _detail_context(request, batch: Batch, dialog: str = "") -> dict:
         "dialog": dialog,
         "resubmissions": list(batch.resubmissions.order_by("-created_at")[:5]),
     }
+    return polling.render_region(request, DETAIL, "live", context)
+
+
+def _removed(request, slug, api_id):
+    """The answer for a batch this person had removed from the dashboard, or None."""
+    removed = request.session.get(REMOVED_SESSION_KEY) or {}
+    name = removed.pop(f"{slug}/{api_id}", None)
+    if name is None:
+        return None
+    request.session[REMOVED_SESSION_KEY] = removed
+    messages.success(request, f"Deleted {name} from the API and from the dashboard.")
+    target = reverse("home")
+    if _partial(request):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = target
+        return response
+    return redirect(target)
 
 
 @require_GET
 def batch_detail(request, slug, api_id):
-    batch = _get_batch_for_user(request, slug, api_id)
-    if _partial(request) and _still_changing(batch):
-        summaries.store_totals([batch])
-        if _unchanged(request, _detail_fingerprint(batch)):
-            return HttpResponse(status=204)
+    try:
+        batch = _get_batch_for_user(request, slug, api_id)
+    except Http404:
+        response = _removed(request, slug, api_id)
+        if response is None:
+            raise
+        return response
     context = _detail_context(request, batch)
     if _partial(request):
-        response = render(request, "batches/batch_detail.html#live", context)
-        if not context["still_changing"]:
-            response.status_code = HttpResponseStopPolling.status_code
-        return response
-    return render(request, "batches/batch_detail.html", context)
+        return polling.poll_answer(
+            request, DETAIL, "live", context, still_changing=batch.still_changing
+        )
+    return render(request, DETAIL, context)
 
 
 def _confirm_page(request, batch, dialog):
     """The batch page with one action's confirmation open (the no-JavaScript path)."""
-    return render(request, "batches/batch_detail.html", _detail_context(request, batch, dialog))
+    return render(request, DETAIL, _detail_context(request, batch, dialog))
+
+
+def _start_action(request, batch: Batch, action: str, done: str):
+    """Record the action and hand it to a worker; the page shows it pending until it lands."""
+    try:
+        with transaction.atomic():
+            actions.request_action(batch, action)
+            tasks.run_batch_action.delay_on_commit(batch.pk)
+    except actions.ActionRefused as refused:
+        messages.error(request, str(refused))
+        return False
+    messages.info(request, done)
+    return True
 
 
 @require_http_methods(["GET", "POST"])
@@ -403,16 +394,13 @@ def batch_cancel(request, slug, api_id):
     batch = _get_batch_for_user(request, slug, api_id)
     if request.method == "GET":
         return _confirm_page(request, batch, "cancel")
-    try:
-        actions.cancel_batch(batch)
-    except actions.ActionRefused as refused:
-        messages.error(request, str(refused))
-    else:
-        messages.success(
-            request,
-            f"Cancel requested for {batch.display_name}. Requests already done keep their "
-            "results; the rest end as canceled.",
-        )
+    _start_action(
+        request,
+        batch,
+        Batch.Action.CANCEL,
+        f"Canceling {batch.display_name}. Requests already done keep their results; the rest "
+        "end as canceled. The page shows it when the API confirms.",
+    )
     return redirect(batch.get_absolute_url())
 
 
@@ -422,28 +410,22 @@ def batch_delete(request, slug, api_id):
     if request.method == "GET":
         return _confirm_page(request, batch, "delete")
     keep = request.POST.get("keep_local") == "on"
-    name = batch.display_name
-    try:
-        kept = actions.delete_batch(batch, keep_local=keep)
-    except actions.ActionRefused as refused:
-        messages.error(request, str(refused))
-        return redirect(batch.get_absolute_url())
-    if kept:
-        messages.success(request, f"Deleted {name} from the API. The copy here is kept.")
-        return redirect(batch.get_absolute_url())
-    messages.success(request, f"Deleted {name} from the API and from the dashboard.")
-    return redirect("home")
+    action = Batch.Action.DELETE if keep else Batch.Action.REMOVE
+    where = "The copy here is kept." if keep else "The copy here goes too."
+    if (
+        _start_action(request, batch, action, f"Deleting {batch.display_name}. {where}")
+        and not keep
+    ):
+        removed = request.session.get(REMOVED_SESSION_KEY) or {}
+        removed[f"{slug}/{api_id}"] = batch.display_name
+        request.session[REMOVED_SESSION_KEY] = removed
+    return redirect(batch.get_absolute_url())
 
 
 @require_POST
 def batch_refresh(request, slug, api_id):
     batch = _get_batch_for_user(request, slug, api_id)
-    try:
-        batch = actions.refresh_batch(batch)
-    except actions.ActionRefused as refused:
-        messages.error(request, str(refused))
-    else:
-        messages.info(request, f"Refreshed: {batch.get_processing_status_display().lower()}.")
+    _start_action(request, batch, Batch.Action.REFRESH, "Asking the API for this batch now.")
     return redirect(batch.get_absolute_url())
 
 

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from batches import downloads, polling, submissions, sync, tasks
+from batches import downloads, mirror, polling, submissions, tasks
 from batches.api import ApiClient, ApiError
 from batches.forms import CsvOptionsForm, UploadForm
 from batches.intake import job
@@ -40,7 +40,7 @@ def _ensure_models(workspace: Workspace) -> None:
         return
     try:
         with ApiClient.for_workspace(workspace, max_attempts=1, timeout=5) as client:
-            sync.refresh_models(workspace, client, timezone.now())
+            mirror.refresh_models(workspace, client, timezone.now())
         workspace.refresh_from_db(fields=["models_available", "models_fetched_at"])
     except ApiError as error:
         logger.info("Model list of %s unavailable: %s", workspace.name, error)

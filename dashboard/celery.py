@@ -11,7 +11,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@app.task(name="dashboard.ping")
+@app.task(name="dashboard.ping", ignore_result=False)
 def ping(value):
     """A no-op round trip, used by the health check's tests and by operators to test a worker."""
     return {"pong": value}

@@ -233,6 +233,9 @@ LOGGING = {
 
 # Celery: JSON only, bounded task time, one beat with the static schedule below.
 CELERY_BROKER_URL = REDIS_URL
+# Tasks' return values are not stored: nothing reads them (each task logs what it did). Only
+# `dashboard.ping`, which exists to be read back, keeps its result, for an hour.
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_RESULT_EXPIRES = timedelta(hours=1)
 CELERY_TASK_SERIALIZER = "json"
@@ -316,10 +319,20 @@ CHECK_PROCESSES = env_int(
     maximum=64,
 )
 CHECK_PARALLEL_MIN_BYTES = env_int("CHECK_PARALLEL_MIN_BYTES", 16 * 1024 * 1024, minimum=1)
-# A check reports its progress (and renews its claim, and learns whether to stop) this often; a
-# check whose worker died is free again after CHECK_LEASE_SECONDS, and the beat hands it out.
+# A check reports its progress (and renews its claim, and learns whether to stop) this often.
 CHECK_PROGRESS_SECONDS = env_float("CHECK_PROGRESS_SECONDS", 0.5, minimum=0.0)
-CHECK_LEASE_SECONDS = env_float("CHECK_LEASE_SECONDS", 30.0, minimum=1.0)
+# Work that two processes must not do at once (a sync, an ingestion, a check, a create) is
+# claimed for CLAIM_LEASE_SECONDS and renewed every CLAIM_RENEW_SECONDS while it makes progress;
+# work whose worker died is free again after one lease, and the next beat tick hands it out.
+# Work that makes no progress for CLAIM_STALL_SECONDS lets go too.
+CLAIM_LEASE_SECONDS = env_float("CLAIM_LEASE_SECONDS", 20.0, minimum=1.0)
+CLAIM_RENEW_SECONDS = env_float("CLAIM_RENEW_SECONDS", 5.0, minimum=0.1)
+CLAIM_STALL_SECONDS = env_float("CLAIM_STALL_SECONDS", 120.0, minimum=1.0)
+if CLAIM_RENEW_SECONDS * 2 > CLAIM_LEASE_SECONDS:
+    raise ImproperlyConfigured(
+        "CLAIM_RENEW_SECONDS must be at most half of CLAIM_LEASE_SECONDS, so a claim is renewed "
+        "twice before it can lapse."
+    )
 if CHECK_MAX_SECONDS >= CELERY_TASK_SOFT_TIME_LIMIT:
     raise ImproperlyConfigured(
         "CHECK_MAX_SECONDS must be below CELERY_TASK_SOFT_TIME_LIMIT: a check stops itself, with "
@@ -341,6 +354,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "batches.tasks.resume_checks",
         "schedule": 15.0,
         "options": {"expires": 15.0},
+    },
+    "resume-actions": {
+        "task": "batches.tasks.resume_actions",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
     },
     "resume-stalled-submissions": {
         "task": "batches.tasks.resume_submissions",

@@ -8,6 +8,10 @@ to local disk (django-storages' S3File downloads an object whole before the firs
 check of a 2 GB upload, a download and one request's preview all read this way.
 """
 
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
 from django.core.files.storage import FileSystemStorage, default_storage
 
 
@@ -92,3 +96,22 @@ def stream(name: str, start: int = 0, end: int | None = None, storage=None) -> L
 def read_range(name: str, start: int, length: int, storage=None) -> bytes:
     with stream(name, start, start + length, storage=storage) as reader:
         return reader.read()
+
+
+class LocalFile(File):
+    """A finished temporary file handed to storage: local storage moves it into place instead of
+    copying it, object storage uploads it."""
+
+    def __init__(self, path: str, name: str):
+        super().__init__(open(path, "rb"), name=name)  # noqa: SIM115 (File closes it)
+        self.path_on_disk = path
+
+    def temporary_file_path(self) -> str:
+        return self.path_on_disk
+
+
+def scratch_dir() -> Path:
+    """Where a check keeps its temporary files: on the worker's own disk, under VAR_DIR."""
+    directory = Path(settings.VAR_DIR) / "tmp"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory

@@ -4,7 +4,9 @@ Where a key's faults come from, first match wins:
 1. an `EmulatedKeyFaults` row for the key (`set_key_faults(key, rate_429=0.5)` in a test);
 2. words in the key itself, for callers that can only choose a key: `fault-429`, `fault-500`,
    `fault-529` (every second call fails), `fault-slow` (answers take 0.2 s longer),
-   `fault-cut` (results streams stop midway), `fault-expire` (batches run past their expiry);
+   `fault-cut` (results streams break off midway), `fault-short` (results streams end cleanly
+   halfway), `fault-redirect` (the results URL redirects elsewhere), `fault-expire` (batches run
+   past their expiry);
 3. the EMULATOR_FAULT_* settings, for every key.
 
 Failures are deterministic: a rate r fails call k (counted per key in this process) when
@@ -34,6 +36,8 @@ class FaultPlan:
     retry_after_seconds: int = 1
     latency_seconds: float = 0.0
     cut_results: bool = False
+    short_results: bool = False
+    redirect_results: bool = False
     slow_batches: bool = False
     lose_create_answers: int = 0
     lookalikes_with_lost_answer: int = 0
@@ -68,12 +72,17 @@ def plan_for(api_key: str) -> FaultPlan:
             retry_after_seconds=row.retry_after_seconds,
             latency_seconds=row.latency_seconds,
             cut_results=row.cut_results,
+            short_results=row.short_results,
+            redirect_results=row.redirect_results,
             slow_batches=row.slow_batches,
             lose_create_answers=row.lose_create_answers,
             lookalikes_with_lost_answer=row.lookalikes_with_lost_answer,
         )
-    words = {word for word in ("429", "500", "529", "slow", "cut", "expire") if f"fault-{word}"
-             in api_key}  # fmt: skip
+    words = {
+        word
+        for word in ("429", "500", "529", "slow", "cut", "short", "redirect", "expire")
+        if f"fault-{word}" in api_key
+    }
     if words:
         return FaultPlan(
             rate_429=KEY_WORD_RATE if "429" in words else 0.0,
@@ -82,6 +91,8 @@ def plan_for(api_key: str) -> FaultPlan:
             retry_after_seconds=settings.EMULATOR_FAULT_RETRY_AFTER_SECONDS,
             latency_seconds=KEY_WORD_LATENCY if "slow" in words else 0.0,
             cut_results="cut" in words,
+            short_results="short" in words,
+            redirect_results="redirect" in words,
             slow_batches="expire" in words,
         )
     return FaultPlan(

@@ -105,6 +105,10 @@ class EmulatedKeyFaults(models.Model):
     retry_after_seconds = models.PositiveIntegerField(default=1)
     latency_seconds = models.FloatField(default=0.0)
     cut_results = models.BooleanField(default=False)
+    # Results streams end cleanly halfway (no broken line: just fewer results than requests).
+    short_results = models.BooleanField(default=False)
+    # The results URL answers a redirect to another host instead of the results.
+    redirect_results = models.BooleanField(default=False)
     # Batches this key creates run past their 24 h expiry, so their unfinished requests expire.
     slow_batches = models.BooleanField(default=False)
     # The next this-many creates make their batch but answer 500, as if the answer were lost on

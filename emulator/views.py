@@ -6,6 +6,7 @@ key or the settings ask for.
 """
 
 import functools
+import itertools
 import time
 
 from django.conf import settings
@@ -234,9 +235,15 @@ def batch_results(request, workspace, plan, batch_id):
         raise ApiError(
             404, "not_found_error", f"The results of message batch {batch_id} have been archived"
         )
+    if plan.redirect_results:
+        response = JsonResponse({}, status=307)
+        response["Location"] = f"https://files.example.invalid/results/{batch_id}.jsonl"
+        return response
     lines = processing.results_lines(found)
     if plan.cut_results:
         lines = _cut_midway(lines, found.request_count)
+    elif plan.short_results:
+        lines = itertools.islice(lines, found.request_count // 2)
     return StreamingHttpResponse(lines, content_type="application/binary")
 
 

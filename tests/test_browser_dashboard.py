@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from batches import submissions, summaries, sync
+from batches import ingestion, mirror, submissions, summaries
 from batches.models import Batch, Submission
 from batches.workspaces import create_workspace
 from emulator.testing import make_batch
-from tests.helpers import run_checks
+from tests.helpers import run_actions, run_checks
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 CHROMIUM = "/usr/bin/chromium"
@@ -66,13 +66,14 @@ class Worker(threading.Thread):
 
     def tick(self):
         run_checks()
+        run_actions()
         for pk in Submission.objects.filter(state=Submission.State.SUBMITTING).values_list(
             "pk", flat=True
         ):
             submissions.create_batches(pk)
-        report = sync.sync_workspace(self.workspace_id)
+        report = mirror.sync_workspace(self.workspace_id)
         for batch_id in report.to_ingest:
-            sync.ingest_results(batch_id)
+            ingestion.ingest_results(batch_id)
             summaries.store_totals(Batch.objects.filter(pk=batch_id))
 
 
@@ -242,7 +243,7 @@ def test_it_cancels_deletes_and_resubmits(sandbox, page, settings):
     page.locator("#dlg-cancel").wait_for()
     shot(page, "11-cancel-confirm", full=False)
     page.click("#dlg-cancel button[type=submit]")
-    page.locator(".toast", has_text="Cancel requested").wait_for()
+    page.locator(".toast", has_text="Canceling").wait_for()
     page.locator("#batch-live .badge", has_text="Canceled").wait_for(timeout=30_000)
     shot(page, "12-canceled")
 
@@ -252,6 +253,8 @@ def test_it_cancels_deletes_and_resubmits(sandbox, page, settings):
     shot(page, "13-delete-confirm", full=False)
     page.click("#dlg-delete button[type=submit]")
     page.locator(".toast", has_text="The copy here is kept").wait_for()
+    # The worker carries it out; the page shows it, by itself, when it has.
+    page.locator("#batch-live .badge", has_text="Deleted").wait_for(timeout=20_000)
     assert Batch.objects.get(api_id=large.batch_id).gone_at is not None
     shot(page, "14-deleted")
 

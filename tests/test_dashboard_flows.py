@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from batches import submissions, sync
+from batches import ingestion, mirror, submissions
 from batches.models import Batch, BatchRequest, Submission
 from tests.helpers import run_checks
 
@@ -29,9 +29,9 @@ def submit(workspace, user, upload, **options):
 
 def finish(workspace, frozen_now):
     frozen_now.shift(3600)
-    report = sync.sync_workspace(workspace.pk)
+    report = mirror.sync_workspace(workspace.pk)
     for batch_id in report.to_ingest:
-        sync.ingest_results(batch_id)
+        ingestion.ingest_results(batch_id)
 
 
 def test_it_gives_the_csv_back_with_answers_in_the_original_order(

@@ -68,9 +68,22 @@ def test_a_teammate_sees_the_batches_of_a_shared_workspace(client, teammate, wor
 
 
 def test_the_batch_page_shows_every_field(owner_client, workspace):
-    batch = make_mirror_batch(workspace, ingest_mismatch="Stored 3 results but the batch counts 4")
+    batch = make_mirror_batch(
+        workspace,
+        results_url="https://api.example/results",
+        ingest_attempts=1,
+        ingest_error="The results stream ended after 3 of 4 results, so nothing of it is final.",
+        ingest_not_before=timezone.now() + timedelta(minutes=1),
+    )
     html = owner_client.get(batch.get_absolute_url()).content.decode()
-    for text in (batch.api_id, "Succeeded", "Errored", "Expires", "Results incomplete"):
+    for text in (
+        batch.api_id,
+        "Succeeded",
+        "Errored",
+        "Expires",
+        "nothing of that attempt is final",
+        "ended after 3 of 4",
+    ):
         assert text in html
 
 

@@ -9,7 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from batches import submissions, sync
+from batches import ingestion, mirror, submissions
 from batches.models import Batch, Submission
 from dashboard.storage import read_range, stream
 from tests.helpers import run_checks
@@ -62,8 +62,8 @@ def test_an_upload_is_checked_submitted_ingested_and_downloaded_through_s3(
     assert submissions.request_submit(submission)
     assert submissions.create_batches(submission.pk).state == Submission.State.SUBMITTED
     frozen_now.shift(3600)
-    for batch_id in sync.sync_workspace(workspace.pk).to_ingest:
-        sync.ingest_results(batch_id)
+    for batch_id in mirror.sync_workspace(workspace.pk).to_ingest:
+        ingestion.ingest_results(batch_id)
     batch = Batch.objects.get()
     assert batch.results_ingested == 5
 

@@ -35,7 +35,7 @@ def models_known(workspace):
     from django.utils import timezone
 
     from batches.api import ApiClient
-    from batches.sync import refresh_models
+    from batches.mirror import refresh_models
 
     with ApiClient.for_workspace(workspace) as client:
         refresh_models(workspace, client, timezone.now())

@@ -13,7 +13,7 @@ from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.utils import timezone
 
-from batches import sync
+from batches import ingestion, mirror
 from batches.models import Batch, Result
 from batches.workspaces import create_workspace
 from dashboard.celery import app
@@ -43,7 +43,7 @@ def test_two_syncs_started_at_once_store_nothing_twice(live_workspace):
 
         try:
             barrier.wait()
-            reports.append(sync.sync_workspace(live_workspace.pk))
+            reports.append(mirror.sync_workspace(live_workspace.pk))
         except Exception as error:  # surfaced by the assertion below
             errors.append(error)
         finally:
@@ -66,7 +66,7 @@ def test_two_syncs_started_at_once_store_nothing_twice(live_workspace):
             from django.db import connection
 
             try:
-                outcomes.append(sync.ingest_results(batch_id))
+                outcomes.append(ingestion.ingest_results(batch_id))
             finally:
                 connection.close()
 

@@ -10,9 +10,10 @@ import pytest
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from batches import notices, summaries, sync
+from batches import mirror, notices, summaries
 from batches.models import Batch, Result, UserPreference
 from emulator.testing import make_batch
+from tests.helpers import run_actions
 from tests.mirror import KEY
 
 pytestmark = pytest.mark.django_db
@@ -64,6 +65,7 @@ def add_results(batch, count=4):
     Batch.objects.filter(pk=batch.pk).update(
         results_ingested=count, results_ingested_at=timezone.now()
     )
+    summaries.store_totals(Batch.objects.filter(pk=batch.pk))  # as ingestion does
     batch.refresh_from_db()
     return batch
 
@@ -470,16 +472,21 @@ def test_each_confirmation_has_its_own_page(owner_client, workspace):
 
 
 def synced(workspace, emulated):
-    sync.sync_workspace(workspace.pk)
+    mirror.sync_workspace(workspace.pk)
     return Batch.objects.get(workspace=workspace, api_id=emulated.batch_id)
 
 
 def test_it_cancels_a_running_batch(owner_client, workspace):
     batch = synced(workspace, make_batch(KEY, 2000))
     response = owner_client.post(url(batch, "cancel/"), follow=True)
-    assert "Cancel requested" in response.content.decode()
+    page = response.content.decode()
+    assert "Canceling" in page and "waiting for the API" in page
+    assert "every 1s" in page  # the page polls until the API has answered
+    assert run_actions() == ["cancel"]
     batch.refresh_from_db()
     assert batch.processing_status == "canceling" and batch.cancel_initiated_at
+    assert not batch.pending_action
+    assert "waiting for the API" not in owner_client.get(url(batch)).content.decode()
 
 
 def test_it_refuses_to_cancel_an_ended_batch(owner_client, workspace):
@@ -494,14 +501,22 @@ def test_it_deletes_an_ended_batch_and_keeps_or_drops_the_local_copy(
     kept = synced(workspace, make_batch(KEY, 3, prefix="a"))
     dropped = synced(workspace, make_batch(KEY, 3, prefix="b"))
     frozen_now.shift(3600)
-    sync.sync_workspace(workspace.pk)
+    mirror.sync_workspace(workspace.pk)
     response = owner_client.post(url(kept, "delete/"), {"keep_local": "on"}, follow=True)
     assert "The copy here is kept" in response.content.decode()
+    run_actions()
     kept.refresh_from_db()
     assert kept.gone_at is not None
     response = owner_client.post(url(dropped, "delete/"), {"keep_local": "off"})
-    assert response.status_code == 302 and response["Location"] == "/"
+    assert response.status_code == 302 and response["Location"] == url(dropped)
+    run_actions()
     assert not Batch.objects.filter(pk=dropped.pk).exists()
+    # The page of the removed batch, polling, goes to the list and says what happened.
+    poll = owner_client.get(url(dropped), **HX)
+    assert poll.status_code == 204 and poll["HX-Redirect"] == "/"
+    home = owner_client.get("/").content.decode()
+    assert "Deleted" in home and "from the API and from the dashboard" in home
+    assert owner_client.get(url(dropped)).status_code == 404  # said once
 
 
 def test_it_will_not_delete_a_running_batch(owner_client, workspace):
@@ -515,7 +530,10 @@ def test_refresh_now_updates_the_batch(owner_client, workspace, frozen_now):
     batch = synced(workspace, make_batch(KEY, 3))
     frozen_now.shift(3600)
     response = owner_client.post(url(batch, "refresh/"), follow=True)
-    assert "Refreshed: ended" in response.content.decode()
+    assert "Asking the API for this batch now" in response.content.decode()
+    assert run_actions() == ["refresh"]
+    batch.refresh_from_db()
+    assert batch.processing_status == "ended"
 
 
 # Results ----------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from batches.intake.reading import (
 from batches.intake.rules import Rules, may_hold_nul
 from batches.intake.splitting import Part, Splitter
 from batches.intake.templating import CsvOptions
+from dashboard.storage import scratch_dir
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +96,8 @@ class Accepted:
         self.body_path: str | None = None
         self._body = None
         if keep_bodies:
-            directory = Path(settings.VAR_DIR) / "tmp"
-            directory.mkdir(parents=True, exist_ok=True)
             descriptor, self.body_path = tempfile.mkstemp(
-                dir=directory, prefix="check-", suffix=".body"
+                dir=scratch_dir(), prefix="check-", suffix=".body"
             )
             self._body = os.fdopen(descriptor, "wb", buffering=1 << 20)
 

@@ -13,11 +13,9 @@
 
 import logging
 import shutil
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files import File
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -29,29 +27,11 @@ from batches.intake.problems import REPORT_HEADER, Problem
 from batches.intake.templating import CsvOptions
 from batches.models import BatchRequest, Submission, SubmissionPart
 from dashboard import storage
+from dashboard.storage import LocalFile, scratch_dir
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_FIELDS = ("check_lines", "check_bytes", "check_requests", "check_problems")
-
-
-class LocalFile(File):
-    """A finished temporary file handed to storage: local storage moves it into place instead of
-    copying it, object storage uploads it."""
-
-    def __init__(self, path: str, name: str):
-        super().__init__(open(path, "rb"), name=name)  # noqa: SIM115 (File closes it)
-        self.path_on_disk = path
-
-    def temporary_file_path(self) -> str:
-        return self.path_on_disk
-
-
-def scratch_dir() -> Path:
-    """Where a check keeps its temporary files: on the worker's own disk, under VAR_DIR."""
-    directory = Path(settings.VAR_DIR) / "tmp"
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
 
 
 def request_check(submission: Submission) -> bool:
@@ -120,7 +100,6 @@ def run_check(submission_id: int) -> str:
         Submission,
         submission_id,
         "check_claimed_until",
-        timedelta(seconds=settings.CHECK_LEASE_SECONDS),
         where=Q(state=Submission.State.CHECKING),
     )
     if claim is None:

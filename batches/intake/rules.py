@@ -20,6 +20,7 @@ import jsonschema_rs
 import orjson
 
 from batches.intake.problems import FIX_NESTING, FIX_UTF8, Problem
+from batches.text import holds_nul
 from dashboard.schemas import is_custom_id, openapi_document
 from dashboard.schemas import validator as schema_validator
 
@@ -112,16 +113,6 @@ def schema_problems(line: int, item: dict) -> list[Problem]:
             fix = "Use one of the listed values."
         problems.append(Problem(line, where, message, fix))
     return problems
-
-
-def holds_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(holds_nul(item) for item in value)
-    return False
 
 
 def may_hold_nul(raw: bytes, item) -> bool:

@@ -6,7 +6,7 @@ from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from batches import submissions, sync
+from batches import mirror, submissions
 from batches.api import ApiClient, ApiError
 from batches.intake import job
 from batches.intake.reading import detect_format
@@ -46,7 +46,7 @@ class Command(BaseCommand):
         if not target.models_available:
             try:
                 with ApiClient.for_workspace(target, max_attempts=2, timeout=10) as client:
-                    sync.refresh_models(target, client, timezone.now())
+                    mirror.refresh_models(target, client, timezone.now())
                 target.refresh_from_db()
             except ApiError as error:
                 self.stderr.write(f"Could not read the model list: {error}")

@@ -3,7 +3,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from batches import sync
+from batches import ingestion, mirror
 from batches.models import Workspace
 
 
@@ -39,17 +39,15 @@ class Command(BaseCommand):
     def sync_once(self, ids) -> int:
         failed = 0
         for workspace_id in ids:
-            report = sync.sync_workspace(workspace_id)
+            report = mirror.sync_workspace(workspace_id)
             self.stdout.write(str(report))
             failed += bool(report.error)
             for batch_id in report.to_ingest:
-                result = sync.ingest_results(batch_id)
+                result = ingestion.ingest_results(batch_id)
                 if result.skipped:
                     continue
                 line = f"  batch {batch_id}: {result.stored:,} results stored"
                 if result.error:
                     line = f"  batch {batch_id}: ingestion failed: {result.error}"
-                elif result.mismatch:
-                    line += f" ({result.mismatch})"
                 self.stdout.write(line)
         return failed

@@ -1,0 +1,60 @@
+"""Claims: taken by one holder at a time, renewed while the work progresses, released only by
+their holder, free again one lease after a holder stops."""
+
+import time
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from batches.claims import Claim
+from batches.models import Workspace
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def row(db, user):
+    return Workspace.objects.create(name="W", slug="w", base_url="https://api.example.test")
+
+
+def test_one_holder_at_a_time_and_a_lapsed_claim_is_free(row, settings):
+    settings.CLAIM_LEASE_SECONDS = 20
+    first = Claim.take(Workspace, row.pk, "sync_claimed_until")
+    assert first is not None
+    assert Claim.take(Workspace, row.pk, "sync_claimed_until") is None
+    with time_machine.travel(timezone.now() + timedelta(seconds=21), tick=False):
+        second = Claim.take(Workspace, row.pk, "sync_claimed_until")
+        assert second is not None
+        # The first holder, late, can neither renew nor release the second's claim.
+        assert not first.renew() and not first.release()
+        assert Workspace.objects.get().sync_claimed_until == second.until
+        assert second.release(last_sync_error="")
+    assert Workspace.objects.get().sync_claimed_until is None
+
+
+def test_renewing_moves_the_lease_and_writes_fields_with_it(row):
+    claim = Claim.take(Workspace, row.pk, "sync_claimed_until")
+    before = claim.until
+    assert claim.renew(last_sync_error="half way")
+    stored = Workspace.objects.get()
+    assert stored.sync_claimed_until == claim.until > before
+    assert stored.last_sync_error == "half way"
+
+
+def test_a_claim_kept_alive_outlives_its_lease_while_the_work_progresses(row, settings):
+    settings.CLAIM_LEASE_SECONDS = 0.6
+    settings.CLAIM_RENEW_SECONDS = 0.1
+    settings.CLAIM_STALL_SECONDS = 0.5
+    claim = Claim.take(Workspace, row.pk, "sync_claimed_until")
+    with claim.kept_alive():
+        for _ in range(15):  # 1.5 s: more than twice the lease
+            time.sleep(0.1)
+            claim.progressed()
+            assert claim.renew()  # the holder's own renewals never collide with the thread's
+        assert Workspace.objects.get().sync_claimed_until > timezone.now()
+        # No progress: the thread stops renewing, and the claim lapses within a lease.
+        time.sleep(1.4)
+        assert Workspace.objects.get().sync_claimed_until < timezone.now()
+        assert Claim.take(Workspace, row.pk, "sync_claimed_until") is not None
