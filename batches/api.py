@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.utils.module_loading import import_string
+from django.views.decorators.debug import sensitive_variables
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -25,18 +26,25 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from batches.outbound import GuardedTransport, UnsafeDestination
+
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}
 USER_AGENT = "batch-dashboard/0.1"
 
 
-def default_transport() -> httpx.BaseTransport | None:
+def default_transport() -> httpx.BaseTransport:
     """The transport the API_TRANSPORT setting names (a dotted path to a function that makes
-    one: the tests answer every call from the emulator in their own process), else httpx's."""
+    one: the tests answer every call from the emulator in their own process), else httpx's own
+    with every connection checked (batches.outbound)."""
     if not settings.API_TRANSPORT:
-        return None
+        return GuardedTransport()
     return import_string(settings.API_TRANSPORT)()
+
+
+def _unsafe(error: UnsafeDestination) -> "ApiError":
+    return ApiError(str(error), error_type="unsafe_destination")
 
 
 class ApiError(Exception):
@@ -151,6 +159,7 @@ class Page:
 
 
 class ApiClient:
+    @sensitive_variables("api_key")
     def __init__(
         self,
         base_url: str,
@@ -164,19 +173,26 @@ class ApiClient:
         timeout = timeout or settings.API_TIMEOUT_SECONDS
         self.max_attempts = max_attempts or settings.API_MAX_ATTEMPTS
         self.sleep = sleep
-        self.http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers={
-                "x-api-key": api_key,
-                "anthropic-version": settings.ANTHROPIC_VERSION,
-                "user-agent": USER_AGENT,
-            },
-            # Connecting should be quick; a results stream may pause between chunks.
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            transport=transport or default_transport(),
-        )
+        try:
+            self.http = httpx.Client(
+                base_url=base_url.rstrip("/"),
+                headers={
+                    "x-api-key": api_key,
+                    "anthropic-version": settings.ANTHROPIC_VERSION,
+                    "user-agent": USER_AGENT,
+                },
+                # Connecting should be quick; a results stream may pause between chunks.
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                transport=transport or default_transport(),
+            )
+        except (httpx.InvalidURL, TypeError) as exc:
+            # `from None`: httpx's frames (and their locals) stay out of error pages.
+            raise ApiError(
+                f"The workspace's API address is not valid ({exc}).", error_type="invalid_url"
+            ) from None
 
     @classmethod
+    @sensitive_variables("api_key")
     def for_workspace(cls, workspace, **kwargs) -> "ApiClient":
         return cls(workspace.base_url, workspace.api_key, **kwargs)
 
@@ -221,11 +237,19 @@ class ApiClient:
                 f"The API did not answer in time ({type(exc).__name__}).",
                 error_type="timeout",
                 retryable=True,
-            ) from exc
+            ) from None
+        except UnsafeDestination as exc:
+            raise _unsafe(exc) from None
         except httpx.TransportError as exc:
             raise ApiError(
                 f"Could not reach the API: {exc}", error_type="connection_error", retryable=True
-            ) from exc
+            ) from None
+        except httpx.InvalidURL as exc:
+            # Raised from inside httpx, whose frames hold the request's headers: `from None`
+            # keeps them (and the key among them) out of tracebacks and error pages.
+            raise ApiError(
+                f"The API's address is not valid: {exc}", error_type="invalid_url"
+            ) from None
         if response.is_error:
             error = error_from_response(response)
             logger.info("API %s %s answered %s", method, path, error)
@@ -357,10 +381,12 @@ class ApiClient:
             request = self.http.build_request("GET", results_url)
             try:
                 response = self.http.send(request, stream=True)
-            except httpx.TimeoutException as exc:
-                raise ApiError("The results download timed out.", retryable=True) from exc
+            except httpx.TimeoutException:
+                raise ApiError("The results download timed out.", retryable=True) from None
+            except UnsafeDestination as exc:
+                raise _unsafe(exc) from None
             except httpx.TransportError as exc:
-                raise ApiError(f"Could not reach the API: {exc}", retryable=True) from exc
+                raise ApiError(f"Could not reach the API: {exc}", retryable=True) from None
             if response.is_error:
                 error = error_from_response(response)
                 response.close()

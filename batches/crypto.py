@@ -8,6 +8,9 @@ from functools import cache
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.views.decorators.debug import sensitive_variables
+
+from dashboard.errors import remember_secret
 
 
 @cache
@@ -25,20 +28,25 @@ def _fernet():
         ) from exc
 
 
+@sensitive_variables("plain")
 def encrypt(plain: str) -> str:
+    remember_secret(plain)
     return _fernet().encrypt(plain.encode()).decode()
 
 
+@sensitive_variables("plain")
 def decrypt(token: str) -> str:
     from cryptography.fernet import InvalidToken
 
     try:
-        return _fernet().decrypt(token.encode()).decode()
+        plain = _fernet().decrypt(token.encode()).decode()
     except InvalidToken as exc:
         raise ImproperlyConfigured(
             "A stored API key cannot be decrypted with FERNET_KEYS: was a key removed before "
             "`manage.py rotatekeys` ran?"
         ) from exc
+    remember_secret(plain)
+    return plain
 
 
 def rotate(token: str) -> str:

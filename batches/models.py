@@ -8,8 +8,10 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
+from django.views.decorators.debug import sensitive_variables
 
 from batches import crypto
+from batches.outbound import validate_outbound_url
 
 
 class WorkspaceQuerySet(models.QuerySet):
@@ -27,7 +29,8 @@ class Workspace(models.Model):
     base_url = models.URLField(
         "API base URL",
         max_length=300,
-        help_text="https://api.anthropic.com, or the sandbox's http://127.0.0.1:8000/emulator",
+        validators=[validate_outbound_url],
+        help_text="https://api.anthropic.com for the Anthropic API.",
     )
     api_key_encrypted = models.TextField(editable=False)
     api_key_hint = models.CharField(max_length=32, editable=False)
@@ -52,7 +55,10 @@ class Workspace(models.Model):
         default=False, help_text="Email the submitter when one of their batches ends."
     )
     notify_webhook_url = models.URLField(
-        max_length=500, blank=True, help_text="POST a JSON notice here when any batch ends."
+        max_length=500,
+        blank=True,
+        validators=[validate_outbound_url],
+        help_text="POST a JSON notice here when any batch ends.",
     )
 
     objects = WorkspaceQuerySet.as_manager()
@@ -72,6 +78,7 @@ class Workspace(models.Model):
         return reverse("workspace_batches", args=[self.slug])
 
     # The key is write-only: set it, use it for a call, show its hint, never render it.
+    @sensitive_variables("key")
     def set_api_key(self, key: str) -> None:
         key = key.strip()
         self.api_key_encrypted = crypto.encrypt(key)

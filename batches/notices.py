@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from batches.models import Batch
+from batches.outbound import GuardedTransport
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,8 @@ def announce(batch_id: int, *, http: httpx.Client | None = None) -> dict:
             logger.warning("Email for %s failed: %s", batch.api_id, error)
     if workspace.notify_webhook_url:
         own = http is None
-        http = http or httpx.Client(timeout=WEBHOOK_TIMEOUT)
+        # Every connection checked: a webhook is never posted inside this network.
+        http = http or httpx.Client(timeout=WEBHOOK_TIMEOUT, transport=GuardedTransport())
         try:
             response = http.post(workspace.notify_webhook_url, json=webhook_payload(batch))
             sent["webhook"] = response.is_success

@@ -52,6 +52,14 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # The absolute address of the dashboard, used in links that leave it (emails, webhooks).
 SITE_URL = env_url("SITE_URL", f"http://127.0.0.1:{PORT}", schemes=("http", "https")).rstrip("/")
+# Hosts a workspace's API or a webhook may be on although they are inside this network (or on
+# plain http in production): by default this dashboard's own host (the Sandbox), and while
+# debugging this machine's names. Everything else must be public (see batches/outbound.py).
+_site_host = SITE_URL.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+OUTBOUND_ALLOWED_HOSTS = env_list(
+    "OUTBOUND_ALLOWED_HOSTS",
+    [_site_host, *(["127.0.0.1", "localhost", "::1"] if DEBUG else [])],
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -85,6 +93,8 @@ if not DEBUG:
     MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "dashboard.urls"
+# Error pages and reports hide every API key this process has decrypted (dashboard/errors.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "dashboard.errors.KeySafeExceptionReporterFilter"
 WSGI_APPLICATION = "dashboard.wsgi.application"
 
 TEMPLATES = [

@@ -19,6 +19,10 @@ from pathlib import Path
 
 STOP_GRACE_SECONDS = 10
 COLORS = {"redis": 31, "web": 32, "worker": 34, "beat": 35}
+# Read once, by the first start (a workspace for the real API), and then never again: no process
+# `make run` leaves running has them in its environment (see main).
+SECRETS_READ_ONCE = ("ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY_FILE")
+PREPARED = "DASHBOARD_SUPERVISOR_PREPARED"
 
 
 class Supervisor:
@@ -165,10 +169,27 @@ def prepare(say) -> None:
             first_run(say)
 
 
+def _start_again_without_secrets(say) -> None:
+    """With an API key in the environment: do the first-run work that reads it (the workspace
+    for the real API), then replace this process with one whose environment no longer holds it,
+    so neither the supervisor nor anything it starts carries the key (a process's environment
+    stays readable in /proc for its whole life)."""
+    if not any(name in os.environ for name in SECRETS_READ_ONCE):
+        return
+    prepare(say)
+    env = {name: value for name, value in os.environ.items() if name not in SECRETS_READ_ONCE}
+    env[PREPARED] = "1"
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "dashboard.supervisor"], env)  # noqa: S606
+
+
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     from django.conf import settings
+
+    _start_again_without_secrets(lambda text: print(text, flush=True))
+    prepared = os.environ.pop(PREPARED, None) == "1"
 
     supervisor = Supervisor()
     say = supervisor.say
@@ -191,7 +212,8 @@ def main() -> int:
                 env,
             )
             _wait_for_redis(settings.REDIS_URL, redis_process)
-        prepare(say)
+        if not prepared:
+            prepare(say)
         if supervisor.stopping.is_set():
             return 0
         address = f"127.0.0.1:{settings.PORT}"

@@ -9,12 +9,11 @@ Where a key's faults come from, first match wins:
    past their expiry);
 3. the EMULATOR_FAULT_* settings, for every key.
 
-Failures are deterministic: a rate r fails call k (counted per key in this process) when
-floor(k * r) > floor((k - 1) * r), so 0.5 fails every second call and 1 fails them all.
+Failures are deterministic (see `failure_for`): counted per key in this process, spread evenly,
+and split between the statuses in the proportions of their rates.
 """
 
 import hashlib
-import itertools
 import math
 import threading
 from collections import defaultdict
@@ -106,36 +105,56 @@ def plan_for(api_key: str) -> FaultPlan:
 
 
 _lock = threading.Lock()
-_counters: dict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
+
+
+@dataclass
+class _Tally:
+    calls: int = 0
+    failures: dict = None  # status: how many calls it failed so far
+
+    def __post_init__(self):
+        self.failures = {429: 0, 500: 0, 529: 0}
+
+
+_tallies: dict[str, _Tally] = defaultdict(_Tally)
 
 
 def reset_counters() -> None:
     """Start every key's call count again (the suite does this before each test)."""
     with _lock:
-        _counters.clear()
+        _tallies.clear()
 
 
 def _reset_counter(workspace: str) -> None:
     with _lock:
-        _counters.pop(workspace, None)
-
-
-def _hits(rate: float, call: int) -> bool:
-    if rate <= 0:
-        return False
-    return math.floor(call * rate) > math.floor((call - 1) * rate)
+        _tallies.pop(workspace, None)
 
 
 def failure_for(api_key: str, plan: FaultPlan) -> int | None:
-    """The status this call must fail with (429, 500 or 529), or None to answer normally."""
-    if not (plan.rate_429 or plan.rate_500 or plan.rate_529):
+    """The status this call must fail with (429, 500 or 529), or None to answer normally.
+
+    Call k fails when floor(k * r) passes a whole number, r being the three rates together, so
+    failures are spread evenly (0.5 fails every second call). Each failure goes to the status
+    furthest behind its own rate's share, so rates of 0.1, 0.1 and 0.1 give as many 429s as 500s
+    as 529s, in turn.
+    """
+    rates = {429: plan.rate_429, 500: plan.rate_500, 529: plan.rate_529}
+    total = sum(rate for rate in rates.values() if rate > 0)
+    if total <= 0:
         return None
     with _lock:
-        call = next(_counters[workspace_of(api_key)])
-    for status, rate in ((429, plan.rate_429), (500, plan.rate_500), (529, plan.rate_529)):
-        if _hits(rate, call):
-            return status
-    return None
+        tally = _tallies[workspace_of(api_key)]
+        tally.calls += 1
+        call = tally.calls
+        if math.floor(call * min(total, 1.0)) <= math.floor((call - 1) * min(total, 1.0)):
+            return None
+        failed = sum(tally.failures.values()) + 1
+        status = max(
+            (status for status, rate in rates.items() if rate > 0),
+            key=lambda status: failed * rates[status] / total - tally.failures[status],
+        )
+        tally.failures[status] += 1
+        return status
 
 
 def take_lost_create_answer(workspace: str) -> bool:

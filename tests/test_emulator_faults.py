@@ -92,3 +92,22 @@ def test_it_is_off_unless_enabled(client, settings, admin_user):
     settings.EMULATOR_ENABLED = True
     assert client.get("/emulator/v1/models", headers={"x-api-key": "sk-x",
                       "anthropic-version": "2023-06-01"}).status_code == 200  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "rates",
+    [
+        {"rate_429": 0.1, "rate_500": 0.1, "rate_529": 0.1},
+        {"rate_429": 0.05, "rate_500": 0.2, "rate_529": 0.0},
+        {"rate_429": 0.3, "rate_500": 0.1, "rate_529": 0.1},
+    ],
+)
+def test_the_fault_rates_give_the_mix_asked_for_over_a_thousand_calls(db, rates):
+    from emulator.faults import failure_for, plan_for
+
+    set_key_faults(KEY, **rates)
+    plan = plan_for(KEY)
+    seen = [failure_for(KEY, plan) for _ in range(1000)]
+    for status, name in ((429, "rate_429"), (500, "rate_500"), (529, "rate_529")):
+        assert abs(seen.count(status) - 1000 * rates[name]) <= 1, (status, seen.count(status))
+    assert seen.count(None) == 1000 - round(1000 * sum(rates.values()))

@@ -97,16 +97,30 @@ def wait_healthy(process, port, timeout=90):
     raise AssertionError("the dashboard did not become healthy in time")
 
 
+KEY = "sk-ant-api03-supervisor-secret-0123456789"
+
+
+def environment_of(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_it_starts_everything_and_stops_every_process_on_a_signal(supervisor_env, sig):
     port = int(supervisor_env["PORT"])
-    process = start(supervisor_env)
+    process = start({**supervisor_env, "ANTHROPIC_API_KEY": KEY})
     try:
         assert wait_healthy(process, port) == {"status": "ok", "database": "ok", "broker": "ok"}
         # The web server, the worker (and its pool), beat and Redis all run under it.
         time.sleep(1)
         below = descendants(process.pid)
         assert len(below) >= 4
+        # The key made the real API's workspace, and then left every environment.
+        for pid in {process.pid, *below}:
+            assert KEY.encode() not in environment_of(pid), pid
+            assert b"ANTHROPIC_API_KEY" not in environment_of(pid), pid
         process.send_signal(sig)
         output, _ = process.communicate(timeout=40)
     finally:
@@ -114,6 +128,7 @@ def test_it_starts_everything_and_stops_every_process_on_a_signal(supervisor_env
             process.kill()
     assert process.returncode == 0, output
     assert "Stopped." in output
+    assert "created with the key from ANTHROPIC_API_KEY" in output and KEY not in output
     assert not [pid for pid in below if alive(pid)]
     assert health(port) == (None, None)
 

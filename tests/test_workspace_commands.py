@@ -44,8 +44,10 @@ def test_createworkspace_refuses_a_missing_key_and_has_no_key_argument(monkeypat
         run("createworkspace", "Team C", "--base-url", BASE_URL)
     with pytest.raises(CommandError):
         run("createworkspace", "Team C", "--base-url", BASE_URL, "--api-key", "sk-x")
-    with pytest.raises(CommandError, match="not an http"):
-        run("createworkspace", "Team C", "--base-url", "ftp://x")
+    for bad in ("ftp://x", "http://127.0.0.1:0x1", "https://10.0.0.8", "https://169.254.169.254"):
+        with pytest.raises(CommandError, match="--base-url"):
+            run("createworkspace", "Team C", "--base-url", bad)
+    assert not Workspace.objects.filter(name="Team C").exists()
 
 
 def test_syncbatches_syncs_and_ingests_in_the_foreground(api_in_process, user):

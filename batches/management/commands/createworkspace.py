@@ -1,10 +1,11 @@
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from batches.models import Workspace
+from batches.outbound import validate_outbound_url
 from batches.workspaces import create_workspace
 from dashboard.env import env_str
 
@@ -24,9 +25,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, name, base_url, api_key_file, member, **options):
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise CommandError(f"--base-url {base_url!r} is not an http(s) URL.")
+        try:
+            validate_outbound_url(base_url)
+        except ValidationError as error:
+            raise CommandError(f"--base-url {base_url!r}: {' '.join(error.messages)}") from None
         if api_key_file:
             try:
                 key = api_key_file.read_text(encoding="utf-8").strip()

@@ -1,0 +1,44 @@
+"""Error reports (Django's debug page, the emails ADMINS get) that never show an API key.
+
+Django hides settings and request data whose names look secret, and the locals of functions
+marked with `sensitive_variables`. A key can still sit in some other frame's locals (inside
+httpx, in a header mapping), so this filter also hides any local whose text holds one of the
+keys this process has decrypted (`batches.crypto` tells it which), whatever its name.
+"""
+
+from django.views.debug import SafeExceptionReporterFilter
+
+_secrets: set[str] = set()
+MAX_SECRETS = 1000
+
+
+def remember_secret(value: str) -> None:
+    """A secret this process holds in clear (a decrypted API key), to hide from reports."""
+    if value and len(_secrets) < MAX_SECRETS:
+        _secrets.add(value)
+
+
+def holds_secret(value) -> bool:
+    if not _secrets:
+        return False
+    try:
+        text = value if isinstance(value, str) else repr(value)
+    except Exception:  # a repr that fails tells nothing either
+        return False
+    return any(secret in text for secret in _secrets)
+
+
+class KeySafeExceptionReporterFilter(SafeExceptionReporterFilter):
+    def get_traceback_frame_variables(self, request, tb_frame):
+        variables = super().get_traceback_frame_variables(request, tb_frame)
+        return [
+            (name, self.cleansed_substitute if holds_secret(value) else value)
+            for name, value in variables
+        ]
+
+    def get_safe_request_meta(self, request):
+        meta = super().get_safe_request_meta(request)
+        return {
+            name: self.cleansed_substitute if holds_secret(value) else value
+            for name, value in meta.items()
+        }
