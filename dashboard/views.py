@@ -46,3 +46,30 @@ def healthz(request):
     return JsonResponse(
         {"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503
     )
+
+
+def locked_out(request, credentials=None, *args, **kwargs):
+    """What a login form answers after too many failures (django-axes calls this): the form
+    again, saying until when logins from here wait. 429, as for any rate limit."""
+    from django.contrib.auth.forms import AuthenticationForm
+    from django.shortcuts import render
+    from django.utils import timezone
+    from django.utils.formats import time_format
+
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    until = timezone.localtime(timezone.now() + settings.AXES_COOLOFF_TIME)
+    form = AuthenticationForm(request, initial={"username": (credentials or {}).get("username")})
+    message = (
+        f"Too many failed logins. Try again in {minutes} minutes, at {time_format(until)}; "
+        "an administrator can lift the wait sooner."
+    )
+    template = (
+        "admin/login.html" if request.path.startswith("/admin/") else "registration/login.html"
+    )
+    context = {"form": form, "locked_out": message, "next": request.POST.get("next", "")}
+    if template.startswith("admin/"):
+        from django.contrib import admin
+
+        context.update(admin.site.each_context(request), title="Log in")
+        form.errors["__all__"] = form.error_class([message])
+    return render(request, template, context, status=429)

@@ -22,26 +22,14 @@ from batches import ingestion, mirror, submissions, summaries
 from batches.models import Batch, Submission
 from batches.workspaces import create_workspace
 from emulator.testing import make_batch
+from tests.browser import ARTIFACTS, assert_no_problems, needs_chromium, open_page, shot
 from tests.helpers import run_actions, run_checks
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SAMPLES = Path(__file__).parent / "fixtures" / "samples"
-ARTIFACTS = Path(__file__).parent / "artifacts"
 KEY = "sk-ant-sandbox-browser-0123456789"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
-]
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 class Worker(threading.Thread):
@@ -99,26 +87,18 @@ def sandbox(live_server, transactional_db, django_user_model, settings):
 def page(live_server):
     from playwright.sync_api import sync_playwright
 
-    ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(
+        browser, context, page = open_page(
+            playwright,
+            live_server.url,
             viewport={"width": 1280, "height": 900},
             accept_downloads=True,
             timezone_id="Europe/Paris",
         )
-        context.set_default_timeout(20_000)
-        page = context.new_page()
-        page.base = live_server.url
         yield page
+        assert_no_problems(page)
         context.close()
         browser.close()
-
-
-def shot(page, name, *, full=True):
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full)
-    return path
 
 
 def log_in(page):
@@ -140,7 +120,9 @@ def upload(page, workspace, path: Path, name: str):
 
 def submit_upload(page):
     page.locator("button:has-text('Submit')").click(timeout=20_000)
-    page.wait_for_function("!document.querySelector('h1').innerText.includes('Ready to submit')")
+    # Locators, not wait_for_function: its predicates are evaluated as strings, which the
+    # Content-Security-Policy (no eval) refuses.
+    page.locator("h1", has_text="Ready to submit").wait_for(state="detached")
 
 
 def test_it_walks_the_users_path(sandbox, page):
@@ -172,7 +154,7 @@ def test_it_walks_the_users_path(sandbox, page):
     shot(page, "05-results")
     page.fill("input[name=q]", "question-1")
     page.locator("table.results-table tbody tr").first.wait_for()
-    page.wait_for_function("document.querySelectorAll('table.results-table tbody tr').length === 1")
+    page.locator("table.results-table tbody tr").nth(1).wait_for(state="detached")
     page.click("table.results-table tbody a")
     answer = page.locator(".answer")
     assert len(answer.inner_text().strip()) > 20

@@ -19,9 +19,10 @@ from batches.intake import job
 from batches.models import Batch, Submission
 from batches.workspaces import create_workspace
 from dashboard.celery import app
-from tests.test_browser_dashboard import ARGS, ARTIFACTS, CHROMIUM, log_in, shot
+from tests.browser import assert_no_problems, needs_chromium, open_page, shot
+from tests.test_browser_dashboard import log_in
 
-pytestmark = [pytest.mark.browser, pytest.mark.integration]
+pytestmark = [pytest.mark.browser, pytest.mark.integration, needs_chromium]
 
 
 def jsonl(count: int, prefix: str = "r") -> bytes:
@@ -56,22 +57,17 @@ def person(live_server, transactional_db, django_user_model, settings):
 def page(live_server):
     from playwright.sync_api import sync_playwright
 
-    ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(20_000)
-        page = context.new_page()
-        page.base = live_server.url
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
+        browser, context, page = open_page(
+            playwright, live_server.url, viewport={"width": 1280, "height": 900}
+        )
         yield page
+        assert_no_problems(page)
         # Under Playwright's sync API the test's queries ran in a context of their own, with a
         # connection of their own: close it, or PostgreSQL cannot drop the test database.
         connection.close()
         context.close()
         browser.close()
-        assert not errors, errors
 
 
 def upload(page, workspace, path, name):

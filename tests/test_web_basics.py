@@ -83,3 +83,33 @@ def test_it_renders_times_in_the_zone_the_browser_reported(rf):
         middleware(request)
     assert [str(zone) for zone in seen] == ["Asia/Tokyo", "UTC", "UTC", "UTC"]
     assert str(timezone.get_current_timezone()) == "UTC"  # nothing leaks to the next request
+
+
+@pytest.mark.parametrize("path", ["/login/", "/admin/login/"])
+def test_logins_are_throttled_for_a_user_and_say_when_to_try_again(client, user, settings, path):
+    settings.AXES_FAILURE_LIMIT = 3
+    for _ in range(3):
+        client.post(path, {"username": "owner", "password": "wrong"})
+    # Locked out now: even the right password waits, and the form says until when.
+    response = client.post(path, {"username": "owner", "password": "pw-owner-123"})
+    assert response.status_code == 429
+    page = response.content.decode()
+    assert "Too many failed logins. Try again in 15 minutes, at" in page
+    assert "_auth_user_id" not in client.session
+
+
+def test_failures_from_one_address_lock_out_other_usernames_too(client, user, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    for name in ("alice", "bob", "carol"):
+        client.post("/login/", {"username": name, "password": "guess"})
+    response = client.post("/login/", {"username": "owner", "password": "pw-owner-123"})
+    assert response.status_code == 429
+
+
+def test_a_right_password_before_the_limit_logs_in_and_counts_afresh(client, user, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    for _ in range(2):
+        client.post("/login/", {"username": "owner", "password": "wrong"})
+    assert (
+        client.post("/login/", {"username": "owner", "password": "pw-owner-123"}).status_code == 302
+    )

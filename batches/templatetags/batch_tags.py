@@ -157,12 +157,14 @@ def progress_bar(batch, wide=False):
     """Counts where the API moves them; otherwise time elapsed against the 24 h expiry, said so."""
     total = batch.total or 0
     done = total - batch.processing
-    segments = [
-        {"css": css, "label": label, "count": getattr(batch, name),
-         "width": percent(getattr(batch, name), total)}
-        for name, css, label in SEGMENTS
-        if getattr(batch, name)
-    ]  # fmt: skip
+    segments, start = [], 0.0
+    for name, css, label in SEGMENTS:
+        count = getattr(batch, name)
+        if count:
+            width = percent(count, total)
+            segment = {"css": css, "label": label, "count": count, "x": start, "width": width}
+            segments.append(segment)
+            start += width
     context = {"batch": batch, "segments": segments, "wide": wide, "total": total, "done": done}
     if batch.is_active and not batch.gone_at and done == 0:
         elapsed = max(0, int((timezone.now() - batch.created_at).total_seconds()))
