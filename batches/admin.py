@@ -33,9 +33,22 @@ class WorkspaceForm(forms.ModelForm):
         return super().save(commit)
 
 
+class MemberWorkspaceFilter(admin.RelatedFieldListFilter):
+    """The workspace filter of a list, offering only the viewer's own workspaces."""
+
+    def field_choices(self, field, request, model_admin):
+        if request.user.is_superuser:
+            return super().field_choices(field, request, model_admin)
+        return field.get_choices(
+            include_blank=False,
+            limit_choices_to={"members": request.user},
+            ordering=("name",),
+        )
+
+
 class MembersOnly:
     """Staff who are not superusers see in the admin what the pages show them: their own
-    workspaces' records, and no other team's prompts or answers."""
+    workspaces' records and names, and no other team's prompts or answers."""
 
     members_path = "workspace__members"
 
@@ -44,6 +57,11 @@ class MembersOnly:
         if request.user.is_superuser:
             return queryset
         return queryset.filter(**{self.members_path: request.user}).distinct()
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.related_model is Workspace and not request.user.is_superuser:
+            kwargs["queryset"] = Workspace.objects.filter(members=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(Workspace)
@@ -75,7 +93,7 @@ class BatchAdmin(MembersOnly, admin.ModelAdmin):
         "results_ingested_at",
         "gone_at",
     ]
-    list_filter = ["workspace", "processing_status"]
+    list_filter = [("workspace", MemberWorkspaceFilter), "processing_status"]
     search_fields = ["api_id", "name"]
     list_select_related = ["workspace"]
     readonly_fields = [
@@ -83,6 +101,9 @@ class BatchAdmin(MembersOnly, admin.ModelAdmin):
         for field in Batch._meta.get_fields()
         if getattr(field, "concrete", False) and field.name not in {"id", "name"}
     ]
+
+    def has_add_permission(self, request):
+        return False  # batches come from the API: created there, mirrored here
 
 
 @admin.register(Result)
@@ -117,7 +138,7 @@ class SubmissionAdmin(MembersOnly, admin.ModelAdmin):
 
     list_display = ["display_name", "workspace", "created_by", "state", "request_count",
                     "problem_count", "created_at"]  # fmt: skip
-    list_filter = ["workspace", "state", "source_format"]
+    list_filter = [("workspace", MemberWorkspaceFilter), "state", "source_format"]
     search_fields = ["name", "source_filename", "key"]
     list_select_related = ["workspace", "created_by"]
     inlines = [SubmissionPartInline]

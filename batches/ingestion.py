@@ -212,6 +212,9 @@ def ingest_results(batch_id: int, *, client: ApiClient | None = None) -> IngestR
     )
     os.close(descriptor)
     skip, digest = batch.ingest_checkpoint_lines, batch.ingest_checkpoint_digest
+    if skip:
+        logger.info("Results of %s resumed from line %s, the last attempt's checkpoint",
+                    batch.api_id, f"{skip:,}")  # fmt: skip
     try:
         with claim.kept_alive(), ApiClient.using(batch.workspace, client) as api:
             while True:

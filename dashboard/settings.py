@@ -123,7 +123,14 @@ DATABASE_URL = env_url(
     f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
     schemes=("sqlite", "postgres", "postgresql", "pgsql"),
 )
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# Connections close when a request or task ends, unless DATABASE_CONN_MAX_AGE keeps them for
+# reuse: worth it only under a server whose threads live on (gunicorn); a server that starts a
+# thread per request (runserver, as `make run` uses) would leave one idle connection per thread.
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0)
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web process, the worker and beat all write: wait for the lock rather than fail, and take
     # the write lock at BEGIN so two writers never deadlock upgrading a read lock.

@@ -111,7 +111,25 @@ class LocalFile(File):
 
 
 def scratch_dir() -> Path:
-    """Where a check keeps its temporary files: on the worker's own disk, under VAR_DIR."""
+    """Where work keeps its temporary files (checks, ingestions): on this machine's own disk,
+    under VAR_DIR."""
     directory = Path(settings.VAR_DIR) / "tmp"
     directory.mkdir(parents=True, exist_ok=True)
     return directory
+
+
+def sweep_scratch() -> int:
+    """Remove the temporary files that killed workers left: any not written to for longer than
+    a task may run (no live task still writes it). Returns how many went."""
+    import time
+
+    oldest = time.time() - settings.CELERY_TASK_TIME_LIMIT - 60
+    removed = 0
+    for path in scratch_dir().iterdir():
+        try:
+            if path.is_file() and path.stat().st_mtime < oldest:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue  # another process swept it first
+    return removed

@@ -35,9 +35,16 @@ def test_staff_who_are_not_members_see_no_other_teams_records(client, workspace,
     staff.user_permissions.set(Permission.objects.filter(content_type__app_label="batches"))
     Batch.objects.create(workspace=workspace, api_id="msgbatch_secret", processing_status="ended",
                          created_at="2026-11-01T00:00:00Z")  # fmt: skip
+    other = Workspace.objects.create(name="Their Secret Project", slug="theirs",
+                                     base_url="https://api.example.com")  # fmt: skip
     client.force_login(staff)
     assert b"msgbatch_secret" not in client.get("/admin/batches/batch/").content
     assert b"Research" not in client.get("/admin/batches/workspace/").content
+    workspace.members.add(staff)
+    for page in ("/admin/batches/batch/", "/admin/batches/submission/", "/admin/"):
+        assert other.name.encode() not in client.get(page).content, page
+    assert b"Research" in client.get("/admin/batches/batch/").content  # its own, in the filter
+    workspace.members.remove(staff)
     workspace.members.add(staff)
     assert b"msgbatch_secret" in client.get("/admin/batches/batch/").content
 
@@ -54,3 +61,25 @@ def test_changing_the_api_address_needs_the_key_again(admin_client, workspace):
     assert admin_client.post(url, {**form, "api_key": "sk-ant-new-key-1234"}).status_code == 302
     workspace.refresh_from_db()
     assert workspace.base_url == "https://evil.example" and workspace.api_key.endswith("1234")
+
+
+def test_no_admin_form_answers_500(admin_client, workspace, user):
+    """Every list, add form (empty and filled with nonsense) and change form of every model."""
+    from django.contrib import admin as site_admin
+
+    data = (SAMPLES / "questions.jsonl").read_bytes()
+    submissions.create_submission(workspace, user, SimpleUploadedFile("questions.jsonl", data))
+    for model in site_admin.site._registry:
+        meta = model._meta
+        base = f"/admin/{meta.app_label}/{meta.model_name}/"
+        assert admin_client.get(base).status_code == 200, base
+        add = admin_client.get(f"{base}add/")
+        assert add.status_code in (200, 403), base
+        if add.status_code == 200:
+            for form in ({}, {"name": "x" * 500, "base_url": "not a url", "slug": "!!"}):
+                assert admin_client.post(f"{base}add/", form).status_code in (200, 302), base
+        first = model.objects.first()
+        if first is not None:
+            change = f"{base}{first.pk}/change/"
+            assert admin_client.get(change).status_code == 200, change
+            assert admin_client.post(change, {}).status_code in (200, 302, 403), change

@@ -58,3 +58,18 @@ def test_a_claim_kept_alive_outlives_its_lease_while_the_work_progresses(row, se
         time.sleep(1.4)
         assert Workspace.objects.get().sync_claimed_until < timezone.now()
         assert Claim.take(Workspace, row.pk, "sync_claimed_until") is not None
+
+
+def test_the_scratch_sweep_removes_only_what_no_live_task_can_still_write(settings, tmp_path):
+    import os
+
+    from dashboard.storage import scratch_dir, sweep_scratch
+
+    settings.VAR_DIR = tmp_path
+    old, fresh = scratch_dir() / "check-old.body", scratch_dir() / "results-1-fresh.jsonl.gz"
+    old.write_bytes(b"left by a killed worker")
+    fresh.write_bytes(b"being written now")
+    an_hour_ago = time.time() - settings.CELERY_TASK_TIME_LIMIT - 120
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    assert sweep_scratch() == 1
+    assert not old.exists() and fresh.exists()

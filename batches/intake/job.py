@@ -27,7 +27,7 @@ from batches.intake.problems import REPORT_HEADER, Problem
 from batches.intake.templating import CsvOptions
 from batches.models import BatchRequest, Submission, SubmissionPart
 from dashboard import storage
-from dashboard.storage import LocalFile, scratch_dir
+from dashboard.storage import LocalFile, scratch_dir, sweep_scratch
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ def run_check(submission_id: int) -> str:
         **dict.fromkeys(PROGRESS_FIELDS, 0),
     )
     _forget_outputs(submission)
+    sweep_scratch()  # what a killed check left here
 
     def progress(lines: int, raw_bytes: int, requests: int, problems: int) -> bool:
         values = dict(zip(PROGRESS_FIELDS, (lines, raw_bytes, requests, problems), strict=True))
