@@ -26,7 +26,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from batches.outbound import GuardedTransport, UnsafeDestination
+from batches.outbound_http import BlockedDestination, GuardedTransport
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def default_transport() -> httpx.BaseTransport:
     return import_string(settings.API_TRANSPORT)()
 
 
-def _unsafe(error: UnsafeDestination) -> "ApiError":
+def _unsafe(error: BlockedDestination) -> "ApiError":
     return ApiError(str(error), error_type="unsafe_destination")
 
 
@@ -238,7 +238,7 @@ class ApiClient:
                 error_type="timeout",
                 retryable=True,
             ) from None
-        except UnsafeDestination as exc:
+        except BlockedDestination as exc:
             raise _unsafe(exc) from None
         except httpx.TransportError as exc:
             raise ApiError(
@@ -383,7 +383,7 @@ class ApiClient:
                 response = self.http.send(request, stream=True)
             except httpx.TimeoutException:
                 raise ApiError("The results download timed out.", retryable=True) from None
-            except UnsafeDestination as exc:
+            except BlockedDestination as exc:
                 raise _unsafe(exc) from None
             except httpx.TransportError as exc:
                 raise ApiError(f"Could not reach the API: {exc}", retryable=True) from None

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from batches.models import Batch
-from batches.outbound import GuardedTransport
+from batches.outbound_http import GuardedTransport
 
 logger = logging.getLogger(__name__)
 

@@ -4,24 +4,28 @@ the network it runs in.
 A workspace's key goes to its base URL, and a webhook's payload to its address. Both are chosen
 by people, so both are checked: when saved (`validate_outbound_url`: a well-formed http(s) URL;
 in production https; and not an address inside the network, if it names or resolves to one), and
-again at every connection (`GuardedTransport`: the host is resolved, every address checked, and
-the connection made to the checked address, so a DNS answer that changes in between cannot slip
-through). Loopback, private, link-local, multicast, reserved and unspecified addresses are
-refused, unless the host is listed in OUTBOUND_ALLOWED_HOSTS (by default, while debugging, this
-machine's own names, so the Sandbox and a local emulator keep working).
+again at every connection (`outbound_http.GuardedTransport`: the host is resolved, every address
+checked with `resolve`, and the connection made to the checked address, so a DNS answer that
+changes in between cannot slip through). Loopback, private, link-local, multicast, reserved and
+unspecified addresses are refused, unless the host is listed in OUTBOUND_ALLOWED_HOSTS (by
+default this dashboard's own host, and while debugging this machine's names, so the Sandbox and
+a local emulator keep working).
 """
 
 import ipaddress
 import socket
+from urllib.parse import urlsplit
 
-import httpcore
-import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
 
-class UnsafeDestination(httpx.ConnectError):
+class UnsafeDestination(ConnectionRefusedError):
     """A connection the dashboard refuses to open; the message says why and what to do."""
+
+
+class Unresolvable(OSError):
+    """A host name that does not resolve."""
 
 
 def host_allowed(host: str) -> bool:
@@ -59,7 +63,7 @@ def resolve(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise httpx.ConnectError(f"{host} cannot be resolved ({exc.strerror}).") from None
+        raise Unresolvable(f"{host} cannot be resolved ({exc.strerror}).") from None
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if not host_allowed(host):
         for address in addresses:
@@ -76,59 +80,32 @@ def resolve(host: str, port: int) -> list[str]:
     return addresses
 
 
-class GuardedBackend(httpcore.SyncBackend):
-    """Opens TCP connections only to checked addresses, the ones `resolve` returned."""
-
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        last_error = None
-        for address in resolve(host, port):
-            try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
-            except httpcore.ConnectError as error:
-                last_error = error
-        raise last_error or httpcore.ConnectError(f"{host} has no address to connect to.")
-
-
-class GuardedTransport(httpx.HTTPTransport):
-    """httpx's own transport, with a connection pool whose connections go through
-    GuardedBackend. TLS still checks the certificate of the host named in the URL."""
-
-    def __init__(self, **kwargs):
-        super().__init__(trust_env=False, **kwargs)
-        limits = httpx.Limits()
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(),
-        )
-
-
 def validate_outbound_url(value: str) -> None:
     """A model field's validator: a URL the dashboard may send a key or a payload to."""
     try:
-        url = httpx.URL(value)
-    except (httpx.InvalidURL, TypeError) as exc:
+        url = urlsplit(value)
+        port = url.port
+        host = url.hostname or ""
+    except (ValueError, TypeError, AttributeError) as exc:
         raise ValidationError(f"This is not a URL the dashboard can call ({exc}).") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https") or not host:
         raise ValidationError("Use an http or https address, such as https://api.anthropic.com.")
-    if url.userinfo:
+    if url.username or url.password:
         raise ValidationError("Leave names and passwords out of the address.")
-    if url.scheme != "https" and not settings.DEBUG and not host_allowed(url.host):
+    if url.scheme != "https" and not settings.DEBUG and not host_allowed(host):
         raise ValidationError(
-            "Use https: a key or a payload is not sent over plain http. " + _fix(url.host)
+            "Use https: a key or a payload is not sent over plain http. " + _fix(host)
         )
-    if host_allowed(url.host):
+    if host_allowed(host):
         return
     try:
-        literal = ipaddress.ip_address(url.host)
+        literal = ipaddress.ip_address(host)
     except ValueError:
         literal = None
     addresses = [str(literal)] if literal else []
     if literal is None:
         try:
-            infos = socket.getaddrinfo(url.host, url.port or 443, type=socket.SOCK_STREAM)
+            infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
             addresses = list(dict.fromkeys(info[4][0] for info in infos))
         except (socket.gaierror, UnicodeError):
             # Not resolvable from here now: every connection checks again, after resolving.
@@ -137,11 +114,9 @@ def validate_outbound_url(value: str) -> None:
         problem = _address_problem(address)
         if problem:
             where = (
-                f"{url.host} is {problem}"
-                if literal
-                else f"{url.host} resolves to {address}, {problem}"
+                f"{host} is {problem}" if literal else f"{host} resolves to {address}, {problem}"
             )
             raise ValidationError(
                 f"{where}: the dashboard does not send keys or payloads inside its own network. "
-                + _fix(url.host)
+                + _fix(host)
             )

@@ -9,7 +9,8 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from batches.api import ApiClient, ApiError
-from batches.outbound import GuardedTransport, UnsafeDestination, validate_outbound_url
+from batches.outbound import validate_outbound_url
+from batches.outbound_http import BlockedDestination, GuardedTransport
 from tests.processes import free_port
 
 
@@ -74,10 +75,10 @@ def local_server():
 def test_every_connection_is_checked_after_resolving(settings, local_server):
     settings.OUTBOUND_ALLOWED_HOSTS = []
     with httpx.Client(transport=GuardedTransport()) as client:
-        with pytest.raises(UnsafeDestination, match=r"127\.0\.0\.1 is a loopback address"):
+        with pytest.raises(BlockedDestination, match=r"127\.0\.0\.1 is a loopback address"):
             client.get(local_server)
         # A name that resolves inside the network is refused as its address would be.
-        with pytest.raises(UnsafeDestination, match="localhost resolves to"):
+        with pytest.raises(BlockedDestination, match="localhost resolves to"):
             client.get(local_server.replace("127.0.0.1", "localhost"))
     settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1"]
     with httpx.Client(transport=GuardedTransport()) as client:
