@@ -243,17 +243,14 @@ class Check:
         max_requests = self.max_requests
         count = 0
         for first, block in lines.blocks():
-            number = first - 1
             pieces: list[bytes] = []
             keep_piece = pieces.append if keep else None
-            for raw in block:
-                number += 1
-                if not raw or raw.isspace():
-                    continue
+            for number, raw in enumerate(block, first):
                 try:
                     item = loads(raw)
                 except decode_error as error:
-                    self.problem(rules.json_problem(number, raw, error))
+                    if raw.strip():  # a blank line is no request, and no problem either
+                        self.problem(rules.json_problem(number, raw, error))
                     continue
                 try:
                     valid = type(item) is dict and is_valid(item)
