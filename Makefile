@@ -31,9 +31,15 @@ run: install
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Python: ruff (lint and format) and mypy with django-stubs. Templates: djLint's linter, and no
+# line longer than 160 characters.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/djlint templates --lint --profile=django
+	@awk 'length > 160 { print FILENAME ":" FNR ": longer than 160 characters"; long = 1 } \
+		END { exit long }' $$(find templates -name '*.html')
 
 format: install
 	$(BIN)/ruff check --fix .

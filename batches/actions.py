@@ -18,7 +18,7 @@ from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from batches import downloads, ingestion, mirror
-from batches.api import ApiClient, ApiError
+from batches.client import ApiClient, ApiError
 from batches.models import Batch, BatchRequest, Result, Submission, SubmissionPart
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,14 @@ RESUBMIT_KINDS = {
 }
 INVALID_ERROR = "invalid_request_error"
 Action = Batch.Action
+# What each action asks of the API, for the sentence that reports its refusal (keyed by str: an
+# action comes back from the database as a plain string).
+REFUSED_VERBS: dict[str, str] = {
+    Action.CANCEL: "cancel the batch",
+    Action.DELETE: "delete the batch",
+    Action.REMOVE: "delete the batch",
+    Action.REFRESH: "show the batch",
+}
 
 
 class ActionRefused(Exception):
@@ -79,9 +87,9 @@ class ActionOutcome:
     fetch_results: bool = False  # the batch ended and its results are to be fetched now
 
 
-def run_action(batch_id: int, *, client: ApiClient | None = None) -> ActionOutcome:
+def run_action(batch_pk: int, *, client: ApiClient | None = None) -> ActionOutcome:
     """The task's body: carry out the batch's pending action with a bounded API call."""
-    batch = Batch.objects.select_related("workspace").filter(pk=batch_id).first()
+    batch = Batch.objects.select_related("workspace").filter(pk=batch_pk).first()
     if batch is None or not batch.pending_action:
         return ActionOutcome()
     outcome = ActionOutcome(action=batch.pending_action)
@@ -116,12 +124,7 @@ def run_action(batch_id: int, *, client: ApiClient | None = None) -> ActionOutco
                     ingestion.reset_backoff(batch)
                     outcome.fetch_results = True
     except ApiError as error:
-        verb = {
-            Action.CANCEL: "cancel the batch",
-            Action.DELETE: "delete the batch",
-            Action.REMOVE: "delete the batch",
-            Action.REFRESH: "show the batch",
-        }[outcome.action]
+        verb = REFUSED_VERBS[outcome.action]
         outcome.error = f"The API refused to {verb}: {error}"
         logger.info("%s of %s failed: %s", outcome.action, batch.api_id, error)
     except Exception as error:
@@ -189,19 +192,6 @@ class ResubmitPlan:
     missing: int
 
 
-def resubmit_unavailable_reason(batch: Batch) -> str:
-    if batch.submission_id is None:
-        return (
-            "This batch was created outside the dashboard, so its requests are not stored here "
-            "and cannot be sent again from this page."
-        )
-    if not batch.is_ended:
-        return "Requests can be resubmitted once the batch has ended."
-    if batch.results_ingested_at is None:
-        return "The results are not stored yet; resubmitting is possible once they are."
-    return ""
-
-
 def resubmit(batch: Batch, user, kinds) -> Submission:
     """A new submission of the requests whose results are of the chosen kinds, linked to `batch`.
 
@@ -212,18 +202,20 @@ def resubmit(batch: Batch, user, kinds) -> Submission:
     """
     from batches.submissions import create_submission
 
-    reason = resubmit_unavailable_reason(batch)
+    reason = batch.resubmit_unavailable_reason
     if reason:
         raise ActionRefused(reason)
+    submission_id = batch.submission_id
+    assert submission_id is not None  # resubmit_unavailable_reason refuses a batch without one
     kinds = [kind for kind in kinds if kind in RESUBMIT_KINDS]
     if not kinds:
         raise ActionRefused("Choose at least one kind of request to resubmit.")
     chosen = Result.objects.filter(batch=batch).filter(_kinds_filter(kinds)).values("custom_id")
     part = getattr(getattr(batch, "submission_part", None), "index", 0) or 0
-    body = SubmissionPart.objects.get(submission_id=batch.submission_id, index=part).body
+    body = SubmissionPart.objects.get(submission_id=submission_id, index=part).body
     spans = (
         BatchRequest.objects.filter(
-            submission_id=batch.submission_id, part=part, custom_id__in=Subquery(chosen)
+            submission_id=submission_id, part=part, custom_id__in=Subquery(chosen)
         )
         .order_by("offset")
         .values_list("offset", "length")

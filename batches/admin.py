@@ -19,7 +19,9 @@ class WorkspaceForm(forms.ModelForm):
         fields = ["name", "slug", "base_url", "members", "notify_email", "notify_webhook_url"]
 
     def clean(self):
-        cleaned = super().clean()
+        # ModelForm.clean returns cleaned_data; the stubs allow the None a subclass may return.
+        super().clean()
+        cleaned = self.cleaned_data
         if not self.instance.pk and not cleaned.get("api_key"):
             self.add_error("api_key", "A new workspace needs an API key.")
         elif "base_url" in self.changed_data and not cleaned.get("api_key"):
@@ -46,9 +48,10 @@ class MemberWorkspaceFilter(admin.RelatedFieldListFilter):
         )
 
 
-class MembersOnly:
+class MembersOnly(admin.ModelAdmin):
     """Staff who are not superusers see in the admin what the pages show them: their own
-    workspaces' records and names, and no other team's prompts or answers."""
+    workspaces' records and names, and no other team's prompts or answers. A ModelAdmin (never
+    registered itself), so the methods it overrides are there to call."""
 
     members_path = "workspace__members"
 
@@ -124,10 +127,14 @@ class ResultAdmin(MembersOnly, admin.ModelAdmin):
         return False
 
 
+# A part's fields, all shown and all read-only: a tuple, which both attributes' types accept.
+PART_FIELDS = ("index", "request_count", "request_bytes", "batch", "create_attempts", "error")
+
+
 class SubmissionPartInline(admin.TabularInline):
     model = SubmissionPart
-    fields = ["index", "request_count", "request_bytes", "batch", "create_attempts", "error"]
-    readonly_fields = fields
+    fields = PART_FIELDS
+    readonly_fields = PART_FIELDS
     extra = 0
     can_delete = False
 

@@ -20,3 +20,56 @@ class BatchesConfig(AppConfig):
             say(
                 f"supervisor | Workspace {real.name!r} created with the key from ANTHROPIC_API_KEY."
             )
+
+    def ready(self) -> None:
+        from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
+
+        from batches import changes
+        from batches.models import Batch, Submission, SubmissionPart, Workspace
+
+        # Every saved or deleted row a page shows moves its workspace's change stamp.
+        changes.register(Workspace, "pk")
+        changes.register(Batch, "workspace_id")
+        changes.register(Submission, "workspace_id")
+        changes.register(SubmissionPart, "submission__workspace_id")
+        for model in (Workspace, Batch, Submission, SubmissionPart):
+            post_save.connect(changes.stamp_saved, sender=model, dispatch_uid=f"stamp-{model}")
+            post_delete.connect(changes.stamp_saved, sender=model, dispatch_uid=f"unstamp-{model}")
+        m2m_changed.connect(
+            _membership_changed, sender=Workspace.members.through, dispatch_uid="members"
+        )
+        pre_delete.connect(_workspace_deleted, sender=Workspace, dispatch_uid="workspace-gone")
+        post_save.connect(_workspace_saved, sender=Workspace, dispatch_uid="workspace-saved")
+
+
+def _members(workspace) -> list[int]:
+    return list(workspace.members.values_list("pk", flat=True)) if workspace.pk else []
+
+
+def _membership_changed(sender, instance, action, reverse, pk_set, **kwargs) -> None:
+    """Who sees which workspace is cached (see batches.changes): forget it for whoever a
+    membership change touches."""
+    from batches import changes
+
+    if action not in ("post_add", "post_remove", "pre_clear"):
+        return
+    if reverse:  # user.workspaces changed: only that user's view
+        changes.forget_visibility([instance.pk])
+    elif action == "pre_clear":
+        changes.forget_visibility(_members(instance))
+    else:
+        changes.forget_visibility(pk_set or ())
+    changes.bump([instance.pk] if not reverse else (pk_set or ()))
+
+
+def _workspace_deleted(sender, instance, **kwargs) -> None:
+    from batches import changes
+
+    changes.forget_visibility(_members(instance))
+
+
+def _workspace_saved(sender, instance, created, **kwargs) -> None:
+    from batches import changes
+
+    if not created:  # a renamed slug: members' {slug: id} maps are out of date
+        changes.forget_visibility(_members(instance))

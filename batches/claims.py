@@ -16,12 +16,13 @@ the next beat tick hands it out; a worker that hangs without progress lets go th
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Model, Q
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -31,8 +32,10 @@ def lease() -> timedelta:
     return timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
 
 
-class Claim:
-    def __init__(self, model: type[Model], pk, field: str, until: datetime, lease: timedelta):
+# M: the model whose rows are claimed, any model, so its rows are reached through
+# `_default_manager` (a model need not name its manager `objects`).
+class Claim[M: Model]:
+    def __init__(self, model: type[M], pk, field: str, until: datetime, lease: timedelta):
         self.model = model
         self.pk = pk
         self.field = field
@@ -46,25 +49,25 @@ class Claim:
     @classmethod
     def take(
         cls,
-        model: type[Model],
+        model: type[M],
         pk,
         field: str,
         duration: timedelta | None = None,
         *,
         where: Q | None = None,
-    ) -> "Claim | None":
+    ) -> "Claim[M] | None":
         """The claim on row `pk` (of the rows `where` allows), or None when another holds it."""
         duration = duration or lease()
         now = timezone.now()
         until = now + duration
         free = Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lt": now})
-        rows = model.objects.filter(pk=pk).filter(where or Q()).filter(free)
+        rows = model._default_manager.filter(pk=pk).filter(where or Q()).filter(free)
         if rows.update(**{field: until}) != 1:
             return None
         return cls(model, pk, field, until, duration)
 
-    def _ours(self):
-        return self.model.objects.filter(pk=self.pk, **{self.field: self.until})
+    def _ours(self) -> QuerySet[M]:
+        return self.model._default_manager.filter(pk=self.pk, **{self.field: self.until})
 
     def renew(self, **fields) -> bool:
         """Extend the lease (writing `fields` in the same UPDATE); False if it was lost."""
@@ -80,7 +83,7 @@ class Claim:
         with self._lock:
             return self._ours().update(**{self.field: None}, **fields) == 1
 
-    def held(self):
+    def held(self) -> QuerySet[M]:
         """A queryset of the claimed row, empty once the claim is lost."""
         return self._ours()
 
@@ -89,7 +92,7 @@ class Claim:
         self._progress_at = time.monotonic()
 
     @contextmanager
-    def kept_alive(self):
+    def kept_alive(self) -> Iterator["Claim[M]"]:
         """Renew the lease every CLAIM_RENEW_SECONDS from a thread of its own, while the work
         reports progress (`progressed()`) at least every CLAIM_STALL_SECONDS."""
         stop = threading.Event()

@@ -7,6 +7,14 @@ from batches.intake.templating import CsvOptions
 from batches.models import Submission
 
 
+def _choice_field(form: forms.Form, name: str) -> forms.ChoiceField:
+    """A ChoiceField the form declares (the stubs type `form.fields` as plain Fields)."""
+    field = form.fields[name]
+    if not isinstance(field, forms.ChoiceField):
+        raise TypeError(f"{type(form).__name__}.{name} is not a ChoiceField.")
+    return field
+
+
 class UploadForm(forms.Form):
     file = forms.FileField(
         help_text="JSONL (one request per line) or CSV (one row per request); .gz is fine too."
@@ -65,11 +73,11 @@ class CsvOptionsForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.columns = columns
         self.models = {model["id"]: model for model in models}
-        self.fields["id_column"].choices = [("", "Number the rows: row-1, row-2, …")] + [
+        _choice_field(self, "id_column").choices = [("", "Number the rows: row-1, row-2, …")] + [
             (column, f"Column “{column}”") for column in columns
         ]
         if models:
-            self.fields["model"].choices = [
+            _choice_field(self, "model").choices = [
                 (model["id"], f"{model.get('display_name') or model['id']} ({model['id']})")
                 for model in models
             ]
@@ -97,7 +105,9 @@ class CsvOptionsForm(forms.Form):
         return template
 
     def clean(self):
-        cleaned = super().clean()
+        # Form.clean returns cleaned_data; the stubs allow the None a subclass may return.
+        super().clean()
+        cleaned = self.cleaned_data
         model = self.models.get(cleaned.get("model"))
         max_tokens = cleaned.get("max_tokens")
         if model and max_tokens and model.get("max_tokens") and max_tokens > model["max_tokens"]:

@@ -29,9 +29,9 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from batches import summaries
-from batches.api import ApiClient, ApiError
+from batches import totals
 from batches.claims import Claim
+from batches.client import ApiClient, ApiError
 from batches.models import Batch, Result
 from batches.text import holds_nul, without_nul
 from dashboard.schemas import is_custom_id
@@ -63,7 +63,7 @@ class NotAResult(ValueError):
 
 @dataclass
 class IngestReport:
-    batch_id: int
+    batch_pk: int
     skipped: bool = False
     stored: int = 0
     expected: int = 0
@@ -130,7 +130,8 @@ def result_fields(line: dict, raw: bytes = b"") -> dict:
         envelope = result.get("error") or {}
         if not isinstance(envelope, dict):
             raise NotAResult("the error is not an object")
-        inner = envelope.get("error") if isinstance(envelope.get("error"), dict) else envelope
+        nested = envelope.get("error")
+        inner = nested if isinstance(nested, dict) else envelope
         fields.update(
             error_type=_text(inner.get("type"), 64), error_message=_text(inner.get("message"))
         )
@@ -194,17 +195,17 @@ def _stream_into(batch: Batch, api: ApiClient, claim: Claim, raw, skip: int, dig
     return number
 
 
-def ingest_results(batch_id: int, *, client: ApiClient | None = None) -> IngestReport:
+def ingest_results(batch_pk: int, *, client: ApiClient | None = None) -> IngestReport:
     """Stream an ended batch's results into Result rows and keep the raw file; see the module
     docstring. Safe to run twice at once: the second finds the claim taken."""
-    report = IngestReport(batch_id)
+    report = IngestReport(batch_pk)
     claim = Claim.take(
-        Batch, batch_id, "ingest_claimed_until", where=Batch.results_fetchable(timezone.now())
+        Batch, batch_pk, "ingest_claimed_until", where=Batch.results_fetchable(timezone.now())
     )
     if claim is None:
         report.skipped = True
         return report
-    batch = Batch.objects.select_related("workspace").get(pk=batch_id)
+    batch = Batch.objects.select_related("workspace").get(pk=batch_pk)
     report.expected = batch.total
     _remove_stale_files(batch)
     descriptor, temp_path = tempfile.mkstemp(
@@ -248,6 +249,8 @@ def _finish(claim: Claim, batch: Batch, temp_path: str, report: IngestReport) ->
     with LocalFile(temp_path, "results.jsonl.gz") as stored:
         batch.results_file.save(f"{batch.workspace.slug}/{batch.api_id}.jsonl.gz", stored,
                                 save=False)  # fmt: skip
+    # Gone before the batch says its results are stored: nothing of this attempt outlives it.
+    Path(temp_path).unlink(missing_ok=True)
     done = claim.release(
         results_file=batch.results_file.name,
         results_ingested=report.stored,
@@ -259,7 +262,7 @@ def _finish(claim: Claim, batch: Batch, temp_path: str, report: IngestReport) ->
         ingest_checkpoint_digest="",
     )
     if done:
-        summaries.store_totals(Batch.objects.filter(pk=batch.pk))
+        totals.store_totals(Batch.objects.filter(pk=batch.pk))
 
 
 def _failed(claim: Claim, batch: Batch, error: Exception, report: IngestReport) -> None:

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from batches.api import ApiClient, ApiError
 from batches.claims import Claim
+from batches.client import ApiClient, ApiError
 from batches.models import Batch, Workspace
 
 logger = logging.getLogger(__name__)
@@ -109,9 +109,9 @@ def refresh_models(workspace: Workspace, client: ApiClient, now: datetime) -> No
     Workspace.objects.filter(pk=workspace.pk).update(models_available=models, models_fetched_at=now)
 
 
-def sync_workspace(workspace_id: int, *, client: ApiClient | None = None) -> SyncReport:
+def sync_workspace(workspace_pk: int, *, client: ApiClient | None = None) -> SyncReport:
     """List the workspace's batches newest first and mirror them; see the module docstring."""
-    workspace = Workspace.objects.get(pk=workspace_id)
+    workspace = Workspace.objects.get(pk=workspace_pk)
     report = SyncReport(workspace.name)
     started = timezone.now()
     claim = Claim.take(Workspace, workspace.pk, "sync_claimed_until")

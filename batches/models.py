@@ -11,10 +11,11 @@ from django.utils.text import slugify
 from django.views.decorators.debug import sensitive_variables
 
 from batches import crypto
+from batches.changes import StampedQuerySet
 from batches.outbound import validate_outbound_url
 
 
-class WorkspaceQuerySet(models.QuerySet):
+class WorkspaceQuerySet(StampedQuerySet):
     def visible_to(self, user):
         if not user.is_authenticated:
             return self.none()
@@ -89,7 +90,7 @@ class Workspace(models.Model):
         return crypto.decrypt(self.api_key_encrypted)
 
 
-class BatchQuerySet(models.QuerySet):
+class BatchQuerySet(StampedQuerySet):
     def visible_to(self, user):
         if not user.is_authenticated:
             return self.none()
@@ -97,6 +98,13 @@ class BatchQuerySet(models.QuerySet):
 
     def active(self):
         return self.filter(processing_status__in=Batch.ACTIVE)
+
+    def running(self):
+        """In progress or canceling, and still in the API: what the header counts."""
+        return self.active().filter(gone_at=None)
+
+    def with_problems(self):
+        return self.filter(Q(errored__gt=0) | Q(expired__gt=0))
 
     def due_for_poll(self, now):
         return self.active().filter(gone_at__isnull=True, next_poll_at__lte=now)
@@ -159,7 +167,7 @@ class Batch(models.Model):
     end_notified_at = models.DateTimeField(null=True, blank=True)
     # When the workspace's email and webhook notices of the batch's end went out: sent once.
     end_announced_at = models.DateTimeField(null=True, blank=True)
-    # Totals of the stored results' usage, worked out once after ingestion (batches.summaries).
+    # Totals of the stored results' usage, worked out once after ingestion (batches.totals).
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
     cache_creation_input_tokens = models.BigIntegerField(default=0)
@@ -304,6 +312,57 @@ class Batch(models.Model):
         return self.is_active or self.results_state == "fetching"
 
     @property
+    def outcome(self) -> str:
+        """How the batch stands or ended, in one word the badges show: in_progress, canceling,
+        ended, canceled, expired, ended_with_problems, or deleted (gone from the API)."""
+        if self.gone_at:
+            return "deleted"
+        if not self.is_ended:
+            return self.processing_status if self.is_active else "unknown"
+        if self.canceled and self.cancel_initiated_at:
+            return "canceled"
+        if self.expired and not self.succeeded and not self.errored:
+            return "expired"
+        if self.errored or self.expired:
+            return "ended_with_problems"
+        return "ended"
+
+    @property
+    def ended_summary(self) -> str:
+        """`1,200 succeeded, 3 errored`: the counts a notice of its end gives."""
+        parts = [f"{self.succeeded:,} succeeded"]
+        parts += [
+            f"{getattr(self, name):,} {name}" for name in PROBLEM_COUNTS if getattr(self, name)
+        ]
+        return ", ".join(parts)
+
+    @property
+    def has_problems(self) -> bool:
+        return bool(self.errored or self.expired)
+
+    @property
+    def resubmit_unavailable_reason(self) -> str:
+        """Why this batch's requests cannot be sent again from here, or "" when they can."""
+        if self.submission_id is None:
+            return (
+                "This batch was created outside the dashboard, so its requests are not stored "
+                "here and cannot be sent again from this page."
+            )
+        if not self.is_ended:
+            return "Requests can be resubmitted once the batch has ended."
+        if not self.results_complete:
+            return "The results are not stored yet; resubmitting is possible once they are."
+        return ""
+
+    @property
+    def can_append_answers(self) -> bool:
+        """The batch came from a CSV upload whose file is still stored: its answers can be
+        added to it as a column. (Whether the stored file is still readable is found out when
+        it is read: a page does not touch storage to render a link.)"""
+        submission = self.submission
+        return bool(submission is not None and submission.is_csv and submission.upload)
+
+    @property
     def created_outside(self) -> bool:
         """Created by a script or another tool with the same key, not through the dashboard."""
         return self.submission_id is None and self.submitted_by_id is None
@@ -337,6 +396,7 @@ class Batch(models.Model):
 
 
 COUNT_FIELDS = ("processing", "succeeded", "errored", "canceled", "expired")
+PROBLEM_COUNTS = ("errored", "expired", "canceled")
 
 
 def _parse_time(value: str | None):
@@ -389,7 +449,7 @@ def part_body_path(part, filename):
     return upload_path(part.submission, filename)
 
 
-class SubmissionQuerySet(models.QuerySet):
+class SubmissionQuerySet(StampedQuerySet):
     def checks_to_resume(self, now):
         """Checks that should be running but are not: their worker died (the claim lapsed) or
         their task never started (asked for over a minute ago, never claimed)."""
@@ -595,6 +655,8 @@ class SubmissionPart(models.Model):
     claimed_until = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
 
+    objects = StampedQuerySet.as_manager()
+
     class Meta:
         ordering = ["submission", "index"]
         constraints = [
@@ -637,6 +699,8 @@ class BatchRequest(models.Model):
         from dashboard.storage import read_range
 
         body = SubmissionPart.objects.get(submission_id=self.submission_id, index=self.part).body
+        if not body.name:
+            raise FileNotFoundError(f"The create body of part {self.part} is not stored.")
         return read_range(body.name, self.offset, self.length, storage=body.storage)
 
     def load(self) -> dict:

@@ -1,9 +1,10 @@
 """Telling people that a batch ended: a toast (and, opted in, a browser notification) for its
 submitter on any open dashboard page, and the workspace's email and webhook.
 
-Each is told once. The toast is claimed with a conditional update on `Batch.end_notified_at` by
-the page poll that shows it; the email and webhook on `Batch.end_announced_at` by the Celery task
-that sends them, so two workers never send the same notice twice.
+Each is told once. The toast is shown by any page's poll until a page that showed it acknowledges
+it (a POST that sets `Batch.end_notified_at`); the email and webhook are claimed on
+`Batch.end_announced_at` by the Celery task that sends them, so two workers never send the same
+notice twice.
 """
 
 import logging
@@ -44,33 +45,26 @@ def ended_news(now=None):
     ).filter(ended_at__gte=now - NOTICE_WINDOW)
 
 
-def take_toasts(user, limit: int = 5) -> list[Batch]:
-    """The user's batches that ended and were not yet announced to them: claimed, so shown once."""
+def pending_toasts(user, limit: int = 5) -> list[Batch]:
+    """The user's batches that ended lately and that no page of theirs has shown yet. Read
+    only: a page acknowledges what it showed (`acknowledge_toasts`), by a POST."""
     if not user.is_authenticated:
         return []
-    now = timezone.now()
-    candidates = list(
-        ended_news(now)
+    return list(
+        ended_news()
         .filter(submitted_by=user, end_notified_at__isnull=True, workspace__members=user)
         .select_related("workspace")
         .order_by("ended_at")[:limit]
     )
-    taken = []
-    for batch in candidates:
-        if Batch.objects.filter(pk=batch.pk, end_notified_at__isnull=True).update(
-            end_notified_at=now
-        ):
-            taken.append(batch)
-    return taken
 
 
-def summary(batch: Batch) -> str:
-    parts = [f"{batch.succeeded:,} succeeded"]
-    for name in ("errored", "expired", "canceled"):
-        value = getattr(batch, name)
-        if value:
-            parts.append(f"{value:,} {name}")
-    return ", ".join(parts)
+def acknowledge_toasts(user, batch_pks) -> int:
+    """Mark these of the user's ended batches as shown to them: no page toasts them again."""
+    if not user.is_authenticated:
+        return 0
+    return Batch.objects.filter(
+        pk__in=batch_pks, submitted_by=user, end_notified_at__isnull=True
+    ).update(end_notified_at=timezone.now())
 
 
 def batch_link(batch: Batch) -> str:
@@ -92,22 +86,22 @@ def webhook_payload(batch: Batch) -> dict:
     }
 
 
-def batches_to_announce(workspace_id: int) -> list[int]:
+def batches_to_announce(workspace_pk: int) -> list[int]:
     return list(
         ended_news()
-        .filter(workspace_id=workspace_id, end_announced_at__isnull=True)
+        .filter(workspace_id=workspace_pk, end_announced_at__isnull=True)
         .values_list("pk", flat=True)
     )
 
 
-def announce(batch_id: int, *, http: httpx.Client | None = None) -> dict:
+def announce(batch_pk: int, *, http: httpx.Client | None = None) -> dict:
     """Email the submitter and POST the webhook for one ended batch, once."""
     now = timezone.now()
-    if not Batch.objects.filter(pk=batch_id, end_announced_at__isnull=True).update(
+    if not Batch.objects.filter(pk=batch_pk, end_announced_at__isnull=True).update(
         end_announced_at=now
     ):
         return {"skipped": True}
-    batch = Batch.objects.select_related("workspace", "submitted_by").get(pk=batch_id)
+    batch = Batch.objects.select_related("workspace", "submitted_by").get(pk=batch_pk)
     workspace = batch.workspace
     sent = {"email": False, "webhook": False}
     user = batch.submitted_by
@@ -116,7 +110,7 @@ def announce(batch_id: int, *, http: httpx.Client | None = None) -> dict:
             send_mail(
                 f"Batch ended: {batch.display_name}",
                 f"Your batch {batch.display_name} ({batch.api_id}) in {workspace.name} has "
-                f"ended: {summary(batch)}.\n\n{batch_link(batch)}\n",
+                f"ended: {batch.ended_summary}.\n\n{batch_link(batch)}\n",
                 settings.DEFAULT_FROM_EMAIL,
                 [user.email],
             )

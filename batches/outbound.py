@@ -57,14 +57,25 @@ def _fix(host: str) -> str:
     )
 
 
+def _lookup(host: str, port: int) -> list[str]:
+    """The distinct addresses getaddrinfo gives for `host`, in its order (its errors propagate)."""
+    addresses: list[str] = []
+    for *_, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        address = sockaddr[0]
+        # An IPv6 answer in a Python built without IPv6 support comes as (int, bytes): it names
+        # no address to check or to connect to, so it is left out.
+        if isinstance(address, str) and address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
 def resolve(host: str, port: int) -> list[str]:
     """The addresses `host` stands for, each checked (UnsafeDestination for any inside the
     network, unless the host is allowed)."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = _lookup(host, port)
     except socket.gaierror as exc:
         raise Unresolvable(f"{host} cannot be resolved ({exc.strerror}).") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if not host_allowed(host):
         for address in addresses:
             problem = _address_problem(address)
@@ -105,8 +116,7 @@ def validate_outbound_url(value: str) -> None:
     addresses = [str(literal)] if literal else []
     if literal is None:
         try:
-            infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
-            addresses = list(dict.fromkeys(info[4][0] for info in infos))
+            addresses = _lookup(host, port or 443)
         except (socket.gaierror, UnicodeError):
             # Not resolvable from here now: every connection checks again, after resolving.
             addresses = []

@@ -21,8 +21,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from batches.api import ApiClient, ApiError
 from batches.claims import Claim
+from batches.client import ApiClient, ApiError
 from batches.intake import job
 from batches.intake.reading import detect_format
 from batches.models import Batch, Submission, SubmissionPart, Workspace
@@ -207,6 +207,8 @@ def _create_part(
         )
 
     def open_body():
+        if body.name is None:
+            raise ValueError(f"Part {part.pk} has no stored body to send.")
         return storage.stream(body.name, storage=body.storage)
 
     # A crashed attempt may have made the batch already: look before sending anything.
@@ -227,9 +229,9 @@ def _create_part(
     return _record_batch(submission, part, found)
 
 
-def create_batches(submission_id: int, *, client: ApiClient | None = None) -> Submission:
+def create_batches(submission_pk: int, *, client: ApiClient | None = None) -> Submission:
     """The submit task's body: every part of a submitting submission becomes one batch."""
-    submission = Submission.objects.select_related("workspace", "created_by").get(pk=submission_id)
+    submission = Submission.objects.select_related("workspace", "created_by").get(pk=submission_pk)
     if submission.state != Submission.State.SUBMITTING:
         return submission
     try:
@@ -277,4 +279,7 @@ def csv_header_and_first_row(submission: Submission) -> tuple[list[str], dict[st
     """The columns of an uploaded CSV and its first row, for the template form and its preview."""
     from batches.intake.reading import csv_header_and_first_row as read
 
-    return read(submission.upload.name)
+    name = submission.upload.name
+    if name is None:
+        raise ValueError(f"Submission {submission.pk} has no upload.")
+    return read(name)

@@ -20,74 +20,74 @@ def _tick_expiry() -> float:
 def sync_all_workspaces() -> int:
     """The beat's tick: one sync task per workspace, so one slow or broken key stalls no other."""
     ids = list(Workspace.objects.values_list("pk", flat=True))
-    for workspace_id in ids:
-        sync_workspace.apply_async((workspace_id,), expires=_tick_expiry())
+    for workspace_pk in ids:
+        sync_workspace.apply_async((workspace_pk,), expires=_tick_expiry())
     return len(ids)
 
 
 @app.task
-def sync_workspace(workspace_id: int) -> str:
-    report = mirror.sync_workspace(workspace_id)
-    for batch_id in report.to_ingest:
-        ingest_results.apply_async((batch_id,), expires=_tick_expiry())
+def sync_workspace(workspace_pk: int) -> str:
+    report = mirror.sync_workspace(workspace_pk)
+    for batch_pk in report.to_ingest:
+        ingest_results.apply_async((batch_pk,), expires=_tick_expiry())
     if (
-        Workspace.objects.filter(pk=workspace_id)
+        Workspace.objects.filter(pk=workspace_pk)
         .exclude(notify_email=False, notify_webhook_url="")
         .exists()
     ):
-        for batch_id in notices.batches_to_announce(workspace_id):
-            announce_batch_end.delay(batch_id)
+        for batch_pk in notices.batches_to_announce(workspace_pk):
+            announce_batch_end.delay(batch_pk)
     return str(report)
 
 
 @app.task
-def ingest_results(batch_id: int) -> dict:
-    report = ingestion.ingest_results(batch_id)
+def ingest_results(batch_pk: int) -> dict:
+    report = ingestion.ingest_results(batch_pk)
     return {"stored": report.stored, "skipped": report.skipped, "error": report.error}
 
 
 @app.task
-def announce_batch_end(batch_id: int) -> dict:
+def announce_batch_end(batch_pk: int) -> dict:
     """The workspace's email and webhook for one ended batch, sent once."""
-    return notices.announce(batch_id)
+    return notices.announce(batch_pk)
 
 
 @app.task
-def check_submission(submission_id: int) -> str:
+def check_submission(submission_pk: int) -> str:
     """Check an uploaded file in the background (see batches.intake.job)."""
-    return job.run_check(submission_id)
+    return job.run_check(submission_pk)
 
 
 @app.task
 def resume_checks() -> int:
     """On the beat: hand out again the checks whose worker died or whose task was lost."""
     ids = list(Submission.objects.checks_to_resume(timezone.now()).values_list("pk", flat=True))
-    for submission_id in ids:
-        check_submission.delay(submission_id)
+    for submission_pk in ids:
+        check_submission.delay(submission_pk)
     return len(ids)
 
 
 @app.task
-def submit_submission(submission_id: int) -> str:
+def submit_submission(submission_pk: int) -> str:
     """Create the batches of a submission that was moved to `submitting` (see submissions.py)."""
-    return submissions.create_batches(submission_id).state
+    return submissions.create_batches(submission_pk).state
 
 
 @app.task
 def resume_submissions() -> int:
     """On the beat: hand out again the submit tasks that were lost (see SUBMIT_STALL)."""
     stalled = submissions.stalled_submissions(timezone.now())
-    for submission_id in stalled:
-        submit_submission.delay(submission_id)
+    for submission_pk in stalled:
+        submit_submission.delay(submission_pk)
     return len(stalled)
 
 
 @app.task
-def run_batch_action(batch_id: int) -> str:
+def run_batch_action(batch_pk: int) -> str:
     """Cancel, delete or refresh a batch, as a person asked (see batches.actions)."""
-    outcome = actions.run_action(batch_id)
+    outcome = actions.run_action(batch_pk)
     if outcome.fetch_results:
-        ingest_results.delay(batch_id)
+        ingest_results.delay(batch_pk)
     return outcome.error or outcome.action or "nothing pending"
 
 
@@ -95,6 +95,6 @@ def run_batch_action(batch_id: int) -> str:
 def resume_actions() -> int:
     """On the beat: hand out again the batch actions whose task was lost."""
     stalled = actions.stalled_actions(timezone.now())
-    for batch_id in stalled:
-        run_batch_action.delay(batch_id)
+    for batch_pk in stalled:
+        run_batch_action.delay(batch_pk)
     return len(stalled)

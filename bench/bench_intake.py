@@ -23,6 +23,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: psycopg only when the database is PostgreSQL
+    import sqlite3
+
+    import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -48,6 +54,7 @@ def timed(argv: list[str], env: dict) -> tuple[float, float, str]:
     started = time.perf_counter()
     process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT)  # fmt: skip
+    assert process.stdout is not None  # stdout=PIPE above
     output = process.stdout.read().decode()
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
@@ -72,7 +79,7 @@ class Dashboard:
         }
         if "DATABASE_URL" not in os.environ:
             self.env["DATABASE_URL"] = f"sqlite:///{var_dir}/bench.sqlite3"
-        self.processes = []
+        self.processes: list[subprocess.Popen[bytes]] = []
         if "REDIS_URL" not in os.environ:
             sys.path.insert(0, str(ROOT))
             from dashboard.supervisor import embedded_redis_argv
@@ -133,17 +140,25 @@ class Dashboard:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-def upload_once(dashboard: Dashboard, path: Path) -> float:
-    """From the first byte of the upload to the stored report, polled twenty times a second."""
+def _csrf_token(page: str) -> str:
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    if match is None:
+        sys.exit("A page of the dashboard has no CSRF token.")
+    return match.group(1)
+
+
+def upload_once(dashboard: Dashboard, path: Path) -> tuple[float, float]:
+    """From the first byte of the upload to the stored report, polled twenty times a second;
+    and how long the POST itself took."""
     import httpx
 
     with httpx.Client(base_url=dashboard.base, timeout=600) as http:
         login = http.get("/login/")
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
+        token = _csrf_token(login.text)
         http.post("/login/", data={"username": "bench", "password": "bench-pw-12345",
                                    "csrfmiddlewaretoken": token})  # fmt: skip
         page = http.get("/w/sandbox/upload/")
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        token = _csrf_token(page.text)
         started = time.perf_counter()
         with path.open("rb") as handle:
             response = http.post(
@@ -167,7 +182,7 @@ def upload_once(dashboard: Dashboard, path: Path) -> float:
     return elapsed, posted
 
 
-_connection = None
+_connection: "sqlite3.Connection | psycopg.Connection | None" = None
 
 
 def _state(dashboard: Dashboard, key: str):

@@ -79,16 +79,16 @@ def main():
         base = batch.get_absolute_url() + "results/"
         cases = [
             ("first page (full page, with facet counts)", {}, {}),
-            ("first page (HTMX fragment)", {}, {"HTTP_HX_REQUEST": "true"}),
-            ("page after req-090000", {"after": "req-090000"}, {"HTTP_HX_REQUEST": "true"}),
-            ("before req-050000", {"before": "req-050000"}, {"HTTP_HX_REQUEST": "true"}),
-            ("type=errored", {"type": "errored"}, {"HTTP_HX_REQUEST": "true"}),
+            ("first page (HTMX fragment)", {}, {"HX-Request": "true"}),
+            ("page after req-090000", {"after": "req-090000"}, {"HX-Request": "true"}),
+            ("before req-050000", {"before": "req-050000"}, {"HX-Request": "true"}),
+            ("type=errored", {"type": "errored"}, {"HX-Request": "true"}),
             ("error_type=overloaded_error", {"error_type": "overloaded_error"},
-             {"HTTP_HX_REQUEST": "true"}),
-            ("stop_reason=max_tokens", {"stop_reason": "max_tokens"}, {"HTTP_HX_REQUEST": "true"}),
-            ("search custom_id 'req-09999'", {"q": "req-09999"}, {"HTTP_HX_REQUEST": "true"}),
-            ("search answer 'number 99999:'", {"q": "number 99999:"}, {"HTTP_HX_REQUEST": "true"}),
-            ("search with no match", {"q": "no such text"}, {"HTTP_HX_REQUEST": "true"}),
+             {"HX-Request": "true"}),
+            ("stop_reason=max_tokens", {"stop_reason": "max_tokens"}, {"HX-Request": "true"}),
+            ("search custom_id 'req-09999'", {"q": "req-09999"}, {"HX-Request": "true"}),
+            ("search answer 'number 99999:'", {"q": "number 99999:"}, {"HX-Request": "true"}),
+            ("search with no match", {"q": "no such text"}, {"HX-Request": "true"}),
             ("one result", None, {}),
         ]  # fmt: skip
         print(f"{'query':45} {'median ms':>10} {'queries':>8}")
@@ -100,7 +100,7 @@ def main():
                     if params is None:
                         response = client.get(base + "req-050001/")
                     else:
-                        response = client.get(base, params, **headers)
+                        response = client.get(base, params, headers=headers)
                     timings.append((time.perf_counter() - started) * 1000)
                 assert response.status_code == 200, response.status_code
             print(f"{label:45} {statistics.median(timings):10.1f} {len(queries):8d}")

@@ -112,6 +112,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "batches.views.header.header_context",
             ],
         },
     },
@@ -150,6 +151,18 @@ EMBEDDED_REDIS = not env_str("REDIS_URL", "")
 REDIS_URL = env_url(
     "REDIS_URL", f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0", schemes=("redis", "rediss")
 )
+# The cache is the same Redis: it holds what lets a poll answer "nothing changed" without a query
+# (batches/changes.py), shared by every web process and worker. Its keys are prefixed, so the
+# broker's never meet them; a Redis that does not answer at once is treated as a miss.
+CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "dashboard")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": CACHE_KEY_PREFIX,
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

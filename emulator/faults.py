@@ -17,7 +17,7 @@ import hashlib
 import math
 import threading
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
@@ -110,10 +110,8 @@ _lock = threading.Lock()
 @dataclass
 class _Tally:
     calls: int = 0
-    failures: dict = None  # status: how many calls it failed so far
-
-    def __post_init__(self):
-        self.failures = {429: 0, 500: 0, 529: 0}
+    # status: how many calls it failed so far
+    failures: dict[int, int] = field(default_factory=lambda: {429: 0, 500: 0, 529: 0})
 
 
 _tallies: dict[str, _Tally] = defaultdict(_Tally)

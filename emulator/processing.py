@@ -14,6 +14,7 @@ import secrets
 import string
 from collections.abc import Iterator
 from datetime import UTC, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -356,7 +357,13 @@ def _answer_words(prompt: str, seed: int, wanted: int) -> list[str]:
 
 def _tool_input(schema: dict, prompt: str) -> dict:
     """Arguments for a tool call that fit the tool's `input_schema`'s required fields."""
-    values = {"string": prompt[:40] or "sandbox", "integer": 1, "number": 1.0, "boolean": True}
+    # By the property's JSON type; one that names none (None) gets "sandbox" like any other.
+    values: dict[str | None, object] = {
+        "string": prompt[:40] or "sandbox",
+        "integer": 1,
+        "number": 1.0,
+        "boolean": True,
+    }
     properties = schema.get("properties") or {}
     return {
         name: values.get((properties.get(name) or {}).get("type"), "sandbox")
@@ -371,7 +378,7 @@ def generate_message(batch_id: str, custom_id: str, params: dict) -> dict:
     wanted = 12 + seed % 40 + len(prompt.split()) // 2
     cap = params["max_tokens"]
     words = _answer_words(prompt, seed, wanted)
-    content = []
+    content: list[dict[str, Any]] = []
     stop_reason = "end_turn"
     tools = [t for t in params.get("tools") or [] if "input_schema" in t]
     choice = params.get("tool_choice") or {"type": "auto"}

@@ -28,7 +28,7 @@ _FAULT_ERRORS = {
 }
 
 
-class ApiError(Exception):
+class ErrorAnswer(Exception):
     def __init__(self, status: int, kind: str, message: str):
         super().__init__(message)
         self.status, self.kind, self.message = status, kind, message
@@ -93,7 +93,7 @@ def _answer(request, request_id, view, methods, args, kwargs):
         )
     try:
         return view(request, faults.workspace_of(api_key), plan, *args, **kwargs)
-    except ApiError as exc:
+    except ErrorAnswer as exc:
         return error_response(request_id, exc.status, exc.kind, exc.message)
 
 
@@ -101,7 +101,7 @@ def _get_batch(workspace: str, batch_id: str) -> EmulatedBatch:
     """The batch if this key's workspace has it; another workspace's batch is simply not found."""
     batch = EmulatedBatch.objects.in_workspace(workspace).filter(batch_id=batch_id).first()
     if batch is None:
-        raise ApiError(404, "not_found_error", f"Message batch {batch_id} not found")
+        raise ErrorAnswer(404, "not_found_error", f"Message batch {batch_id} not found")
     return batch
 
 
@@ -115,11 +115,11 @@ def _limit(request) -> int:
     try:
         limit = int(raw)
     except ValueError:
-        raise ApiError(
+        raise ErrorAnswer(
             400, "invalid_request_error", "limit: Input should be a valid integer"
         ) from None
     if not 1 <= limit <= 1000:
-        raise ApiError(
+        raise ErrorAnswer(
             400,
             "invalid_request_error",
             "limit: Input should be greater than or equal to 1 and less than or equal to 1000",
@@ -132,12 +132,14 @@ def _page(items: list, ids: list[str], request) -> tuple[list, bool]:
     limit = _limit(request)
     after_id, before_id = request.GET.get("after_id"), request.GET.get("before_id")
     if after_id and before_id:
-        raise ApiError(400, "invalid_request_error", "Specify only one of after_id and before_id")
+        raise ErrorAnswer(
+            400, "invalid_request_error", "Specify only one of after_id and before_id"
+        )
     cursor = after_id or before_id
     if cursor:
         if cursor not in ids:
             name = "after_id" if after_id else "before_id"
-            raise ApiError(400, "invalid_request_error", f"{name}: no object with id {cursor}")
+            raise ErrorAnswer(400, "invalid_request_error", f"{name}: no object with id {cursor}")
         at = ids.index(cursor)
         if after_id:
             rest = items[at + 1 :]
@@ -172,7 +174,7 @@ def batches(request, workspace, plan):
 
 def _create(request, workspace, plan):
     limit = settings.EMULATOR_MAX_BODY_BYTES
-    too_large = ApiError(
+    too_large = ErrorAnswer(
         413, "request_too_large", f"Request exceeds the maximum size of {limit} bytes"
     )
     try:
@@ -188,14 +190,14 @@ def _create(request, workspace, plan):
     try:
         requests = parse_create_body(raw)
     except InvalidBatch as exc:
-        raise ApiError(400, "invalid_request_error", str(exc)) from None
+        raise ErrorAnswer(400, "invalid_request_error", str(exc)) from None
     del raw
     batch = processing.create_batch(workspace, requests, slow=plan.slow_batches)
     if plan.lose_create_answers and faults.take_lost_create_answer(workspace):
         # The batch exists, but the client hears only an error (a rehearsal of a lost answer).
         for _ in range(plan.lookalikes_with_lost_answer):
             processing.create_batch(workspace, requests, slow=plan.slow_batches)
-        raise ApiError(500, "api_error", "Internal server error")
+        raise ErrorAnswer(500, "api_error", "Internal server error")
     return JsonResponse(_batch_json(request, batch))
 
 
@@ -206,7 +208,7 @@ def batch(request, workspace, plan, batch_id):
         return JsonResponse(_batch_json(request, found))
     found = processing.finalize_if_due(found)
     if processing.status_at(found, timezone.now()) != ProcessingStatus.ENDED:
-        raise ApiError(
+        raise ErrorAnswer(
             400,
             "invalid_request_error",
             f"Message batch {batch_id} cannot be deleted while it is processing; cancel it first",
@@ -225,14 +227,14 @@ def batch_cancel(request, workspace, plan, batch_id):
 def batch_results(request, workspace, plan, batch_id):
     found = processing.finalize_if_due(_get_batch(workspace, batch_id))
     if found.ended_at is None:
-        raise ApiError(
+        raise ErrorAnswer(
             400,
             "invalid_request_error",
             f"Message batch {batch_id} has not finished processing; its results are available "
             "once processing_status is ended",
         )
     if timezone.now() >= found.created_at + processing.RESULTS_KEPT:
-        raise ApiError(
+        raise ErrorAnswer(
             404, "not_found_error", f"The results of message batch {batch_id} have been archived"
         )
     if plan.redirect_results:
@@ -267,10 +269,10 @@ def models_list(request, workspace, plan):
 def model_detail(request, workspace, plan, model_id):
     spec = catalog.find(model_id)
     if spec is None:
-        raise ApiError(404, "not_found_error", f"model: {model_id}")
+        raise ErrorAnswer(404, "not_found_error", f"model: {model_id}")
     return JsonResponse(catalog.model_info(spec))
 
 
 @api_view(("GET", "POST", "PUT", "PATCH", "DELETE"))
 def not_found(request, workspace, plan, path=""):
-    raise ApiError(404, "not_found_error", f"Not found: /{path}")
+    raise ErrorAnswer(404, "not_found_error", f"Not found: /{path}")

@@ -114,3 +114,17 @@ def _fresh_emulator_fault_counters():
     from emulator.faults import reset_counters
 
     reset_counters()
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache(broker):
+    """Each test starts with an empty cache (change stamps, who sees which workspace), as it
+    starts with an empty database: only this run's keys, by their prefix."""
+    from batches import polling
+
+    client = redis.Redis.from_url(broker)
+    keys = list(client.scan_iter(match=f"{settings.CACHE_KEY_PREFIX}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+    polling.forget_all()

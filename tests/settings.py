@@ -7,6 +7,9 @@ never shares the embedded Redis (and its queues) with a `make run` on the same c
 import os
 
 os.environ.setdefault("EMBEDDED_REDIS_PORT", "6391")
+# The run's cache keys (and those of the processes it starts) under a prefix of their own, so a
+# shared Redis's other keys are never read or emptied (tests/conftest.py empties them per test).
+os.environ.setdefault("CACHE_KEY_PREFIX", f"test-{os.getpid()}")
 
 from dashboard.settings import *  # noqa: F403
 from dashboard.settings import DATABASES, STORAGES, VAR_DIR

@@ -5,6 +5,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from batches import submissions
 from batches.models import Batch, BatchRequest, Result, Submission, Workspace
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 SAMPLES = Path(__file__).parent / "fixtures" / "samples"
@@ -33,8 +34,7 @@ def test_staff_who_are_not_members_see_no_other_teams_records(client, workspace,
 
     staff = django_user_model.objects.create_user("auditor", password="pw", is_staff=True)
     staff.user_permissions.set(Permission.objects.filter(content_type__app_label="batches"))
-    Batch.objects.create(workspace=workspace, api_id="msgbatch_secret", processing_status="ended",
-                         created_at="2026-11-01T00:00:00Z")  # fmt: skip
+    factories.batch(workspace, api_id="msgbatch_secret")
     other = Workspace.objects.create(name="Their Secret Project", slug="theirs",
                                      base_url="https://api.example.com")  # fmt: skip
     client.force_login(staff)

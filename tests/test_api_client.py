@@ -5,7 +5,7 @@ import io
 import httpx
 import pytest
 
-from batches.api import ApiClient, ApiError
+from batches.client import ApiClient, ApiError
 
 WAITS: list[float] = []
 

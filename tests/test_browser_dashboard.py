@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from batches import ingestion, mirror, submissions, summaries
+from batches import ingestion, mirror, submissions, totals
 from batches.models import Batch, Submission
 from batches.workspaces import create_workspace
 from emulator.testing import make_batch
@@ -62,7 +62,7 @@ class Worker(threading.Thread):
         report = mirror.sync_workspace(self.workspace_id)
         for batch_id in report.to_ingest:
             ingestion.ingest_results(batch_id)
-            summaries.store_totals(Batch.objects.filter(pk=batch_id))
+            totals.store_totals(Batch.objects.filter(pk=batch_id))
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import time_machine
 from django.utils import timezone
 
 from batches import actions, ingestion, mirror
-from batches.api import ApiClient
+from batches.client import ApiClient
 from batches.models import Batch, Result
 from emulator.faults import set_key_faults
 from emulator.testing import make_batch

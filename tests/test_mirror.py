@@ -11,11 +11,12 @@ from django.db import connection
 from django.utils import timezone
 
 from batches import ingestion, mirror
-from batches.api import ApiClient
+from batches.client import ApiClient
 from batches.models import Batch, Result, Workspace
 from batches.workspaces import create_workspace
 from emulator.faults import set_key_faults
 from emulator.testing import BASE_URL, httpx_transport, make_batch
+from tests import factories
 from tests.mirror import KEY
 
 pytestmark = pytest.mark.django_db
@@ -87,13 +88,8 @@ def test_a_workspace_with_a_bad_key_records_its_error_and_the_others_sync(worksp
 
 def test_a_batch_that_answers_404_right_after_creation_is_retried_not_marked_gone(workspace):
     now = timezone.now()
-    batch = Batch.objects.create(
-        workspace=workspace,
-        api_id="msgbatch_just_created",
-        processing_status="in_progress",
-        processing=5,
-        created_at=now - timedelta(seconds=3),
-        next_poll_at=now,
+    batch = factories.running_batch(
+        workspace, processing=5, minutes_ago=0.05, api_id="msgbatch_just_created", next_poll_at=now
     )
     report = mirror.sync_workspace(workspace.pk)
     batch.refresh_from_db()

@@ -3,12 +3,12 @@
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from batches import notices
 from batches.admin import WorkspaceForm
-from batches.models import Batch
 from batches.workspaces import create_workspace
+from tests import factories
+from tests.polls import header_fingerprint
 
 pytestmark = pytest.mark.django_db
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -24,21 +24,8 @@ def workspace(user, teammate):
     )
 
 
-def ended_batch(workspace, number, ended_ago, **fields):
-    """An ended batch the dashboard saw end (first seen when it ended)."""
-    ended_at = timezone.now() - ended_ago
-    batch = Batch.objects.create(
-        workspace=workspace,
-        api_id=f"msgbatch_{number:04d}",
-        processing_status="ended",
-        succeeded=2,
-        created_at=ended_at - timedelta(hours=1),
-        expires_at=ended_at + timedelta(hours=23),
-        ended_at=ended_at,
-        **fields,
-    )
-    Batch.objects.filter(pk=batch.pk).update(first_seen_at=ended_at)
-    return batch
+def ended_batch(workspace, ended_ago, **fields):
+    return factories.ended_news(workspace, ended_ago, **fields)
 
 
 def test_it_lets_an_admin_turn_on_email_and_the_webhook(workspace, admin_client):
@@ -67,19 +54,44 @@ def test_it_lets_an_admin_turn_on_email_and_the_webhook(workspace, admin_client)
 def test_it_announces_only_batches_that_ended_recently(workspace, user):
     workspace.notify_email = True
     workspace.save()
-    recent = ended_batch(workspace, 1, timedelta(minutes=5), submitted_by=user)
-    ended_batch(workspace, 2, notices.NOTICE_WINDOW + timedelta(minutes=5), submitted_by=user)
-    ended_batch(workspace, 3, timedelta(days=30), submitted_by=user)
+    recent = ended_batch(workspace, timedelta(minutes=5), submitted_by=user)
+    ended_batch(workspace, notices.NOTICE_WINDOW + timedelta(minutes=5), submitted_by=user)
+    ended_batch(workspace, timedelta(days=30), submitted_by=user)
     assert notices.batches_to_announce(workspace.pk) == [recent.pk]
 
 
 def test_it_toasts_only_batches_that_ended_recently(owner_client, workspace, user):
-    ended_batch(workspace, 1, timedelta(minutes=5), submitted_by=user, name="Fresh")
+    ended_batch(workspace, timedelta(minutes=5), submitted_by=user, name="Fresh")
     for number in range(2, 9):
-        ended_batch(workspace, number, timedelta(hours=3 + number), submitted_by=user, name="Old")
+        ended_batch(workspace, timedelta(hours=3 + number), submitted_by=user, name="Old")
     body = owner_client.get("/poll/", **HX).content.decode()
     assert "Fresh" in body and "Old" not in body
-    from batches.views import counter_state
+    seen = header_fingerprint(body)
+    assert owner_client.get("/poll/", {"v": seen}, **HX).status_code == 204  # nothing more comes
 
-    seen = counter_state(user)[1]
-    assert owner_client.get(f"/poll/?seen={seen}", **HX).status_code == 204  # nothing more comes
+
+def test_it_emails_and_posts_the_webhook_once(workspace, user, mailoutbox):
+    import json
+
+    import httpx
+
+    user.email = "owner@example.test"
+    user.save()
+    workspace.notify_email = True
+    workspace.notify_webhook_url = "https://hooks.example.test/batches"
+    workspace.save()
+    batch = ended_batch(workspace, timedelta(minutes=1), submitted_by=user, name="Mine")
+    posted = []
+
+    def handler(request):
+        posted.append(json.loads(request.content))
+        return httpx.Response(200)
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    assert notices.batches_to_announce(workspace.pk) == [batch.pk]
+    assert notices.announce(batch.pk, http=http) == {"email": True, "webhook": True}
+    assert notices.announce(batch.pk, http=http) == {"skipped": True}
+    assert len(mailoutbox) == 1 and "Mine" in mailoutbox[0].subject
+    assert "2 succeeded" in mailoutbox[0].body
+    assert posted[0]["id"] == batch.api_id and posted[0]["request_counts"]["succeeded"] == 2
+    assert posted[0]["url"].endswith(batch.get_absolute_url())

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from django.core.exceptions import ValidationError
 
-from batches.api import ApiClient, ApiError
+from batches.client import ApiClient, ApiError
 from batches.outbound import validate_outbound_url
 from batches.outbound_http import BlockedDestination, GuardedTransport
 from tests.processes import free_port
@@ -102,22 +102,14 @@ def test_the_client_sends_no_key_inside_the_network_and_cannot_scan_ports(settin
 
 
 def test_a_webhook_is_not_posted_inside_the_network(settings, local_server, db, user):
-    from django.utils import timezone
-
     from batches import notices
-    from batches.models import Batch, Workspace
+    from batches.models import Workspace
+    from tests import factories
 
     settings.OUTBOUND_ALLOWED_HOSTS = []
     workspace = Workspace.objects.create(name="W", slug="w", base_url="https://api.example.com")
     Workspace.objects.filter(pk=workspace.pk).update(notify_webhook_url=local_server)
-    now = timezone.now()
-    batch = Batch.objects.create(
-        workspace=workspace,
-        api_id="msgbatch_1",
-        processing_status="ended",
-        created_at=now,
-        ended_at=now,
-    )
+    batch = factories.batch(workspace)
     assert notices.announce(batch.pk) == {"email": False, "webhook": False}
 
 

@@ -52,7 +52,7 @@ def test_the_debug_page_hides_a_key_wherever_it_sits(workspace, rf, settings):
     assert "********" in page
 
 
-def test_tasks_take_ids_only():
+def test_tasks_take_primary_keys_only():
     import inspect
 
     from batches import tasks
@@ -60,4 +60,4 @@ def test_tasks_take_ids_only():
     for name, task in vars(tasks).items():
         if hasattr(task, "delay"):
             parameters = inspect.signature(task.run).parameters
-            assert all(p.endswith("_id") for p in parameters), (name, list(parameters))
+            assert all(p.endswith("_pk") for p in parameters), (name, list(parameters))

@@ -23,11 +23,12 @@ import tempfile
 import time
 import warnings
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate, pairwise, repeat
 from operator import add
 from pathlib import Path
+from typing import Any
 
 import orjson
 from django.conf import settings
@@ -176,15 +177,21 @@ class Check:
         if problem.line is not None:
             self.rejected.add(problem.line)
 
+    def _reading(self) -> Lines:
+        """The lines being read: run_jsonl and run_csv set them before anything reports."""
+        if self._lines is None:
+            raise RuntimeError("No segment is being read: run_jsonl or run_csv comes first.")
+        return self._lines
+
     def _too_long(self, number: int) -> None:
-        self.problem(line_too_long_problem(number, self._lines.limits.max_line_bytes))
+        self.problem(line_too_long_problem(number, self._reading().limits.max_line_bytes))
 
     def _tick(self) -> None:
         now = time.monotonic()
         if now < self._next_progress or self.progress is None:
             return
         self._next_progress = now + settings.CHECK_PROGRESS_SECONDS
-        lines = self._lines
+        lines = self._reading()
         if not self.progress(
             lines.lines_read, lines.raw_bytes_read, len(self.accepted), self.log.count
         ):
@@ -378,7 +385,8 @@ class Check:
                     )
                 )
                 continue
-            item = {"custom_id": custom_id, "params": options.params(prompt)}
+            params = options.params(prompt)
+            item = {"custom_id": custom_id, "params": params}
             raw = orjson.dumps(item)
             problems = self.rules.check(line, item, raw)
             if problems is not None:
@@ -391,10 +399,10 @@ class Check:
             accepted.custom_ids.append(custom_id)
             accepted.lines.append(line)
             accepted.lengths.append(len(raw))
-            self.estimate.add(item["params"])
+            self.estimate.add(params)
             accepted.write(raw + SEPARATOR)
             if len(self.preview) < PREVIEW_REQUESTS:
-                self._preview(line, custom_id, item["params"], raw)
+                self._preview(line, custom_id, params, raw)
 
     # A segment's result
     def run(self, lines: Lines, fmt: str, csv_options: CsvOptions | None = None) -> SegmentResult:
@@ -402,6 +410,9 @@ class Check:
         damaged gzip or a bug of ours ends the reading with a problem that says so)."""
         try:
             if fmt == "csv":
+                if csv_options is None:
+                    # A bug of ours, not of the file: reported like any other below.
+                    raise TypeError("A CSV segment is read with its CsvOptions.")
                 self.run_csv(lines, csv_options)
             else:
                 self.run_jsonl(lines)
@@ -506,7 +517,8 @@ class Progress:
         for offset in range(0, len(self.memory), self.size):
             for index, value in enumerate(struct.unpack_from(self.FORMAT, self.memory, offset)):
                 totals[index] += value
-        return tuple(totals)
+        lines, raw_bytes, requests, problems = totals
+        return lines, raw_bytes, requests, problems
 
 
 def check_in_segments(
@@ -826,24 +838,26 @@ def compose_bodies(merged: Merged, directory: str) -> list[PartBody]:
             count = len(result.accepted)
             if not count:
                 continue
-            with open(result.accepted.body_path, "rb") as body:
+            body_path = result.accepted.body_path
+            if body_path is None:
+                raise RuntimeError("Composing bodies needs a check made with keep_bodies=True.")
+            with open(body_path, "rb") as body:
                 if not drop and parts_of[0] == parts_of[count - 1]:
                     # Every request of the segment, in one batch: the file is one run.
-                    _copy(body, 0, os.path.getsize(result.accepted.body_path), outputs[parts_of[0]])
+                    _copy(body, 0, os.path.getsize(body_path), outputs[parts_of[0]])
                     continue
                 starts = _segment_offsets(result.accepted.lengths)
-                run_start = None
-                run_part = None
+                run: tuple[int, int] | None = None  # (start, part) of the run being gathered
                 end = 0
                 for position in range(count + 1):
                     part = None if position == count or position in drop else parts_of[position]
-                    if run_start is not None and part != run_part:
-                        _copy(body, run_start, end, outputs[run_part])
-                        run_start = None
+                    if run is not None and part != run[1]:
+                        _copy(body, run[0], end, outputs[run[1]])
+                        run = None
                     if part is None:
                         continue
-                    if run_start is None:
-                        run_start, run_part = starts[position], part
+                    if run is None:
+                        run = (starts[position], part)
                     end = starts[position] + result.accepted.lengths[position] + len(SEPARATOR)
         bodies = []
         for index, out in enumerate(outputs):
@@ -885,7 +899,7 @@ def index_rows(merged: Merged, submission_id: int):
     ):
         accepted = result.accepted
         columns = (parts_of, accepted.custom_ids, accepted.lines, offsets, accepted.lengths)
-        rows = zip(repeat(submission_id), *columns, strict=False)
+        rows: Iterator[tuple[Any, ...]] = zip(repeat(submission_id), *columns, strict=False)
         if drop:
             rows = (row for position, row in enumerate(rows) if position not in drop)
         yield from rows

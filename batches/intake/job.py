@@ -94,17 +94,17 @@ def _finish_without_reading(claim: Claim, submission: Submission, problem: Probl
     )
 
 
-def run_check(submission_id: int) -> str:
+def run_check(submission_pk: int) -> str:
     """The check task's body. Safe to run twice at once: the second finds the claim taken."""
     claim = Claim.take(
         Submission,
-        submission_id,
+        submission_pk,
         "check_claimed_until",
         where=Q(state=Submission.State.CHECKING),
     )
     if claim is None:
         return "skipped"
-    submission = Submission.objects.select_related("workspace").get(pk=submission_id)
+    submission = Submission.objects.select_related("workspace").get(pk=submission_pk)
     attempts = submission.check_attempts + 1
     if attempts > Submission.MAX_CHECK_ATTEMPTS:
         _finish_without_reading(
@@ -131,9 +131,12 @@ def run_check(submission_id: int) -> str:
         values = dict(zip(PROGRESS_FIELDS, (lines, raw_bytes, requests, problems), strict=True))
         if not claim.renew(**values):
             return False  # another worker took the check over: let it finish
-        return not Submission.objects.filter(pk=submission_id, check_stop_requested=True).exists()
+        return not Submission.objects.filter(pk=submission_pk, check_stop_requested=True).exists()
 
     upload = submission.upload
+    if upload.name is None:
+        # A submission reaches `checking` only with its upload stored.
+        raise RuntimeError(f"Submission {submission.pk} has no upload to check.")
     backend = upload.storage
     options = CsvOptions.from_dict(submission.csv_options) if submission.is_csv else None
     directory = str(scratch_dir())
@@ -153,7 +156,7 @@ def run_check(submission_id: int) -> str:
         )
         return _store(claim, submission, merged, directory)
     except CheckStopped:
-        if Submission.objects.filter(pk=submission_id, check_stop_requested=True).exists():
+        if Submission.objects.filter(pk=submission_pk, check_stop_requested=True).exists():
             claim.release(state=Submission.State.STOPPED, check_stop_requested=False)
             return "stopped"
         return "lost its claim"
@@ -255,4 +258,6 @@ def _store_report(submission: Submission, paths: list[str], directory: str) -> s
         submission.report_file.save("problems.csv", LocalFile(name, "problems.csv"), save=False)
     finally:
         Path(name).unlink(missing_ok=True)
-    return submission.report_file.name
+    stored = submission.report_file.name
+    assert stored is not None  # FieldFile.save has just set it to the storage's name
+    return stored

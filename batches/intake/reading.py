@@ -137,7 +137,9 @@ class Lines:
     def _open(self):
         if self.raw.peek2() == GZIP_MAGIC:
             self.compressed = True
-            return gzip.GzipFile(fileobj=self.raw, mode="rb")
+            # The stubs ask for a fileobj with seek(), which GzipFile calls only to rewind;
+            # reading goes forward only, and CountingReader cannot seek.
+            return gzip.GzipFile(fileobj=self.raw, mode="rb")  # type: ignore[call-overload]
         return self.raw
 
     def _check_caps(self, next_line: int) -> None:

@@ -8,10 +8,14 @@ from django.utils.html import format_html
 
 register = template.Library()
 
-STATUS_BADGES = {
+OUTCOME_BADGES = {
     "in_progress": ("badge-info", "In progress"),
     "canceling": ("badge-warn", "Canceling"),
     "ended": ("badge-ok", "Ended"),
+    "canceled": ("badge-neutral", "Canceled"),
+    "expired": ("badge-warn", "Expired"),
+    "ended_with_problems": ("badge-warn", "Ended with problems"),
+    "deleted": ("badge-neutral", "Deleted"),
 }
 RESULT_BADGES = {
     "succeeded": ("badge-ok", "Succeeded"),
@@ -23,17 +27,8 @@ RESULT_BADGES = {
 
 @register.simple_tag
 def status_badge(batch):
-    """The API status as a coloured word; an ended batch says how it ended."""
-    if batch.gone_at:
-        return format_html('<span class="badge {}">{}</span>', "badge-neutral", "Deleted")
-    css, label = STATUS_BADGES.get(batch.processing_status, ("badge-neutral", "Unknown"))
-    if batch.processing_status == "ended":
-        if batch.canceled and batch.cancel_initiated_at:
-            css, label = "badge-neutral", "Canceled"
-        elif batch.expired and not batch.succeeded and not batch.errored:
-            css, label = "badge-warn", "Expired"
-        elif batch.errored or batch.expired:
-            css, label = "badge-warn", "Ended with problems"
+    """How the batch stands or ended (`Batch.outcome`) as a coloured word."""
+    css, label = OUTCOME_BADGES.get(batch.outcome, ("badge-neutral", "Unknown"))
     return format_html('<span class="badge {}">{}</span>', css, label)
 
 
@@ -141,8 +136,6 @@ def money(value) -> str:
     return f"${amount:,.2f}"
 
 
-# The dashboard (issue 6) ------------------------------------------------------------------------
-
 DAY = 24 * 3600
 SEGMENTS = (
     ("succeeded", "seg-ok", "succeeded"),
@@ -230,21 +223,6 @@ def intdot(value) -> str:
         return f"{int(value):,}"
     except (TypeError, ValueError):
         return "—"
-
-
-@register.simple_tag(takes_context=True)
-def running_counter(context):
-    from django.template.loader import render_to_string
-
-    from batches.views import counter_state
-
-    request = context.get("request")
-    if request is None or not request.user.is_authenticated:
-        return ""
-    running, state = counter_state(request.user)
-    return render_to_string(
-        "batches/_poll.html#counter", {"running": running, "state": state}, request=request
-    )
 
 
 @register.filter

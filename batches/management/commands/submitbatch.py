@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from batches import mirror, submissions
-from batches.api import ApiClient, ApiError
+from batches.client import ApiClient, ApiError
 from batches.intake import job
 from batches.intake.reading import detect_format
 from batches.management.commands.validatebatch import (

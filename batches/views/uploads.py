@@ -1,34 +1,25 @@
-"""Upload a file, watch it being checked, read its report, fix it, see the price, submit it once."""
+"""The upload pages: upload a file, watch it being checked, read its report, fix a CSV's
+template, see the price, submit it once. (Its downloads are in `batches.views.downloads`.)"""
 
 import logging
 
 import orjson
 from django.contrib import messages
 from django.db import transaction
-from django.http import Http404, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from batches import downloads, mirror, polling, submissions, tasks
-from batches.api import ApiClient, ApiError
+from batches import mirror, polling, submissions, tasks
+from batches.client import ApiClient, ApiError
 from batches.forms import CsvOptionsForm, UploadForm
 from batches.intake import job
 from batches.intake.templating import CsvOptions
-from batches.models import BatchRequest, Submission, Workspace
-from batches.views import _get_workspace_for_user
+from batches.models import Submission, Workspace
+from batches.views.access import poll_key, submission_for, workspace_for
 
 logger = logging.getLogger(__name__)
 TEMPLATE = "batches/submission.html"
-
-
-def _get_submission_for_user(request, slug, key) -> Submission:
-    workspace = _get_workspace_for_user(request, slug)
-    return get_object_or_404(
-        Submission.objects.select_related("workspace", "created_by", "resubmission_of"),
-        workspace=workspace,
-        key=key,
-    )
 
 
 def _ensure_models(workspace: Workspace) -> None:
@@ -56,7 +47,7 @@ def _csv_form(submission: Submission, data=None) -> CsvOptionsForm:
     )
 
 
-def _context(request, submission: Submission, csv_form=None) -> dict:
+def _context(request, submission: Submission, csv_form=None, key=None) -> dict:
     parts = list(submission.parts.select_related("batch__workspace").order_by("index"))
     context = {
         "submission": submission,
@@ -68,18 +59,19 @@ def _context(request, submission: Submission, csv_form=None) -> dict:
         "batches": [part.batch for part in parts if part.batch is not None],
         "more_problems": max(0, submission.problem_count - len(submission.problems)),
     }
-    return polling.render_region(request, TEMPLATE, "live", context)
+    return polling.render_region(request, TEMPLATE, "live", context, key)
 
 
 def _still_changing(context: dict) -> bool:
+    """Worth polling: the upload is being checked or submitted, or one of its batches changes."""
     return context["submission"].still_changing or any(
-        batch.is_active and not batch.gone_at for batch in context["batches"]
+        batch.still_changing for batch in context["batches"]
     )
 
 
 @require_http_methods(["GET", "POST"])
 def upload(request, slug):
-    workspace = _get_workspace_for_user(request, slug)
+    workspace = workspace_for(request, slug)
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         _ensure_models(workspace)
@@ -105,14 +97,17 @@ def upload(request, slug):
 
 @require_GET
 def submission_detail(request, slug, key):
-    submission = _get_submission_for_user(request, slug, key)
+    memo_key = poll_key(request, "submission", slug)
+    if polling.unchanged(request, memo_key):
+        return polling.nothing_new()
+    submission = submission_for(request, slug, key)
     csv_form = None
     if submission.is_csv and submission.is_editable:
         # No API call here: a page renders from the database. Without a model list yet (the
         # sync fetches it), the form takes a typed model id.
         csv_form = _csv_form(submission)
-    context = _context(request, submission, csv_form)
-    if request.htmx and not request.htmx.boosted:
+    context = _context(request, submission, csv_form, memo_key)
+    if polling.is_fragment(request):
         return polling.poll_answer(
             request, TEMPLATE, "live", context, still_changing=_still_changing(context)
         )
@@ -122,7 +117,7 @@ def submission_detail(request, slug, key):
 
 @require_POST
 def submission_template(request, slug, key):
-    submission = _get_submission_for_user(request, slug, key)
+    submission = submission_for(request, slug, key)
     if not submission.is_csv or not submission.is_editable:
         messages.info(request, "This submission's options can no longer change.")
         return redirect(submission)
@@ -142,14 +137,16 @@ def submission_template(request, slug, key):
 @require_POST
 def submission_preview(request, slug, key):
     """The first row's request with the options as typed so far (the form's live preview)."""
-    submission = _get_submission_for_user(request, slug, key)
+    submission = submission_for(request, slug, key)
     form = _csv_form(submission, request.POST)
     form.is_valid()
     data = form.cleaned_data
     _, row = submissions.csv_header_and_first_row(submission)
     params, problem = None, ""
     if "template" not in data:
-        problem = "; ".join(form.errors.get("template", [])) or "Write a template to see it."
+        problem = (
+            "; ".join(map(str, form.errors.get("template", []))) or "Write a template to see it."
+        )
     else:
         options = CsvOptions(
             template=data["template"],
@@ -174,7 +171,7 @@ def submission_preview(request, slug, key):
 
 @require_POST
 def submission_stop(request, slug, key):
-    submission = _get_submission_for_user(request, slug, key)
+    submission = submission_for(request, slug, key)
     if job.request_stop(submission):
         messages.info(request, "Stopping the check. Nothing is kept of it.")
     return redirect(submission)
@@ -183,7 +180,7 @@ def submission_stop(request, slug, key):
 @require_POST
 def submission_check(request, slug, key):
     """Check a stopped upload again (or one whose check gave up)."""
-    submission = _get_submission_for_user(request, slug, key)
+    submission = submission_for(request, slug, key)
     if submission.is_csv and not submission.csv_options:
         return redirect(submission)
     with transaction.atomic():
@@ -194,7 +191,7 @@ def submission_check(request, slug, key):
 
 @require_POST
 def submission_submit(request, slug, key):
-    submission = _get_submission_for_user(request, slug, key)
+    submission = submission_for(request, slug, key)
     valid_only = request.POST.get("valid_only") == "1"
     with transaction.atomic():
         started = submissions.request_submit(submission, valid_only=valid_only)
@@ -221,79 +218,3 @@ def submission_submit(request, slug, key):
     else:
         messages.error(request, "Fix the problems in the report before submitting.")
     return redirect(submission)
-
-
-def _download(chunks, name: str, content_type: str):
-    return downloads.attachment(chunks, name, content_type)
-
-
-def _stem(submission: Submission) -> str:
-    return submission.source_filename.removesuffix(".gz").rsplit(".", 1)[0] or "upload"
-
-
-@require_GET
-def submission_report(request, slug, key):
-    submission = _get_submission_for_user(request, slug, key)
-    if not submission.report_file:
-        raise Http404("This file has no problems to report.")
-    return _download(
-        downloads.stored_file(submission.report_file),
-        f"{_stem(submission)}-problems.csv",
-        "text/csv; charset=utf-8",
-    )
-
-
-def _checked(submission: Submission) -> None:
-    """Downloads that need the check's index of requests (written just after its report)."""
-    if not submission.is_checked:
-        raise Http404("The file has not been checked yet.")
-    if submission.request_count and submission.requests_indexed_at is None:
-        raise Http404("The check's report is being completed; try again in a moment.")
-
-
-@require_GET
-def submission_valid_lines(request, slug, key):
-    """The requests that passed every check, in the upload's own format and order."""
-    submission = _get_submission_for_user(request, slug, key)
-    _checked(submission)
-    if not submission.request_count:
-        raise Http404("No request of this file is valid.")
-    extension = "csv" if submission.is_csv else "jsonl"
-    return _download(
-        downloads.valid_lines(submission),
-        f"{_stem(submission)}-valid.{extension}",
-        "text/csv; charset=utf-8" if submission.is_csv else "application/x-ndjson",
-    )
-
-
-@require_GET
-def submission_left_out_lines(request, slug, key):
-    """The lines (or rows) of the upload that have problems, as they were, to fix and upload."""
-    submission = _get_submission_for_user(request, slug, key)
-    _checked(submission)
-    if not submission.rejected_count:
-        raise Http404("No line of this file was left out.")
-    extension = "csv" if submission.is_csv else "jsonl"
-    return _download(
-        downloads.left_out_lines(submission),
-        f"{_stem(submission)}-left-out.{extension}",
-        "text/csv; charset=utf-8" if submission.is_csv else "application/x-ndjson",
-    )
-
-
-@require_GET
-def submission_request(request, slug, key, custom_id):
-    """One request of the upload, whole, exactly as it will be sent."""
-    submission = _get_submission_for_user(request, slug, key)
-    _checked(submission)
-    if "\x00" in custom_id:
-        raise Http404
-    found = get_object_or_404(BatchRequest, submission=submission, custom_id=custom_id)
-    part = get_object_or_404(submission.parts, index=found.part)
-    response = StreamingHttpResponse(
-        downloads.stored_range(part.body, found.offset, found.length),
-        content_type="application/json; charset=utf-8",
-    )
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Disposition"] = f'inline; filename="{custom_id}.json"'
-    return response

@@ -135,7 +135,8 @@ class _WaitHonouringRetryAfter:
 
 
 def _log_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception()
+    # tenacity calls before_sleep once an attempt has its outcome; None only as the stubs allow.
+    error = state.outcome.exception() if state.outcome else None
     logger.warning(
         "API call failed (attempt %d), retrying in %.1f s: %s",
         state.attempt_number,

@@ -1,0 +1,264 @@
+"""What the pages read: every query a page or fragment runs, in one place, and nothing that writes.
+
+Views parse the request and pick a template; the questions they ask of the database are here, so
+each has one answer (and one place to make it fast). Facts about one batch are on the model.
+"""
+
+import re
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Max, Min, Q
+
+from batches.models import Batch, BatchRequest, Result, Submission, UserPreference, Workspace
+
+BATCHES_PER_PAGE = 25
+RESULTS_PER_PAGE = 50
+STATUS_FILTERS = {
+    "active": "Running (in progress or canceling)",
+    "in_progress": "In progress",
+    "canceling": "Canceling",
+    "ended": "Ended",
+    "canceled": "Canceled",
+    "deleted": "Deleted from the API",
+}
+PROBLEM_FILTERS = {
+    "any": "Has errored or expired requests",
+    "errored": "Has errored requests",
+    "expired": "Has expired requests",
+    "none": "No problems",
+}
+# A user id in a query string: digits only (not str.isdigit(): "²" is a digit int() refuses).
+USER_ID = re.compile(r"[0-9]{1,18}")
+
+
+# Batches ----------------------------------------------------------------------------------------
+
+
+def filter_batches(batches, chosen: dict):
+    """The batch list's filters (already cleaned text from the query string) applied."""
+    if chosen.get("workspace"):
+        batches = batches.filter(workspace__slug=chosen["workspace"])
+    status = chosen.get("status")
+    if status == "active":
+        batches = batches.running()
+    elif status in ("in_progress", "canceling"):
+        batches = batches.filter(processing_status=status, gone_at=None)
+    elif status == "ended":
+        batches = batches.filter(processing_status=Batch.Status.ENDED, gone_at=None)
+    elif status == "canceled":
+        batches = batches.filter(cancel_initiated_at__isnull=False)
+    elif status == "deleted":
+        batches = batches.filter(gone_at__isnull=False)
+    problems = chosen.get("problems")
+    if problems == "any":
+        batches = batches.with_problems()
+    elif problems == "errored":
+        batches = batches.filter(errored__gt=0)
+    elif problems == "expired":
+        batches = batches.filter(expired__gt=0)
+    elif problems == "none":
+        batches = batches.filter(errored=0, expired=0)
+    submitter = chosen.get("submitter") or ""
+    if submitter == "outside":
+        batches = batches.filter(submitted_by=None)
+    elif USER_ID.fullmatch(submitter):
+        batches = batches.filter(submitted_by_id=int(submitter))
+    if q := chosen.get("q"):
+        batches = batches.filter(
+            Q(name__icontains=q) | Q(api_id__icontains=q) | Q(source_filename__icontains=q)
+        )
+    return batches
+
+
+def batch_page(user, chosen: dict, page_number, *, workspace=None) -> Page:
+    """One page of the batches `user` can see, newest first, filtered."""
+    batches = Batch.objects.visible_to(user)
+    if workspace is not None:
+        batches = batches.filter(workspace=workspace)
+    batches = filter_batches(batches, chosen).select_related(
+        "workspace", "submitted_by", "submission"
+    )
+    batches = batches.order_by("-created_at", "-id")
+    return Paginator(batches, BATCHES_PER_PAGE).get_page(page_number)
+
+
+def submitters(workspaces) -> list:
+    """The people who submitted a batch in these workspaces (the list's submitter filter)."""
+    users = get_user_model().objects.filter(submitted_batches__workspace__in=workspaces)
+    return list(users.distinct().order_by("username"))
+
+
+def workspaces_with_counts(user):
+    return Workspace.objects.visible_to(user).annotate(
+        batch_count=Count("batches", filter=Q(batches__gone_at=None)),
+        active_count=Count(
+            "batches",
+            filter=Q(batches__gone_at=None, batches__processing_status__in=Batch.ACTIVE),
+        ),
+    )
+
+
+def header_counts(user) -> dict:
+    """The header's running count and the newest batch's id, so a batch created (say, by a
+    script) and ended between two polls still counts as news; and whether an upload of the
+    user's workspaces is being submitted (its batches appear any moment). Two queries."""
+    totals = Batch.objects.visible_to(user).aggregate(
+        running=Count("pk", filter=Q(processing_status__in=Batch.ACTIVE, gone_at=None)),
+        newest=Max("pk"),
+    )
+    submitting = Submission.objects.filter(
+        workspace__in=Workspace.objects.visible_to(user), state=Submission.State.SUBMITTING
+    ).exists()
+    return {
+        "running": totals["running"],
+        "state": f"{totals['running']}.{totals['newest'] or 0}",
+        "submitting": submitting,
+    }
+
+
+def preference(user) -> UserPreference:
+    """The user's preferences, read only (one query; defaults when none are stored)."""
+    return UserPreference.objects.filter(user=user).first() or UserPreference(user=user)
+
+
+def estimate(batch: Batch) -> dict | None:
+    """The estimate made before the batch was submitted (dashboard batches only)."""
+    submission = batch.submission
+    if submission is None or not submission.estimate:
+        return None
+    data = submission.estimate
+    try:
+        low = Decimal(data.get("input_cost") or 0)
+        high = low + Decimal(data.get("max_output_cost") or 0)
+    except ArithmeticError:
+        return None
+    parts = max(1, len(data.get("parts") or []) or submission.parts.count())
+    return {
+        "input_tokens": data.get("input_tokens"),
+        "max_output_tokens": data.get("max_output_tokens"),
+        "input_cost": low,
+        "max_cost": high,
+        "parts": parts,
+        "unpriced": data.get("unpriced_models") or [],
+    }
+
+
+def recent_resubmissions(batch: Batch, limit: int = 5) -> list[Submission]:
+    return list(batch.resubmissions.order_by("-created_at")[:limit])
+
+
+# Results ----------------------------------------------------------------------------------------
+
+
+def filter_results(batch: Batch, chosen: dict):
+    """The results explorer's filters (cleaned text) applied to the batch's results."""
+    results = Result.objects.filter(batch=batch)
+    if chosen.get("type") in Result.Type.values:
+        results = results.filter(result_type=chosen["type"])
+    if chosen.get("error_type"):
+        results = results.filter(result_type=Result.Type.ERRORED, error_type=chosen["error_type"])
+    if chosen.get("stop_reason"):
+        results = results.filter(stop_reason=chosen["stop_reason"])
+    if q := chosen.get("q"):
+        results = results.filter(
+            Q(custom_id__icontains=q) | Q(answer_text__icontains=q) | Q(error_message__icontains=q)
+        )
+    return results
+
+
+def results_page(results, *, after: str = "", before: str = "") -> dict:
+    """One page of results in custom_id order, paged by key (`after`/`before` a custom_id) on the
+    unique (batch, custom_id) index, so page 2,000 costs what page 1 does."""
+    results = results.only(
+        "custom_id",
+        "result_type",
+        "error_type",
+        "stop_reason",
+        "input_tokens",
+        "output_tokens",
+        "answer_text",
+        "error_message",
+    )
+    if before:
+        rows = list(
+            results.filter(custom_id__lt=before).order_by("-custom_id")[: RESULTS_PER_PAGE + 1]
+        )
+        has_previous = len(rows) > RESULTS_PER_PAGE
+        rows = rows[:RESULTS_PER_PAGE][::-1]
+        has_next = True
+    else:
+        if after:
+            results = results.filter(custom_id__gt=after)
+        rows = list(results.order_by("custom_id")[: RESULTS_PER_PAGE + 1])
+        has_next = len(rows) > RESULTS_PER_PAGE
+        rows = rows[:RESULTS_PER_PAGE]
+        has_previous = bool(after)
+    return {
+        "results": rows,
+        "has_next": has_next and bool(rows),
+        "has_previous": has_previous and bool(rows),
+        "first_id": rows[0].custom_id if rows else "",
+        "last_id": rows[-1].custom_id if rows else "",
+    }
+
+
+def neighbours(batch: Batch, custom_id: str) -> tuple[str | None, str | None]:
+    """The custom_ids before and after this one in the batch (for previous/next links)."""
+    ids = Result.objects.filter(batch=batch).values_list("custom_id", flat=True)
+    previous_id = ids.filter(custom_id__lt=custom_id).order_by("-custom_id").first()
+    next_id = ids.filter(custom_id__gt=custom_id).order_by("custom_id").first()
+    return previous_id, next_id
+
+
+def request_for(batch: Batch, custom_id: str) -> BatchRequest | None:
+    """The stored request behind a result (dashboard batches only)."""
+    if batch.submission_id is None:
+        return None
+    return BatchRequest.objects.filter(
+        submission_id=batch.submission_id, custom_id=custom_id
+    ).first()
+
+
+def error_summary(batch: Batch, limit: int = 20) -> list[dict]:
+    """Errored results grouped by error type: how many, and one example each (two queries)."""
+    groups: list[dict[str, Any]] = [
+        dict(group)
+        for group in Result.objects.filter(batch=batch, result_type=Result.Type.ERRORED)
+        .values("error_type")
+        .annotate(count=Count("pk"), example_id=Min("custom_id"))
+        .order_by("-count", "error_type")[:limit]
+    ]
+    if not groups:
+        return []
+    examples = {
+        row.custom_id: row
+        for row in Result.objects.filter(
+            batch=batch, custom_id__in=[group["example_id"] for group in groups]
+        ).only("custom_id", "error_message")
+    }
+    for group in groups:
+        example = examples.get(group["example_id"])
+        group["example_message"] = example.error_message if example else ""
+        group["needs_fix"] = group["error_type"] == "invalid_request_error"
+    return groups
+
+
+def facet_counts(batch: Batch) -> dict:
+    """The explorer's filter choices with counts: error types and stop reasons."""
+    error_types = (
+        Result.objects.filter(batch=batch, result_type=Result.Type.ERRORED)
+        .values_list("error_type")
+        .annotate(count=Count("pk"))
+        .order_by("-count")
+    )
+    stop_reasons = (
+        Result.objects.filter(batch=batch, result_type=Result.Type.SUCCEEDED)
+        .exclude(stop_reason="")
+        .values_list("stop_reason")
+        .annotate(count=Count("pk"))
+        .order_by("-count")
+    )
+    return {"error_types": list(error_types), "stop_reasons": list(stop_reasons)}

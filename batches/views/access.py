@@ -1,0 +1,66 @@
+"""What a URL names, found among what the person asking may see (404 otherwise)."""
+
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+
+from batches.models import Batch, Result, Submission, Workspace
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise Http404  # PostgreSQL refuses NUL in a string: no such row, not a 500
+    return value
+
+
+def workspace_for(request, slug) -> Workspace:
+    return get_object_or_404(Workspace.objects.visible_to(request.user), slug=slug)
+
+
+def batch_for(request, slug, api_id) -> Batch:
+    batches = Batch.objects.visible_to(request.user).select_related(
+        "workspace", "submitted_by", "submission", "submission_part"
+    )
+    return get_object_or_404(batches, workspace__slug=slug, api_id=_no_nul(api_id))
+
+
+def result_for(batch: Batch, custom_id) -> Result:
+    return get_object_or_404(Result, batch=batch, custom_id=_no_nul(custom_id))
+
+
+def submission_for(request, slug, key) -> Submission:
+    workspace = workspace_for(request, slug)
+    return get_object_or_404(
+        Submission.objects.select_related("workspace", "created_by", "resubmission_of"),
+        workspace=workspace,
+        key=key,
+    )
+
+
+def query_text(params, name: str, limit: int = 200) -> str:
+    """A query-string value as plain text: no NUL (PostgreSQL refuses it), at most `limit` long."""
+    return params.get(name, "").replace("\x00", "").strip()[:limit]
+
+
+def visible_workspace_ids(request) -> dict[str, int] | None:
+    """{slug: id} of the workspaces the person sees, from the cache when it has them."""
+    from batches import changes
+
+    def load():
+        return dict(Workspace.objects.visible_to(request.user).values_list("slug", "pk"))
+
+    return changes.visible_workspaces(request.user, load)
+
+
+def poll_key(request, region: str, slug: str | None = None, *, always: bool = False):
+    """The key a polled region's fingerprint is remembered under (see batches/polling.py),
+    found without a query: the stamps of the workspace `slug` names, or of every workspace the
+    person sees. None for a page load (unless `always`), or when the cache cannot say."""
+    from batches import polling
+
+    if not always and not polling.is_fragment(request):
+        return None
+    visible = visible_workspace_ids(request)
+    if visible is None or (slug is not None and slug not in visible):
+        return None
+    ids = [visible[slug]] if slug is not None else sorted(visible.values())
+    return polling.region_key(request, region, ids)

@@ -1,0 +1,85 @@
+"""The batch lists: every batch the person can see (home), one workspace's, and the workspaces."""
+
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+from django_htmx.http import HttpResponseStopPolling
+
+from batches import polling, selectors
+from batches.models import Workspace
+from batches.views.access import poll_key, query_text, workspace_for
+
+LIST = "batches/_batch_list.html"
+
+
+def _chosen_filters(params, *, fixed_workspace) -> dict:
+    return {
+        "workspace": "" if fixed_workspace else query_text(params, "workspace", 50),
+        "status": query_text(params, "status", 20),
+        "problems": query_text(params, "problems", 20),
+        "submitter": query_text(params, "submitter", 20),
+        "q": query_text(params, "q"),
+    }
+
+
+def _batch_list(request, template: str, *, slug=None):
+    key = poll_key(request, "batch-list", slug)
+    if polling.unchanged(request, key):
+        return polling.nothing_new()
+    workspace = workspace_for(request, slug) if slug is not None else None
+    chosen = _chosen_filters(request.GET, fixed_workspace=workspace)
+    page = selectors.batch_page(request.user, chosen, request.GET.get("page"), workspace=workspace)
+    rows = list(page.object_list)
+    workspaces = [workspace] if workspace else list(Workspace.objects.visible_to(request.user))
+    query = request.GET.copy()
+    query.pop("page", None)
+    query.pop("v", None)
+    context = {
+        "page": page,
+        "rows": rows,
+        "workspace": workspace,
+        "workspaces": workspaces,
+        "any_active": any(batch.still_changing for batch in rows),
+        "filtering": any(chosen.values()),
+        "query": query.urlencode(),
+    }
+    polling.render_region(request, LIST, "list", context, key)
+    if polling.is_fragment(request):
+        return _list_poll_answer(request, context)
+    context.update(
+        filters=chosen,
+        status_filters=selectors.STATUS_FILTERS,
+        problem_filters=selectors.PROBLEM_FILTERS,
+        submitters=selectors.submitters(workspaces),
+        has_workspaces=bool(workspaces),
+    )
+    if workspace is None:
+        context["preference"] = selectors.preference(request.user)
+    return render(request, template, context)
+
+
+def _list_poll_answer(request, context) -> HttpResponse:
+    """The list keeps polling while one of its batches still changes; a `batches-changed` event
+    (the header saw a batch start or end) reloads it even when it has stopped."""
+    if context["any_active"] and request.GET.get("v") == context["fingerprint"]:
+        return polling.nothing_new()
+    response = render(request, f"{LIST}#list", context)
+    if not context["any_active"]:
+        response.status_code = HttpResponseStopPolling.status_code
+    return response
+
+
+@require_GET
+def home(request):
+    return _batch_list(request, "batches/home.html")
+
+
+@require_GET
+def workspace_batches(request, slug):
+    return _batch_list(request, "batches/workspace_batches.html", slug=slug)
+
+
+@require_GET
+def workspace_list(request):
+    workspaces = selectors.workspaces_with_counts(request.user)
+    return render(request, "batches/workspace_list.html", {"workspaces": workspaces})

@@ -1,0 +1,148 @@
+"""One batch's page, and what can be done to it from there: cancel, delete, refresh, resubmit.
+
+The actions are recorded on the batch and carried out by a worker (`batches.tasks`); the page
+shows the action pending until it lands, polling once a second meanwhile.
+"""
+
+from django.contrib import messages
+from django.db import transaction
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from batches import actions, polling, selectors, tasks
+from batches.models import Batch
+from batches.views.access import batch_for, poll_key
+
+DETAIL = "batches/batch_detail.html"
+# The batches a person asked to remove from the dashboard, kept in their session (by the POST
+# that asked): once the task has removed one, its page (polling, or reloaded) goes to the list
+# and says so instead of answering 404. Read, never written, by the page.
+REMOVED_SESSION_KEY = "removed_batches"
+REMOVED_KEPT = 20
+
+
+def _detail_context(request, batch: Batch, dialog: str = "", key=None) -> dict:
+    can_resubmit = not batch.resubmit_unavailable_reason
+    context = {
+        "batch": batch,
+        "still_changing": batch.still_changing,
+        "estimate": selectors.estimate(batch),
+        "errors": selectors.error_summary(batch) if batch.errored else [],
+        "resubmit_counts": actions.resubmit_counts(batch) if can_resubmit else {},
+        "resubmit_kinds": actions.RESUBMIT_KINDS,
+        "dialog": dialog,
+        "resubmissions": selectors.recent_resubmissions(batch),
+    }
+    return polling.render_region(request, DETAIL, "live", context, key)
+
+
+def _removed(request, slug, api_id):
+    """The answer for a batch this person had removed from the dashboard, or None."""
+    name = (request.session.get(REMOVED_SESSION_KEY) or {}).get(f"{slug}/{api_id}")
+    if name is None:
+        return None
+    messages.success(request, f"Deleted {name} from the API and from the dashboard.")
+    target = reverse("home")
+    if polling.is_fragment(request):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+@require_GET
+def batch_detail(request, slug, api_id):
+    key = poll_key(request, "batch", slug)
+    if polling.unchanged(request, key):
+        return polling.nothing_new()
+    try:
+        batch = batch_for(request, slug, api_id)
+    except Http404:
+        response = _removed(request, slug, api_id)
+        if response is None:
+            raise
+        return response
+    context = _detail_context(request, batch, key=key)
+    if polling.is_fragment(request):
+        return polling.poll_answer(
+            request, DETAIL, "live", context, still_changing=batch.still_changing
+        )
+    return render(request, DETAIL, context)
+
+
+def _confirm_page(request, batch, dialog):
+    """The batch page with one action's confirmation open (the no-JavaScript path)."""
+    return render(request, DETAIL, _detail_context(request, batch, dialog))
+
+
+def _start_action(request, batch: Batch, action: str, done: str) -> bool:
+    """Record the action and hand it to a worker; the page shows it pending until it lands."""
+    try:
+        with transaction.atomic():
+            actions.request_action(batch, action)
+            tasks.run_batch_action.delay_on_commit(batch.pk)
+    except actions.ActionRefused as refused:
+        messages.error(request, str(refused))
+        return False
+    messages.info(request, done)
+    return True
+
+
+@require_http_methods(["GET", "POST"])
+def batch_cancel(request, slug, api_id):
+    batch = batch_for(request, slug, api_id)
+    if request.method == "GET":
+        return _confirm_page(request, batch, "cancel")
+    _start_action(
+        request,
+        batch,
+        Batch.Action.CANCEL,
+        f"Canceling {batch.display_name}. Requests already done keep their results; the rest "
+        "end as canceled. The page shows it when the API confirms.",
+    )
+    return redirect(batch.get_absolute_url())
+
+
+@require_http_methods(["GET", "POST"])
+def batch_delete(request, slug, api_id):
+    batch = batch_for(request, slug, api_id)
+    if request.method == "GET":
+        return _confirm_page(request, batch, "delete")
+    keep = request.POST.get("keep_local") == "on"
+    action = Batch.Action.DELETE if keep else Batch.Action.REMOVE
+    where = "The copy here is kept." if keep else "The copy here goes too."
+    started = _start_action(request, batch, action, f"Deleting {batch.display_name}. {where}")
+    if started and not keep:
+        removed = request.session.get(REMOVED_SESSION_KEY) or {}
+        removed[f"{slug}/{api_id}"] = batch.display_name
+        request.session[REMOVED_SESSION_KEY] = dict(list(removed.items())[-REMOVED_KEPT:])
+    return redirect(batch.get_absolute_url())
+
+
+@require_POST
+def batch_refresh(request, slug, api_id):
+    batch = batch_for(request, slug, api_id)
+    _start_action(request, batch, Batch.Action.REFRESH, "Asking the API for this batch now.")
+    return redirect(batch.get_absolute_url())
+
+
+@require_http_methods(["GET", "POST"])
+def batch_resubmit(request, slug, api_id):
+    batch = batch_for(request, slug, api_id)
+    if request.method == "GET":
+        return _confirm_page(request, batch, "resubmit")
+    try:
+        with transaction.atomic():
+            submission = actions.resubmit(batch, request.user, request.POST.getlist("kinds"))
+            tasks.check_submission.delay_on_commit(submission.pk)
+    except (actions.ActionRefused, ValueError) as refused:
+        messages.error(request, str(refused))
+        return redirect(batch.get_absolute_url())
+    messages.success(
+        request,
+        "The requests to resubmit are a new upload: it is checked now (invalid requests are "
+        "flagged to fix before anything is sent), then you submit it.",
+    )
+    return redirect(submission.get_absolute_url())

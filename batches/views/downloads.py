@@ -1,0 +1,111 @@
+"""Every file the dashboard gives back, streamed: a batch's results (raw JSONL, flat CSV, the
+upload's CSV with answers), an upload's problem report, valid lines and left-out lines, and one
+request of an upload as it will be sent."""
+
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.http import require_GET
+
+from batches import downloads
+from batches.models import BatchRequest, Submission
+from batches.views.access import batch_for, submission_for
+
+CSV = "text/csv; charset=utf-8"
+JSONL = "application/x-ndjson"
+
+
+@require_GET
+def download_jsonl(request, slug, api_id):
+    batch = batch_for(request, slug, api_id)
+    if not batch.results_file:
+        raise Http404("The results file is not stored.")
+    name = downloads.filename(batch, "-results.jsonl")
+    return downloads.attachment(downloads.raw_jsonl(batch), name, JSONL)
+
+
+@require_GET
+def download_csv(request, slug, api_id):
+    batch = batch_for(request, slug, api_id)
+    if not batch.results_complete and not batch.results_ingested:
+        raise Http404("The results are not stored yet.")
+    name = downloads.filename(batch, "-results.csv")
+    return downloads.attachment(downloads.flat_csv(batch), name, CSV)
+
+
+@require_GET
+def download_answers(request, slug, api_id):
+    batch = batch_for(request, slug, api_id)
+    if not batch.can_append_answers:
+        raise Http404("This batch did not come from a CSV upload that is still stored.")
+    name = downloads.filename(batch, "-with-answers.csv")
+    return downloads.attachment(downloads.csv_with_answers(batch), name, CSV)
+
+
+# An upload's files ------------------------------------------------------------------------------
+
+
+def _stem(submission: Submission) -> str:
+    return submission.source_filename.removesuffix(".gz").rsplit(".", 1)[0] or "upload"
+
+
+def _own_format(submission: Submission) -> tuple[str, str]:
+    return ("csv", CSV) if submission.is_csv else ("jsonl", JSONL)
+
+
+def _checked(submission: Submission) -> None:
+    """Downloads that need the check's index of requests (written just after its report)."""
+    if not submission.is_checked:
+        raise Http404("The file has not been checked yet.")
+    if submission.request_count and submission.requests_indexed_at is None:
+        raise Http404("The check's report is being completed; try again in a moment.")
+
+
+@require_GET
+def submission_report(request, slug, key):
+    submission = submission_for(request, slug, key)
+    if not submission.report_file:
+        raise Http404("This file has no problems to report.")
+    name = f"{_stem(submission)}-problems.csv"
+    return downloads.attachment(downloads.stored_file(submission.report_file), name, CSV)
+
+
+@require_GET
+def submission_valid_lines(request, slug, key):
+    """The requests that passed every check, in the upload's own format and order."""
+    submission = submission_for(request, slug, key)
+    _checked(submission)
+    if not submission.request_count:
+        raise Http404("No request of this file is valid.")
+    extension, content_type = _own_format(submission)
+    name = f"{_stem(submission)}-valid.{extension}"
+    return downloads.attachment(downloads.valid_lines(submission), name, content_type)
+
+
+@require_GET
+def submission_left_out_lines(request, slug, key):
+    """The lines (or rows) of the upload that have problems, as they were, to fix and upload."""
+    submission = submission_for(request, slug, key)
+    _checked(submission)
+    if not submission.rejected_count:
+        raise Http404("No line of this file was left out.")
+    extension, content_type = _own_format(submission)
+    name = f"{_stem(submission)}-left-out.{extension}"
+    return downloads.attachment(downloads.left_out_lines(submission), name, content_type)
+
+
+@require_GET
+def submission_request(request, slug, key, custom_id):
+    """One request of the upload, whole, exactly as it will be sent."""
+    submission = submission_for(request, slug, key)
+    _checked(submission)
+    if "\x00" in custom_id:
+        raise Http404
+    found = get_object_or_404(BatchRequest, submission=submission, custom_id=custom_id)
+    part = get_object_or_404(submission.parts, index=found.part)
+    response = StreamingHttpResponse(
+        downloads.stored_range(part.body, found.offset, found.length),
+        content_type="application/json; charset=utf-8",
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Disposition"] = f'inline; filename="{custom_id}.json"'
+    return response

@@ -1,0 +1,140 @@
+"""The project's rooms and what each may import: no cycle, and nothing reaches up a floor.
+
+Every module of `batches/` (and the project's infrastructure in `dashboard/`) is on a floor; a
+module imports only from its own floor or below, and the imports form no cycle, lazy imports
+inside functions included. A new module must be given a floor here, which is the point: where
+it goes is decided, not drifted into. The README's layout table describes the same floors.
+"""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FLOORS = [
+    (
+        "foundations: storage, settings helpers, the API client, outbound rules, claims, change "
+        "stamps, polls, and intake's parsing and rules (no model)",
+        ["dashboard.env", "dashboard.errors", "dashboard.schemas", "dashboard.storage",
+         "dashboard.object_storage", "dashboard.celery", "batches.text", "batches.spreadsheets",
+         "batches.pricing", "batches.changes", "batches.outbound", "batches.outbound_http",
+         "batches.bulk", "batches.claims", "batches.crypto", "batches.client", "batches.polling",
+         "batches.intake.problems", "batches.intake.splitting", "batches.intake.templating",
+         "batches.intake.reading", "batches.intake.rules", "batches.intake.estimating",
+         "batches.intake.checking"],
+    ),
+    ("the models", ["batches.models"]),
+    (
+        "one concern each, on the models: totals, read queries, workspaces, forms, the check job",
+        ["batches.totals", "batches.selectors", "batches.workspaces", "batches.forms",
+         "batches.intake.job"],
+    ),
+    (
+        "the write paths: the mirror, results ingestion, submissions, downloads, notices",
+        ["batches.mirror", "batches.ingestion", "batches.submissions", "batches.downloads",
+         "batches.notices"],
+    ),
+    ("what combines them: the actions on a batch", ["batches.actions"]),
+    ("the Celery tasks, thin doors into the floors below", ["batches.tasks"]),
+    (
+        "the edges: pages (one module each), template tags, admin, commands, URLs",
+        ["batches.views.access", "batches.views.batch_list", "batches.views.batch_page",
+         "batches.views.downloads", "batches.views.header", "batches.views.results",
+         "batches.views.uploads", "batches.templatetags.batch_tags", "batches.admin",
+         "batches.apps", "batches.urls"],
+    ),
+]  # fmt: skip
+FLOOR_OF = {module: number for number, (_, modules) in enumerate(FLOORS) for module in modules}
+COMMANDS_FLOOR = len(FLOORS) - 1
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in ("batches", "dashboard"):
+        for path in (ROOT / package).rglob("*.py"):
+            if "migrations" in path.parts or path.name == "__init__.py":
+                continue
+            found[".".join(path.relative_to(ROOT).with_suffix("").parts)] = path
+    return found
+
+
+def _imports(path: Path, modules) -> set[str]:
+    """The project modules `path` imports, at the top or inside functions."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in names if name in modules}
+
+
+def _floor(module: str) -> int | None:
+    if module.startswith("batches.management.commands."):
+        return COMMANDS_FLOOR
+    return FLOOR_OF.get(module)
+
+
+# The project package's own wiring (settings, URLs, the WSGI/ASGI and Celery apps, the
+# supervisor, its two views) is outside the floors: it may name the app, nothing names it.
+WIRING = {
+    "dashboard.settings",
+    "dashboard.urls",
+    "dashboard.wsgi",
+    "dashboard.asgi",
+    "dashboard.supervisor",
+    "dashboard.views",
+    "dashboard.middleware",
+}
+
+
+def test_every_module_has_a_floor():
+    unplaced = [name for name in _modules() if name not in WIRING and _floor(name) is None]
+    assert unplaced == [], f"give these a floor in tests/test_layout.py: {unplaced}"
+
+
+def test_no_module_imports_from_a_floor_above_it():
+    modules = _modules()
+    upward = []
+    for name, path in modules.items():
+        if name in WIRING:
+            continue
+        for imported in _imports(path, modules):
+            if imported in WIRING:
+                upward.append(f"{name} imports the project's wiring {imported}")
+            elif _floor(imported) > _floor(name):
+                upward.append(
+                    f"{name} (floor {_floor(name)}) imports {imported} ({_floor(imported)})"
+                )
+    assert upward == []
+
+
+def test_the_imports_form_no_cycle():
+    modules = _modules()
+    graph = {name: _imports(path, modules) for name, path in modules.items()}
+    visiting, done, cycles = set(), set(), []
+
+    def visit(name, trail):
+        if name in done:
+            return
+        if name in visiting:
+            cycles.append(" -> ".join([*trail[trail.index(name) :], name]))
+            return
+        visiting.add(name)
+        for imported in sorted(graph[name]):
+            visit(imported, [*trail, name])
+        visiting.discard(name)
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    assert cycles == []
+
+
+def test_the_views_are_reached_only_from_the_urls_and_settings():
+    modules = _modules()
+    for name, path in modules.items():
+        if name.startswith("batches.views") or name in ("batches.urls", "dashboard.settings"):
+            continue
+        assert not [i for i in _imports(path, modules) if i.startswith("batches.views")], name

@@ -1,0 +1,86 @@
+"""A batch's results: the explorer, one result, and its raw line."""
+
+import gzip
+import json
+
+import pytest
+from django.core.files.base import ContentFile
+
+from batches import downloads
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+HX = {"HTTP_HX_REQUEST": "true"}
+LINE = {"custom_id": "req-0001", "result": {"type": "succeeded", "message": {"id": "m1"}}}
+
+
+def url(batch, suffix=""):
+    return f"{batch.get_absolute_url()}{suffix}"
+
+
+def test_the_explorer_filters_and_searches(owner_client, workspace):
+    batch = factories.with_results(factories.batch(workspace), 40)
+    page = owner_client.get(url(batch, "results/"))
+    assert len(page.context["results"]) == 40
+    assert "invalid_request_error (10)" in page.content.decode()
+    errored = owner_client.get(url(batch, "results/"), {"error_type": "invalid_request_error"})
+    assert {r.result_type for r in errored.context["results"]} == {"errored"}
+    stop = owner_client.get(url(batch, "results/"), {"stop_reason": "end_turn"})
+    assert len(stop.context["results"]) == 30
+    searched = owner_client.get(url(batch, "results/"), {"q": "Answer <b>12<"})
+    assert [r.custom_id for r in searched.context["results"]] == ["req-0012"]
+    fragment = owner_client.get(url(batch, "results/"), {"q": "0012"}, **HX)
+    body = fragment.content.decode()
+    assert "<html" not in body and "req-0012" in body and "&lt;b&gt;" in body
+
+
+def test_the_results_page_pages_by_custom_id(owner_client, workspace):
+    batch = factories.with_results(factories.batch(workspace), 120, every_errored=10)
+    results = url(batch, "results/")
+    first = owner_client.get(results)
+    assert first.context["results"][0].custom_id == "req-0000"
+    assert len(first.context["results"]) == 50 and first.context["has_next"]
+    second = owner_client.get(results, {"after": first.context["last_id"]})
+    assert second.context["results"][0].custom_id == "req-0050"
+    back = owner_client.get(results, {"before": second.context["first_id"]})
+    assert [r.custom_id for r in back.context["results"]] == [
+        r.custom_id for r in first.context["results"]
+    ]
+    assert not back.context["has_previous"]
+    errored = owner_client.get(results, {"type": "errored"})
+    assert {r.result_type for r in errored.context["results"]} == {"errored"}
+    assert len(errored.context["results"]) == 12
+
+
+def test_one_result_shows_the_answer_safely_with_previous_and_next(owner_client, workspace):
+    batch = factories.with_results(factories.batch(workspace), 4)
+    html = owner_client.get(url(batch, "results/req-0001/")).content.decode()
+    assert "Answer &lt;b&gt;1&lt;/b&gt;" in html and "<b>1</b>" not in html
+    assert "results/req-0000/" in html and "results/req-0002/" in html
+    assert "Request not stored here" in html
+    raw = owner_client.get(url(batch, "results/req-0001/raw/"), **HX).content.decode()
+    assert "rebuilt from the stored result" in raw and "&quot;custom_id&quot;" in raw
+
+
+def test_the_raw_json_comes_from_the_stored_file(owner_client, workspace):
+    batch = factories.with_results(factories.batch(workspace), 4)
+    batch.results_file.save("r.jsonl.gz", ContentFile(gzip.compress(json.dumps(LINE).encode())))
+    raw = owner_client.get(url(batch, "results/req-0001/raw/")).content.decode()
+    assert "as the API sent it" in raw and "m1" in raw
+
+
+def test_the_raw_json_scan_stops_at_the_first_match(owner_client, workspace):
+    batch = factories.with_results(factories.batch(workspace), 4)
+    # A broken tail after the match: a scan that read the whole file would fail on it.
+    stored = gzip.compress(json.dumps(LINE).encode() + b"\n")[:-8] + b"broken!!"
+    batch.results_file.save("r.jsonl.gz", ContentFile(stored))
+    raw = owner_client.get(url(batch, "results/req-0001/raw/")).content.decode()
+    assert "as the API sent it" in raw and "m1" in raw
+
+
+def test_a_results_file_too_big_to_scan_is_not_read(workspace):
+    batch = factories.with_results(factories.batch(workspace), 4)
+    batch.results_file.save("r.jsonl.gz", ContentFile(gzip.compress(json.dumps(LINE).encode())))
+    size = batch.results_file.size
+    assert downloads.raw_result_line(batch, "req-0001", max_bytes=size)["result"]["message"]
+    assert downloads.raw_result_line(batch, "req-0001", max_bytes=size - 1) is None
