@@ -409,7 +409,7 @@ if CHECK_MAX_SECONDS >= CELERY_TASK_SOFT_TIME_LIMIT:
 # Every this often, a sync lists a workspace's batches to the end, to notice deleted ones.
 FULL_SYNC_INTERVAL_SECONDS = env_float("FULL_SYNC_INTERVAL_SECONDS", 300.0, minimum=1.0)
 # Results are written to the database this many rows at a time.
-INGEST_CHUNK_SIZE = env_int("INGEST_CHUNK_SIZE", 1000, minimum=1, maximum=10000)
+INGEST_CHUNK_SIZE = env_int("INGEST_CHUNK_SIZE", 5000, minimum=1, maximum=20000)
 CELERY_BEAT_SCHEDULE = {
     "sync-all-workspaces": {
         "task": "batches.tasks.sync_all_workspaces",
