@@ -144,6 +144,17 @@ class Beat(threading.Thread):
             connection.close()
 
 
+def wait_for_ingestion(name: str, timeout: float) -> None:
+    """Until the named batch's results are stored, if it ended; quietly, since it runs in a
+    `finally` that must not hide the test's own failure."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = Batch.objects.filter(name=name).first()
+        if batch is None or not batch.is_ended or batch.results_complete:
+            return
+        time.sleep(0.5)
+
+
 @pytest.mark.parametrize("key", ["sk-ant-sandbox-plain-1", "sk-ant-sandbox-fault-slow-1"])
 def test_submit_moves_the_page_to_submitted_and_every_row_follows_its_batch(
     person, page, live_server, tmp_path, key
@@ -182,4 +193,7 @@ def test_submit_moves_the_page_to_submitted_and_every_row_follows_its_batch(
         finally:
             beat.stopping.set()
             beat.join(timeout=10)
+            # The worker goes on to ingest the results: let it finish before it stops, or its
+            # threads would still be writing while the test database is flushed.
+            wait_for_ingestion(name="Twenty thousand", timeout=120)
     assert Batch.objects.count() == 1
