@@ -48,3 +48,32 @@ def test_totals_price_results_per_model(workspace):
     totals.store_totals([batch])
     batch.refresh_from_db()
     assert batch.output_tokens == 150 and batch.cost > 0 and not batch.cost_incomplete
+
+
+# Every database writes the same bytes: PostgreSQL's COPY and the rows read by key elsewhere.
+EXPECTED_FLAT = (
+    "\ufeffcustom_id,result_type,answer,stop_reason,model,input_tokens,output_tokens,"
+    "cache_creation_input_tokens,cache_read_input_tokens,error_type,error_message\n"
+    "'-leading-dash,succeeded,'=SUM(A1:A9),end_turn,claude-haiku-4-5,100,50,0,0,,\n"
+    'a-comma,succeeded,"one, two ""three""",end_turn,claude-haiku-4-5,100,50,0,0,,\n'
+    'b-lines,succeeded,"first\nsecond\r\nthird",end_turn,claude-haiku-4-5,100,50,0,0,,\n'
+    "c-tab,succeeded,'\tindented \\N \\. back\\slash,end_turn,claude-haiku-4-5,100,50,0,0,,\n"
+    "d-error,errored,,,,0,0,0,0,invalid_request_error,'@mention: bad\n"
+)
+
+
+def test_the_flat_csv_is_the_same_on_every_database_and_never_a_formula(owner_client, workspace):
+    from batches.models import Result
+
+    batch = factories.batch(workspace)
+    Result.objects.bulk_create([
+        factories.succeeded(batch, "-leading-dash", text="=SUM(A1:A9)"),
+        factories.succeeded(batch, "a-comma", text='one, two "three"'),
+        factories.succeeded(batch, "b-lines", text="first\nsecond\r\nthird"),
+        factories.succeeded(batch, "c-tab", text="\tindented \\N \\. back\\slash"),
+        factories.errored(batch, "d-error", error_message="@mention: bad"),
+    ])  # fmt: skip
+    batch.results_ingested = 5
+    batch.save(update_fields=["results_ingested"])
+    body = streamed(owner_client.get(url(batch, "download/results.csv"))).decode("utf-8")
+    assert body == EXPECTED_FLAT
