@@ -3,11 +3,14 @@
 Everything that talks to the API goes through `ApiClient`: it sends the version header, applies
 timeouts, turns every failure into one `ApiError` that says whether a retry can help, retries those
 with exponential backoff and jitter that honours `retry-after`, logs each error's `request-id`, and
-streams results line by line. The key is sent in a header and never logged.
+streams results line by line. Every request first takes a slot from the key's rate limiter, shared
+by all processes (batches.ratelimit), and tells it when the API asks to slow down. The key is sent
+in a header and never logged.
 """
 
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from batches import ratelimit
 from batches.outbound_http import BlockedDestination, GuardedTransport
 
 logger = logging.getLogger(__name__)
@@ -174,6 +178,9 @@ class ApiClient:
         timeout = timeout or settings.API_TIMEOUT_SECONDS
         self.max_attempts = max_attempts or settings.API_MAX_ATTEMPTS
         self.sleep = sleep
+        self.rate_key = ratelimit.identity(api_key)
+        # Names this client to the limiter: a hold it caused does not make it wait twice.
+        self.rate_caller = secrets.token_hex(8)
         try:
             self.http = httpx.Client(
                 base_url=base_url.rstrip("/"),
@@ -230,7 +237,23 @@ class ApiClient:
             reraise=True,
         )
 
+    # The shared rate limit -----------------------------------------------------------------------
+    def _take_slot(self) -> None:
+        try:
+            ratelimit.take(self.rate_key, self.rate_caller, self.sleep)
+        except ratelimit.RateLimitWait as wait:
+            raise ApiError(str(wait), error_type="rate_limited", retry_after=wait.seconds) from None
+
+    def _note_limits(self, response: httpx.Response) -> None:
+        """Hold every process's calls with this key when the API says to slow down."""
+        if response.status_code == 429:
+            ratelimit.hold(self.rate_key, _retry_after_seconds(response) or 1.0, self.rate_caller)
+        elif (seconds := ratelimit.seconds_until_reset(response.headers)) is not None:
+            # No retry is coming to wait through: this client holds too.
+            ratelimit.hold(self.rate_key, seconds)
+
     def _send_once(self, method: str, path: str, **kwargs) -> httpx.Response:
+        self._take_slot()
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
@@ -251,6 +274,7 @@ class ApiClient:
             raise ApiError(
                 f"The API's address is not valid: {exc}", error_type="invalid_url"
             ) from None
+        self._note_limits(response)
         if response.is_error:
             error = error_from_response(response)
             logger.info("API %s %s answered %s", method, path, error)
@@ -380,6 +404,7 @@ class ApiClient:
 
         def open_stream():
             request = self.http.build_request("GET", results_url)
+            self._take_slot()
             try:
                 response = self.http.send(request, stream=True)
             except httpx.TimeoutException:
@@ -388,6 +413,7 @@ class ApiClient:
                 raise _unsafe(exc) from None
             except httpx.TransportError as exc:
                 raise ApiError(f"Could not reach the API: {exc}", retryable=True) from None
+            self._note_limits(response)
             if response.is_error:
                 error = error_from_response(response)
                 response.close()

@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 # query parameters (SQLite's is 32,766).
 ID_SLICE = 5000
 MODELS_REFRESH = timedelta(hours=1)
+# The API's largest page: a workspace of 5,000 batches lists in five calls.
+LIST_PAGE = 1000
 
 
 @dataclass
@@ -162,19 +164,31 @@ def _sync(
     known_ended = set(
         known.filter(processing_status=Batch.Status.ENDED).values_list("api_id", flat=True)
     )
+    # Active batches due for a look: the listing shows them, else each is retrieved below.
+    due = dict(
+        known.due_for_poll(now).filter(created_at__lt=now).values_list("api_id", "created_at")
+    )
     listed: set[str] = set()
-    for page in client.iter_batch_pages(limit=1000):
+    for page in client.iter_batch_pages(limit=LIST_PAGE):
         claim.progressed()
         created, updated = upsert_batches(workspace, page.data, now)
         report.created += created
         report.updated += updated
         ids = [item["id"] for item in page.data]
         listed.update(ids)
-        # Older pages hold only batches we already know ended; the active ones we knew are
-        # refreshed one by one below, so a quick tick can stop here.
-        if not full and any(api_id in known_ended for api_id in ids):
+        # Older pages hold only batches we already know ended, and the active ones we knew can be
+        # retrieved one by one, so a quick tick can stop here: unless listing on reaches them
+        # all in fewer calls than retrieving each would take.
+        reached_known = not full and any(api_id in known_ended for api_id in ids)
+        if reached_known and not _cheaper_to_list_on(known, due, listed):
             break
     report.listed = len(listed)
+    # Due batches the listing showed unchanged were looked at all the same.
+    seen = [api_id for api_id in due if api_id in listed]
+    for start in range(0, len(seen), ID_SLICE):
+        known.filter(
+            api_id__in=seen[start : start + ID_SLICE], processing_status__in=Batch.ACTIVE
+        ).update(last_polled_at=now, next_poll_at=_next_poll(now))
 
     # Active batches the listing did not reach (or no longer shows), when their poll is due:
     # ask for each one.
@@ -204,6 +218,17 @@ def _sync(
             report.gone += Batch.objects.filter(pk__in=missing[start : start + ID_SLICE]).update(
                 gone_at=now, next_poll_at=None
             )
+
+
+def _cheaper_to_list_on(known, due: dict[str, datetime], listed: set[str]) -> bool:
+    """Whether the pages still to list down to the oldest due batch not yet seen are fewer than
+    the retrieves those batches would take one by one. The mirror knows the listing's order
+    (newest first), so it can count how many batches stand before that one."""
+    unseen = [created for api_id, created in due.items() if api_id not in listed]
+    if not unseen:
+        return False
+    standing_before = known.filter(created_at__gte=min(unseen)).count() - len(listed)
+    return -(-standing_before // LIST_PAGE) < len(unseen)
 
 
 def _not_found(batch: Batch, now: datetime) -> int:

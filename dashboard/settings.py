@@ -348,6 +348,12 @@ API_MAX_ATTEMPTS = env_int("API_MAX_ATTEMPTS", 5, minimum=1, maximum=20)
 API_RETRY_MAX_WAIT_SECONDS = env_float("API_RETRY_MAX_WAIT_SECONDS", 60.0, minimum=0.0)
 # The first wait between two attempts; each next one doubles, with jitter.
 API_RETRY_INITIAL_WAIT_SECONDS = env_float("API_RETRY_INITIAL_WAIT_SECONDS", 0.5, minimum=0.0)
+# Every call to a workspace's API takes a slot from one limiter per key, shared through Redis by
+# all processes: at most this many calls in any minute (the API's lowest tier allows 50, and the
+# team's own scripts share it). A call waits for a slot at most API_RATE_LIMIT_MAX_WAIT_SECONDS,
+# then fails as rate limited and is tried again at the next tick.
+API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 50, minimum=1)
+API_RATE_LIMIT_MAX_WAIT_SECONDS = env_float("API_RATE_LIMIT_MAX_WAIT_SECONDS", 90.0, minimum=0.0)
 # A dotted path to a function that returns the httpx transport of every API client. Empty: a
 # real network connection. Not read from the environment: the tests set it, to answer every
 # call from the emulator in their own process.

@@ -15,14 +15,17 @@ Faults for one key: `emulator.faults.set_key_faults("sk-test-owner", rate_429=1.
 `fault-429` (or -500, -529, -slow, -cut, -expire) in it.
 """
 
+from datetime import timedelta
+
 import httpx
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from django.utils import timezone
 
 from emulator import processing
 from emulator.faults import plan_for, workspace_of
-from emulator.models import EmulatedBatch
+from emulator.models import EXPIRY, EmulatedBatch
 
 BASE_URL = "http://testserver/emulator"
 HEADERS = {"anthropic-version": "2023-06-01"}
@@ -97,3 +100,35 @@ def make_batch(
     return processing.create_batch(
         workspace_of(api_key), requests, slow=plan_for(api_key).slow_batches
     )
+
+
+def fill_workspace(api_key: str, count: int, *, active_every: int = 0) -> list[str]:
+    """`count` batches of one request each, created ten seconds apart (oldest first), straight into
+    the database: every `active_every`-th one still running for days, the rest ended. Returns the
+    ids of the running ones. For tests and benchmarks of large workspaces."""
+    now = timezone.now()
+    workspace = workspace_of(api_key)
+    rows, running = [], []
+    for number in range(count):
+        created = now - timedelta(seconds=10 * (count - number))
+        active = bool(active_every) and number % active_every == active_every // 2
+        batch_id = processing.random_id("msgbatch_")
+        if active:
+            running.append(batch_id)
+        rows.append(
+            EmulatedBatch(
+                batch_id=batch_id,
+                workspace=workspace,
+                request_count=1,
+                created_at=created,
+                expires_at=created + EXPIRY,
+                base_seconds=10 * 86400.0 if active else 0.0,
+                seconds_per_request=0.0,
+                cancel_seconds=0.0,
+                # Stored as first seen ended, so that no read has to finalise it.
+                ended_at=None if active else created,
+                succeeded=0 if active else 1,
+            )
+        )
+    EmulatedBatch.objects.bulk_create(rows, batch_size=1000)
+    return running

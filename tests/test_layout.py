@@ -19,6 +19,7 @@ FLOORS = [
          "dashboard.object_storage", "dashboard.celery", "batches.text", "batches.spreadsheets",
          "batches.pricing", "batches.changes", "batches.outbound", "batches.outbound_http",
          "batches.bulk", "batches.claims", "batches.crypto", "batches.client", "batches.polling",
+         "batches.ratelimit",
          "batches.intake.problems", "batches.intake.splitting", "batches.intake.templating",
          "batches.intake.reading", "batches.intake.rules", "batches.intake.estimating",
          "batches.intake.checking"],

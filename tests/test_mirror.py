@@ -215,3 +215,51 @@ def test_a_failing_model_list_does_not_stop_the_batches_syncing(workspace):
     with ApiClient.for_workspace(workspace, transport=httpx.MockTransport(handler)) as client:
         report = mirror.sync_workspace(workspace.pk, client=client)
     assert not report.error and report.created == 1
+
+
+CALLS: list[str] = []
+
+
+def counted_transport() -> httpx.BaseTransport:
+    """The emulator in this process, with every request's path noted in CALLS."""
+    inner = httpx_transport()
+
+    class Counted(httpx.BaseTransport):
+        def handle_request(self, request):
+            CALLS.append(request.url.path)
+            return inner.handle_request(request)
+
+    return Counted()
+
+
+def test_a_tick_over_5000_batches_with_100_running_lists_instead_of_retrieving_each(
+    workspace, settings, frozen_now
+):
+    from emulator.testing import fill_workspace
+
+    settings.API_TRANSPORT = "tests.test_mirror.counted_transport"
+    running = fill_workspace(KEY, 5000, active_every=50)
+    assert len(running) == 100
+    mirror.sync_workspace(workspace.pk)  # the first sync lists everything
+    assert Batch.objects.filter(workspace=workspace).count() == 5000
+    CALLS.clear()
+    frozen_now.shift(settings.SYNC_INTERVAL_SECONDS + 1)  # every running batch is due a look
+    report = mirror.sync_workspace(workspace.pk)
+    assert CALLS == ["/emulator/v1/messages/batches"] * 5, CALLS
+    assert report.refreshed == 0 and report.listed == 5000
+    polled = Batch.objects.filter(api_id__in=running).values_list("last_polled_at", flat=True)
+    assert set(polled) <= {timezone.now()}
+
+
+def test_a_tick_with_one_old_batch_running_retrieves_it_rather_than_list_to_the_end(
+    workspace, settings, frozen_now
+):
+    from emulator.testing import fill_workspace
+
+    settings.API_TRANSPORT = "tests.test_mirror.counted_transport"
+    fill_workspace(KEY, 3000, active_every=3000)  # one running, in the middle... of the oldest
+    mirror.sync_workspace(workspace.pk)
+    CALLS.clear()
+    frozen_now.shift(settings.SYNC_INTERVAL_SECONDS + 1)
+    report = mirror.sync_workspace(workspace.pk)
+    assert len(CALLS) == 2 and report.refreshed == 1, CALLS
