@@ -129,14 +129,17 @@ def render_region(request, template: str, region: str, context: dict, key=None) 
     return context
 
 
-def poll_answer(request, template: str, region: str, context: dict, *, still_changing: bool):
-    """The answer to a poll of a region: 204 while what it shows is current, the region (with
-    286, which stops the poll) once it can no longer change, else the region."""
-    if request.GET.get("v") == context["fingerprint"] and still_changing:
+def poll_answer(
+    request, template: str, region: str, context: dict, *, still_changing: bool, settles=True
+):
+    """The answer to a poll of a region: 204 while what it shows is current, else the region. A
+    region that `settles` stops polling (286) once it can no longer change; one that does not
+    (the batch page: deleted or refreshed from another page at any time) polls while open."""
+    if request.GET.get("v") == context["fingerprint"] and (still_changing or not settles):
         return HttpResponse(status=204)
     context["still_changing"] = still_changing
     response = HttpResponse(render_to_string(f"{template}#{region}", context, request=request))
-    if not still_changing:
+    if settles and not still_changing:
         response.status_code = HttpResponseStopPolling.status_code
     return response
 

@@ -3,7 +3,6 @@
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
-from django_htmx.http import HttpResponseStopPolling
 
 from batches import polling, selectors
 from batches.models import Workspace
@@ -59,14 +58,11 @@ def _batch_list(request, template: str, *, slug=None):
 
 
 def _list_poll_answer(request, context) -> HttpResponse:
-    """The list keeps polling while one of its batches still changes; a `batches-changed` event
-    (the header saw a batch start or end) reloads it even when it has stopped."""
-    if context["any_active"] and request.GET.get("v") == context["fingerprint"]:
+    """The list polls for as long as it is open (a batch may start anywhere, any time): 204 while
+    what it would show is what it shows."""
+    if request.GET.get("v") == context["fingerprint"]:
         return polling.nothing_new()
-    response = render(request, f"{LIST}#list", context)
-    if not context["any_active"]:
-        response.status_code = HttpResponseStopPolling.status_code
-    return response
+    return render(request, f"{LIST}#list", context)
 
 
 @require_GET

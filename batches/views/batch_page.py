@@ -67,7 +67,7 @@ def batch_detail(request, slug, api_id):
     context = _detail_context(request, batch, key=key)
     if polling.is_fragment(request):
         return polling.poll_answer(
-            request, DETAIL, "live", context, still_changing=batch.still_changing
+            request, DETAIL, "live", context, still_changing=batch.still_changing, settles=False
         )
     return render(request, DETAIL, context)
 
