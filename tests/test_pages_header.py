@@ -27,7 +27,9 @@ def test_the_poll_counts_running_batches_and_toasts_an_ended_batch_until_acknowl
     owner_client, workspace, user
 ):
     factories.running_batch(workspace)
-    ended = factories.ended_news(workspace, timedelta(minutes=2), submitted_by=user, name="Mine")
+    # A primary key past 999: the form must send it as digits, not as "12,345".
+    ended = factories.ended_news(workspace, timedelta(minutes=2), submitted_by=user, name="Mine",
+                                 pk=12_345)  # fmt: skip
     body = poll(owner_client).content.decode()
     assert "1 running" in body and 'hx-swap-oob="beforeend:#toasts"' in body
     assert "Batch ended:" in body and "Mine" in body and "data-browser-notify" not in body
