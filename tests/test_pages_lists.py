@@ -144,3 +144,19 @@ def test_a_teammate_sees_the_batches_of_a_shared_workspace(client, teammate, wor
     html = client.get(workspace.get_absolute_url()).content.decode()
     assert "Nightly eval" in html and batch.api_id in html
     assert "outside the dashboard" in html
+
+
+def test_a_list_viewed_again_counts_nothing_until_a_batch_changes(owner_client, workspace):
+    """The page count and the header's counter are kept under the workspaces' change stamps."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    factories.batch(workspace)
+    owner_client.get("/")
+    with CaptureQueriesContext(connection) as queries:
+        again = owner_client.get("/")
+    assert again.status_code == 200 and "0 running" in again.content.decode()
+    assert not [q for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    factories.running_batch(workspace)
+    after = owner_client.get("/").content.decode()
+    assert "1 running" in after and "2 batches" in after
