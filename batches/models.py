@@ -204,6 +204,9 @@ class Batch(models.Model):
     # skips storing them again).
     ingest_checkpoint_lines = models.PositiveIntegerField(default=0, editable=False)
     ingest_checkpoint_digest = models.CharField(max_length=64, blank=True, editable=False)
+    # The results_ingested_at of the results the text search index holds (batches.search); the
+    # explorer uses the index only while the two agree.
+    search_indexed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     # An action a person asked for (cancel, delete, refresh) runs as a task: the page shows it
     # pending until the task has the API's answer.
@@ -439,6 +442,22 @@ class Result(models.Model):
 
     def __str__(self):
         return f"{self.custom_id}: {self.result_type}"
+
+
+class ResultText(models.Model):
+    """What the results explorer's text search looks in: a result's custom_id, answer and error
+    message, in one text with a trigram index (PostgreSQL). Written by batches.search once a
+    batch's results are complete, apart from ingestion, so storing results stays at COPY's
+    speed; until then (and on SQLite) the search reads the batch's results."""
+
+    result = models.OneToOneField(
+        Result, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="+")
+    haystack = models.TextField()
+
+    def __str__(self):
+        return f"search text of result {self.pk}"
 
 
 def upload_path(submission, filename):

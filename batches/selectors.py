@@ -17,8 +17,16 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils.functional import cached_property
 
-from batches import changes
-from batches.models import Batch, BatchRequest, Result, Submission, UserPreference, Workspace
+from batches import changes, search
+from batches.models import (
+    Batch,
+    BatchRequest,
+    Result,
+    ResultText,
+    Submission,
+    UserPreference,
+    Workspace,
+)
 
 BATCHES_PER_PAGE = 25
 RESULTS_PER_PAGE = 50
@@ -240,10 +248,22 @@ def filter_results(batch: Batch, chosen: dict):
     if chosen.get("stop_reason"):
         results = results.filter(stop_reason=chosen["stop_reason"])
     if q := chosen.get("q"):
-        results = results.filter(
-            Q(custom_id__icontains=q) | Q(answer_text__icontains=q) | Q(error_message__icontains=q)
-        )
+        results = search_results(batch, results, q)
     return results
+
+
+def search_results(batch: Batch, results, text: str):
+    """Results whose custom_id, answer or error message holds `text`, in any case: through the
+    trigram index once batches.search has written the batch's search text, else by reading
+    the batch's results."""
+    if search.is_indexed(batch) and len(text) >= search.MIN_INDEXED_LENGTH:
+        found = ResultText.objects.filter(batch=batch, haystack__ilike=text)
+        return results.filter(pk__in=found.values("result_id"))
+    return results.filter(
+        Q(custom_id__icontains=text)
+        | Q(answer_text__icontains=text)
+        | Q(error_message__icontains=text)
+    )
 
 
 def results_page(results, *, after: str = "", before: str = "") -> dict:

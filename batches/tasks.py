@@ -4,7 +4,7 @@ They take ids, never model instances, and return what a log line needs (results 
 from django.conf import settings
 from django.utils import timezone
 
-from batches import actions, ingestion, mirror, notices, submissions
+from batches import actions, ingestion, mirror, notices, search, submissions
 from batches.intake import job
 from batches.models import Submission, Workspace
 from dashboard.celery import app
@@ -43,7 +43,14 @@ def sync_workspace(workspace_pk: int) -> str:
 @app.task
 def ingest_results(batch_pk: int) -> dict:
     report = ingestion.ingest_results(batch_pk)
+    if report.stored and not report.error and search.supported():
+        index_results_for_search.delay(batch_pk)
     return {"stored": report.stored, "skipped": report.skipped, "error": report.error}
+
+
+@app.task
+def index_results_for_search(batch_pk: int) -> int:
+    return search.index_results(batch_pk)
 
 
 @app.task

@@ -93,6 +93,12 @@ def populate():
             results = []
     Result.objects.bulk_create(results)
     ingestion.analyze_results()
+    from batches import search
+
+    began = time.perf_counter()
+    indexed = search.index_results(big.pk)
+    print(f"search index of {indexed:,} results written in {time.perf_counter() - began:.1f} s "
+          "(a task of its own after ingestion)")  # fmt: skip
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("ANALYZE")
@@ -129,6 +135,7 @@ def main():
             "results explorer, deep page": (results, {"after": "req-090000"}, {}),
             "results, errored only": (results, {"type": "errored"}, HX),
             "results, text search": (results, {"q": "number 99999:"}, HX),
+            "results, text search, many hits": (results, {"q": "quick brown"}, HX),
             "one result": (f"{results}req-050001/", {}, {}),
             "list poll, rendered": ("/", {}, HX),
             "list poll, 204": ("/", {"v": list_v}, HX),

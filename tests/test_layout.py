@@ -27,8 +27,8 @@ FLOORS = [
     ("the models", ["batches.models"]),
     (
         "one concern each, on the models: totals, read queries, workspaces, forms, the check job",
-        ["batches.totals", "batches.selectors", "batches.workspaces", "batches.forms",
-         "batches.intake.job"],
+        ["batches.totals", "batches.selectors", "batches.search", "batches.workspaces",
+         "batches.forms", "batches.intake.job"],
     ),
     (
         "the write paths: the mirror, results ingestion, submissions, downloads, notices",

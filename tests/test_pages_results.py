@@ -84,3 +84,42 @@ def test_a_results_file_too_big_to_scan_is_not_read(workspace):
     size = batch.results_file.size
     assert downloads.raw_result_line(batch, "req-0001", max_bytes=size)["result"]["message"]
     assert downloads.raw_result_line(batch, "req-0001", max_bytes=size - 1) is None
+
+
+def test_the_search_index_finds_what_reading_the_batch_finds(owner_client, workspace):
+    """Once batches.search wrote a batch's search text (PostgreSQL), the explorer searches the
+    trigram index; elsewhere, or before, it reads the results. Both give the same rows."""
+    from batches import search
+    from batches.models import Batch, Result
+
+    batch = factories.with_results(factories.batch(workspace), 40)
+    Result.objects.filter(batch=batch, custom_id="req-0005").update(answer_text="50% off_Sale")
+    Result.objects.filter(batch=batch, custom_id="req-0006").update(answer_text="500 offxSale")
+    queries = ["answer <B>1", "MODEL: BAD", "req-003", "0% off_", "no such text", "ab"]
+
+    def found():
+        return {q: [r.custom_id for r in owner_client.get(url(batch, "results/"), {"q": q},
+                                                            **HX).context["results"]]
+                for q in queries}  # fmt: skip
+
+    by_reading = found()
+    assert by_reading["0% off_"] == ["req-0005"]  # % and _ are text, not wildcards
+    assert by_reading["MODEL: BAD"] and by_reading["no such text"] == []
+    written = search.index_results(batch.pk)
+    batch.refresh_from_db()
+    if connection_is_postgresql():
+        assert written == 40 and search.is_indexed(batch)
+    else:
+        assert written == 0 and not search.is_indexed(batch)
+    assert found() == by_reading
+    # Results stored again: the index no longer matches them and is not used until rewritten.
+    Batch.objects.filter(pk=batch.pk).update(results_ingested_at=batch.results_ingested_at.replace(
+        microsecond=(batch.results_ingested_at.microsecond + 1) % 1_000_000))  # fmt: skip
+    batch.refresh_from_db()
+    assert not search.is_indexed(batch)
+
+
+def connection_is_postgresql() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "postgresql"
