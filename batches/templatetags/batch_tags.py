@@ -155,13 +155,16 @@ def progress_bar(batch, wide=False):
         count = getattr(batch, name)
         if count:
             width = percent(count, total)
-            segment = {"css": css, "label": label, "count": count, "x": start, "width": width}
+            # SVG coordinates, written here rather than by floatformat (25 rows a page, four
+            # segments a row: the filter was a fifth of the list's rendering time).
+            segment = {"css": css, "label": label, "count": count, "x": f"{start:.2f}",
+                       "width": f"{width:.2f}"}  # fmt: skip
             segments.append(segment)
             start += width
     context = {"batch": batch, "segments": segments, "wide": wide, "total": total, "done": done}
     if batch.is_active and not batch.gone_at and done == 0:
         elapsed = max(0, int((timezone.now() - batch.created_at).total_seconds()))
-        context["time_width"] = min(100, round(100 * elapsed / DAY, 2))
+        context["time_width"] = f"{min(100.0, 100 * elapsed / DAY):.2f}"
         verb = "canceling" if batch.processing_status == "canceling" else "running"
         context["label"] = f"{verb} {running_for(elapsed)} of at most 24 h"
         context["by_time"] = True
