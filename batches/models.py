@@ -450,9 +450,9 @@ class ResultText(models.Model):
     batch's results are complete, apart from ingestion, so storing results stays at COPY's
     speed; until then (and on SQLite) the search reads the batch's results."""
 
-    result = models.OneToOneField(
-        Result, on_delete=models.CASCADE, primary_key=True, related_name="+"
-    )
+    # The result's id, not a foreign key: a relation to Result would make Django load every
+    # result into memory to delete a batch, where now each table goes in one DELETE.
+    result_id = models.BigIntegerField(primary_key=True)
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="+")
     haystack = models.TextField()
 

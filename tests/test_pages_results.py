@@ -117,6 +117,17 @@ def test_the_search_index_finds_what_reading_the_batch_finds(owner_client, works
         microsecond=(batch.results_ingested_at.microsecond + 1) % 1_000_000))  # fmt: skip
     batch.refresh_from_db()
     assert not search.is_indexed(batch)
+    # Deleting the batch deletes its results and their search text, none read into memory.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from batches.models import ResultText
+
+    with CaptureQueriesContext(connection) as deleting:
+        batch.delete()
+    assert not Result.objects.exists() and not ResultText.objects.exists()
+    read = [q["sql"] for q in deleting.captured_queries if q["sql"].startswith("SELECT")]
+    assert not [sql for sql in read if 'FROM "batches_result"' in sql], read
 
 
 def connection_is_postgresql() -> bool:

@@ -59,16 +59,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="ResultText",
             fields=[
-                (
-                    "result",
-                    models.OneToOneField(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        primary_key=True,
-                        related_name="+",
-                        serialize=False,
-                        to="batches.result",
-                    ),
-                ),
+                ("result_id", models.BigIntegerField(primary_key=True, serialize=False)),
                 ("haystack", models.TextField()),
                 (
                     "batch",
