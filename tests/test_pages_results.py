@@ -134,3 +134,17 @@ def connection_is_postgresql() -> bool:
     from django.db import connection
 
     return connection.vendor == "postgresql"
+
+
+def test_batch_and_results_pages_keep_a_constant_number_of_queries(
+    owner_client, workspace, django_assert_max_num_queries
+):
+    small = factories.with_results(factories.batch(workspace), 8)
+    large = factories.with_results(factories.batch(workspace), 300, every_errored=3)
+    pages = ["", "results/", "results/?type=errored", "results/?q=Answer", "results/req-0002/"]
+    for page in pages:
+        # Each batch's first view: its result summaries are counted, not read from the cache.
+        with django_assert_max_num_queries(30) as few:
+            owner_client.get(url(small, page))
+        with django_assert_max_num_queries(len(few.captured_queries)):
+            owner_client.get(url(large, page))
