@@ -130,6 +130,7 @@ def main():
             "batch list, last page": ("/", {"page": last_page}, {}),
             "batch list, search": ("/", {"q": "Nightly run 5000"}, {}),
             "one workspace's list": (workspace.get_absolute_url(), {}, {}),
+            "the workspaces page": ("/workspaces/", {}, {}),
             "batch detail": (detail, {}, {}),
             "results explorer, first page": (results, {}, {}),
             "results explorer, deep page": (results, {"after": "req-090000"}, {}),
