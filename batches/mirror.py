@@ -192,20 +192,11 @@ def _sync(
 
     # Active batches the listing did not reach (or no longer shows), when their poll is due:
     # ask for each one.
-    for batch in known.due_for_poll(now).filter(created_at__lt=now).iterator():
-        if batch.api_id in listed:
-            continue
-        claim.progressed()
-        report.refreshed += 1
-        try:
-            upsert_batches(workspace, [client.retrieve_batch(batch.api_id)], now)
-            Batch.objects.filter(pk=batch.pk, processing_status__in=Batch.ACTIVE).update(
-                next_poll_at=_next_poll(now)
-            )
-        except ApiError as error:
-            if not error.is_not_found:
-                raise
-            report.gone += _not_found(batch, now)
+    unlisted = [api_id for api_id in due if api_id not in listed]
+    for start in range(0, len(unlisted), ID_SLICE):
+        for batch in known.filter(api_id__in=unlisted[start : start + ID_SLICE]):
+            claim.progressed()
+            _refresh(workspace, client, batch, now, report)
 
     if full:
         # A full listing that misses a batch we know means it was deleted elsewhere. Results we
@@ -218,6 +209,22 @@ def _sync(
             report.gone += Batch.objects.filter(pk__in=missing[start : start + ID_SLICE]).update(
                 gone_at=now, next_poll_at=None
             )
+
+
+def _refresh(
+    workspace: Workspace, client: ApiClient, batch: Batch, now: datetime, report: SyncReport
+) -> None:
+    """Retrieve one batch the listing did not show, and store what the API says of it."""
+    report.refreshed += 1
+    try:
+        upsert_batches(workspace, [client.retrieve_batch(batch.api_id)], now)
+        Batch.objects.filter(pk=batch.pk, processing_status__in=Batch.ACTIVE).update(
+            next_poll_at=_next_poll(now)
+        )
+    except ApiError as error:
+        if not error.is_not_found:
+            raise
+        report.gone += _not_found(batch, now)
 
 
 def _cheaper_to_list_on(known, due: dict[str, datetime], listed: set[str]) -> bool:

@@ -9,7 +9,7 @@ the search reads the batch's results (batches.selectors.search_results).
 
 from django.db import connection, models, transaction
 
-from batches.models import Batch, ResultText
+from batches.models import Batch, Result, ResultText
 
 # Searches shorter than this cannot use trigrams; they read the batch instead.
 MIN_INDEXED_LENGTH = 3
@@ -45,7 +45,7 @@ def index_results(batch_pk: int) -> int:
     )
     if ingested_at is None:
         return 0
-    text, result = ResultText._meta.db_table, "batches_result"
+    text, result = ResultText._meta.db_table, Result._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {text} WHERE batch_id = %s", [batch_pk])  # noqa: S608
         cursor.execute(

@@ -179,26 +179,38 @@ def _header_counts(user) -> dict:
 COUNTED_TIMEOUT = 600
 
 
-def _kept_under_stamps[T](user, name: str, extra: tuple, count: Callable[[], T]) -> T:
+def visible_workspace_ids(user) -> dict[str, int] | None:
+    """{slug: id} of the workspaces the person sees, from the cache when it has them (None when
+    the cache cannot be reached)."""
+
     def load():
         return dict(Workspace.objects.visible_to(user).values_list("slug", "pk"))
 
-    visible = changes.visible_workspaces(user, load)
+    return changes.visible_workspaces(user, load)
+
+
+def _kept_under_stamps[T](user, name: str, extra: tuple, count: Callable[[], T]) -> T:
+    visible = visible_workspace_ids(user)
     stamps = changes.stamps(sorted(visible.values())) if visible is not None else None
     if stamps is None:
         return count()
     digest = hashlib.blake2b(repr((stamps, extra)).encode(), digest_size=12).hexdigest()
-    key = f"counted-{name}:{user.pk}:{digest}"
+    return _cached(f"counted-{name}:{user.pk}:{digest}", COUNTED_TIMEOUT, count)
+
+
+def _cached[T](key: str, timeout: int, count: Callable[[], T]) -> T:
+    """`count()`, kept in the cache under `key`; counted afresh when the cache cannot answer
+    (the cache is an aid, never the truth)."""
     try:
         kept = cache.get(key)
-    except Exception as error:  # the cache is an aid, never the truth
+    except Exception as error:
         logger.warning("Could not read the cache: %s", error)
         return count()
     if kept is not None:
         return kept
     value = count()
     try:
-        cache.set(key, value, COUNTED_TIMEOUT)
+        cache.set(key, value, timeout)
     except Exception as error:
         logger.warning("Could not write the cache: %s", error)
     return value
@@ -329,19 +341,7 @@ def _kept_while_final[T](batch: Batch, name: str, count: Callable[[], T]) -> T:
     if batch.results_ingested_at is None:
         return count()
     key = f"results-{name}:{batch.pk}:{batch.results_ingested_at.timestamp()}"
-    try:
-        kept = cache.get(key)
-    except Exception as error:  # the cache is an aid, never the truth
-        logger.warning("Could not read the cache: %s", error)
-        return count()
-    if kept is not None:
-        return kept
-    value = count()
-    try:
-        cache.set(key, value, SUMMARY_TIMEOUT)
-    except Exception as error:
-        logger.warning("Could not write the cache: %s", error)
-    return value
+    return _cached(key, SUMMARY_TIMEOUT, count)
 
 
 def error_summary(batch: Batch, limit: int = 20) -> list[dict]:

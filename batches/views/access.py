@@ -41,25 +41,15 @@ def query_text(params, name: str, limit: int = 200) -> str:
     return params.get(name, "").replace("\x00", "").strip()[:limit]
 
 
-def visible_workspace_ids(request) -> dict[str, int] | None:
-    """{slug: id} of the workspaces the person sees, from the cache when it has them."""
-    from batches import changes
-
-    def load():
-        return dict(Workspace.objects.visible_to(request.user).values_list("slug", "pk"))
-
-    return changes.visible_workspaces(request.user, load)
-
-
 def poll_key(request, region: str, slug: str | None = None, *, always: bool = False):
     """The key a polled region's fingerprint is remembered under (see batches/polling.py),
     found without a query: the stamps of the workspace `slug` names, or of every workspace the
     person sees. None for a page load (unless `always`), or when the cache cannot say."""
-    from batches import polling
+    from batches import polling, selectors
 
     if not always and not polling.is_fragment(request):
         return None
-    visible = visible_workspace_ids(request)
+    visible = selectors.visible_workspace_ids(request.user)
     if visible is None or (slug is not None and slug not in visible):
         return None
     ids = [visible[slug]] if slug is not None else sorted(visible.values())
