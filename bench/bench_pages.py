@@ -18,7 +18,6 @@ import re
 import statistics
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -46,52 +45,23 @@ def populate():
     from django.contrib.auth import get_user_model
 
     from batches import ingestion
-    from batches.models import Batch, Result
+    from batches.models import Batch
     from batches.workspaces import create_workspace
+    from bench.data import fill_batches, fill_results
 
     users = get_user_model().objects
     member = users.create_user("bench")
     admin = users.create_superuser("bench-admin", password=None)  # force_login needs none
     workspace = create_workspace("Bench", "https://api.example.test", "sk-ant-bench-pages-0000",
                                  members=[member, admin])  # fmt: skip
+    fill_batches(workspace, BATCHES)
     now = timezone.now()
-    rows = []
-    for n in range(BATCHES):
-        created = now - timedelta(minutes=BATCHES - n)
-        running = n % 1000 == 999
-        rows.append(Batch(
-            workspace=workspace, api_id=f"msgbatch_bench{n:06d}", name=f"Nightly run {n}",
-            processing_status="in_progress" if running else "ended",
-            processing=50 if running else 0, succeeded=950 if running else 990,
-            errored=0 if running else 10, created_at=created,
-            expires_at=created + timedelta(hours=24),
-            ended_at=None if running else created + timedelta(minutes=30),
-        ))  # fmt: skip
-    Batch.objects.bulk_create(rows, batch_size=2000)
-    del rows
     big = Batch.objects.get(api_id=f"msgbatch_bench{BATCHES - 2:06d}")
     Batch.objects.filter(pk=big.pk).update(
         succeeded=RESULTS - RESULTS // 10, errored=RESULTS // 10,
         results_ingested=RESULTS, results_ingested_at=now, results_url="https://api.example.test/r",
     )  # fmt: skip
-    results: list[Result] = []
-    for n in range(RESULTS):
-        if n % 10 == 0:
-            kind = "invalid_request_error" if n % 20 == 0 else "overloaded_error"
-            results.append(Result(batch=big, custom_id=f"req-{n:06d}", result_type="errored",
-                               error_type=kind, error_message=f"Problem {n}"))  # fmt: skip
-        else:
-            text = f"Answer number {n}: the quick brown fox jumps over the lazy dog. " * 4
-            results.append(Result(
-                batch=big, custom_id=f"req-{n:06d}", result_type="succeeded",
-                stop_reason="max_tokens" if n % 7 == 0 else "end_turn",
-                model="claude-haiku-4-5", input_tokens=120, output_tokens=80,
-                content=[{"type": "text", "text": text}], answer_text=text,
-            ))  # fmt: skip
-        if len(results) >= 5000:
-            Result.objects.bulk_create(results)
-            results = []
-    Result.objects.bulk_create(results)
+    fill_results(big, RESULTS)
     ingestion.analyze_results()
     from batches import search
 

@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -37,7 +36,6 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.utils import timezone  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VIEWERS = 50
@@ -55,26 +53,13 @@ def populate() -> list[str]:
     )
     from django.contrib.sessions.backends.db import SessionStore
 
-    from batches.models import Batch
     from batches.workspaces import create_workspace
+    from bench.data import fill_batches
 
     viewers = [get_user_model().objects.create_user(f"viewer{n}") for n in range(VIEWERS)]
     workspace = create_workspace("Bench", "https://api.example.test", "sk-ant-bench-load-0000",
                                  members=viewers)  # fmt: skip
-    now = timezone.now()
-    rows = []
-    for n in range(BATCHES):
-        created = now - timedelta(minutes=BATCHES - n)
-        running = n % 1000 == 999
-        rows.append(Batch(
-            workspace=workspace, api_id=f"msgbatch_load{n:06d}", name=f"Nightly run {n}",
-            processing_status="in_progress" if running else "ended",
-            processing=50 if running else 0, succeeded=950 if running else 990,
-            errored=0 if running else 10, created_at=created,
-            expires_at=created + timedelta(hours=24),
-            ended_at=None if running else created + timedelta(minutes=30),
-        ))  # fmt: skip
-    Batch.objects.bulk_create(rows, batch_size=2000)
+    fill_batches(workspace, BATCHES)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE" if connection.vendor == "postgresql" else "PRAGMA optimize")
     cookies: list[str] = []

@@ -38,8 +38,9 @@ RUNS = 7
 def main():
     from django.contrib.auth import get_user_model
 
-    from batches.models import Batch, Result
+    from batches.models import Batch
     from batches.workspaces import create_workspace
+    from bench.data import fill_results
 
     old = connection.creation.create_test_db(verbosity=0, keepdb=False)
     try:
@@ -53,24 +54,7 @@ def main():
             ended_at=now, results_ingested=SIZE, results_ingested_at=now,
         )  # fmt: skip
         started = time.perf_counter()
-        rows = []
-        for n in range(SIZE):
-            if n % 10 == 0:
-                kind = "invalid_request_error" if n % 20 == 0 else "overloaded_error"
-                rows.append(Result(batch=batch, custom_id=f"req-{n:06d}", result_type="errored",
-                                   error_type=kind, error_message=f"Problem {n}"))  # fmt: skip
-            else:
-                text = f"Answer number {n}: the quick brown fox jumps over the lazy dog. " * 4
-                rows.append(Result(
-                    batch=batch, custom_id=f"req-{n:06d}", result_type="succeeded",
-                    stop_reason="max_tokens" if n % 7 == 0 else "end_turn",
-                    model="claude-haiku-4-5", input_tokens=120, output_tokens=80,
-                    content=[{"type": "text", "text": text}], answer_text=text,
-                ))  # fmt: skip
-            if len(rows) >= 5000:
-                Result.objects.bulk_create(rows)
-                rows = []
-        Result.objects.bulk_create(rows)
+        fill_results(batch, SIZE)
         print(f"{connection.vendor}: created {SIZE:,} results in "
               f"{time.perf_counter() - started:.1f} s")  # fmt: skip
 

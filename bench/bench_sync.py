@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
 import django
-import httpx
 
 django.setup()
 
@@ -37,31 +36,17 @@ from django.utils import timezone  # noqa: E402
 
 SIZE = int(os.environ.get("BENCH_BATCHES", "5000"))
 KEY = "sk-ant-bench-sync-000000"
-CALLS: list[str] = []
-
-
-def counted_transport() -> httpx.BaseTransport:
-    from emulator.testing import httpx_transport
-
-    inner = httpx_transport()
-
-    class Counted(httpx.BaseTransport):
-        def handle_request(self, request):
-            CALLS.append(f"{request.method} {request.url.path}")
-            return inner.handle_request(request)
-
-    return Counted()
 
 
 def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    settings.API_TRANSPORT = "__main__.counted_transport"
+    settings.API_TRANSPORT = "emulator.testing.counting_transport"
     old = connection.creation.create_test_db(verbosity=0, keepdb=False)
     try:
         from batches import mirror
         from batches.models import Batch
         from batches.workspaces import create_workspace
-        from emulator.testing import BASE_URL, fill_workspace
+        from emulator.testing import BASE_URL, CALLS, fill_workspace
 
         workspace = create_workspace("Bench", BASE_URL, KEY)
         running = fill_workspace(KEY, SIZE, active_every=SIZE // 100)

@@ -60,6 +60,23 @@ def httpx_transport() -> httpx.WSGITransport:
     return httpx.WSGITransport(app=wsgi_app())
 
 
+# The paths of the requests `counting_transport` saw, in order: a test or benchmark that counts
+# the dashboard's API calls sets API_TRANSPORT to it and clears this first.
+CALLS: list[str] = []
+
+
+def counting_transport() -> httpx.BaseTransport:
+    """`httpx_transport()`, noting each request's path in CALLS."""
+    inner = httpx_transport()
+
+    class Counting(httpx.BaseTransport):
+        def handle_request(self, request):
+            CALLS.append(request.url.path)
+            return inner.handle_request(request)
+
+    return Counting()
+
+
 def sdk_client(api_key: str, *, max_retries: int = 0, **options):
     """The official `anthropic` SDK (a test-only dependency), pointed at the emulator in-process."""
     import anthropic

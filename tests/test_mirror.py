@@ -15,7 +15,7 @@ from batches.client import ApiClient
 from batches.models import Batch, Result, Workspace
 from batches.workspaces import create_workspace
 from emulator.faults import set_key_faults
-from emulator.testing import BASE_URL, httpx_transport, make_batch
+from emulator.testing import BASE_URL, CALLS, httpx_transport, make_batch
 from tests import factories
 from tests.mirror import KEY
 
@@ -217,27 +217,12 @@ def test_a_failing_model_list_does_not_stop_the_batches_syncing(workspace):
     assert not report.error and report.created == 1
 
 
-CALLS: list[str] = []
-
-
-def counted_transport() -> httpx.BaseTransport:
-    """The emulator in this process, with every request's path noted in CALLS."""
-    inner = httpx_transport()
-
-    class Counted(httpx.BaseTransport):
-        def handle_request(self, request):
-            CALLS.append(request.url.path)
-            return inner.handle_request(request)
-
-    return Counted()
-
-
 def test_a_tick_over_5000_batches_with_100_running_lists_instead_of_retrieving_each(
     workspace, settings, frozen_now
 ):
     from emulator.testing import fill_workspace
 
-    settings.API_TRANSPORT = "tests.test_mirror.counted_transport"
+    settings.API_TRANSPORT = "emulator.testing.counting_transport"
     running = fill_workspace(KEY, 5000, active_every=50)
     assert len(running) == 100
     mirror.sync_workspace(workspace.pk)  # the first sync lists everything
@@ -256,7 +241,7 @@ def test_a_tick_with_one_old_batch_running_retrieves_it_rather_than_list_to_the_
 ):
     from emulator.testing import fill_workspace
 
-    settings.API_TRANSPORT = "tests.test_mirror.counted_transport"
+    settings.API_TRANSPORT = "emulator.testing.counting_transport"
     fill_workspace(KEY, 3000, active_every=3000)  # one running, in the middle... of the oldest
     mirror.sync_workspace(workspace.pk)
     CALLS.clear()

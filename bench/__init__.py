@@ -1,0 +1,1 @@
+"""Benchmarks: scripts run by hand (see the README), and the rows they share (data)."""
