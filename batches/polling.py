@@ -141,9 +141,21 @@ def poll_answer(
     if request.GET.get("v") == context["fingerprint"] and (still_changing or not settles):
         return HttpResponse(status=204)
     context["still_changing"] = still_changing
-    response = HttpResponse(render_to_string(f"{template}#{region}", context, request=request))
+    response = announce(
+        HttpResponse(render_to_string(f"{template}#{region}", context, request=request))
+    )
     if settles and not still_changing:
         response.status_code = HttpResponseStopPolling.status_code
+    return response
+
+
+# A polled region that shows something new says so, and the header's counter (which polls slowly
+# while nothing runs) asks at once: the page never shows a new batch beside an old count.
+REGION_CHANGED = "region-changed"
+
+
+def announce(response: HttpResponse) -> HttpResponse:
+    response["HX-Trigger"] = REGION_CHANGED
     return response
 
 

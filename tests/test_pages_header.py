@@ -54,14 +54,14 @@ def test_a_toast_asks_for_a_browser_notification_when_opted_in(owner_client, wor
 
 def test_the_idle_counter_polls_slowly_and_once_at_page_load(owner_client, workspace):
     html = owner_client.get("/").content.decode()
-    assert 'hx-trigger="load, every 30s"' in html
+    assert 'hx-trigger="load, every 30s, region-changed from:body"' in html
     assert poll(owner_client, seen(owner_client)).status_code == 204
 
 
 def test_the_counter_polls_every_5s_while_a_batch_runs(owner_client, workspace):
     factories.running_batch(workspace)
     html = owner_client.get("/").content.decode()
-    assert 'hx-trigger="every 5s"' in html and "1 running" in html
+    assert 'hx-trigger="every 5s, region-changed from:body"' in html and "1 running" in html
 
 
 def test_the_poll_answers_204_until_the_count_changes(owner_client, workspace):
@@ -71,7 +71,7 @@ def test_the_poll_answers_204_until_the_count_changes(owner_client, workspace):
     response = poll(owner_client, idle)
     assert response.status_code == 200 and response["HX-Trigger"] == "batches-changed"
     body = response.content.decode()
-    assert "1 running" in body and 'hx-trigger="every 5s"' in body
+    assert "1 running" in body and 'hx-trigger="every 5s, region-changed from:body"' in body
     unchanged = poll(owner_client, header_fingerprint(body))
     assert unchanged.status_code == 204 and unchanged.content == b""
     Batch.objects.filter(pk=running.pk).update(processing_status="ended")
@@ -79,7 +79,7 @@ def test_the_poll_answers_204_until_the_count_changes(owner_client, workspace):
     assert ended.status_code == 200 and ended["HX-Trigger"] == "batches-changed"
     # Idle, it keeps polling slowly (a batch started from a script must still show up), and the
     # counter the poll sends does not ask for another poll at once.
-    assert 'hx-trigger="every 30s"' in ended.content.decode()
+    assert 'hx-trigger="every 30s, region-changed from:body"' in ended.content.decode()
 
 
 def test_a_batch_that_started_and_ended_between_two_polls_is_news(owner_client, workspace):
@@ -92,7 +92,7 @@ def test_a_batch_that_started_and_ended_between_two_polls_is_news(owner_client, 
 def test_the_poll_speeds_up_while_an_upload_is_being_submitted(owner_client, workspace, user):
     submission = factories.submission(workspace, user, state=Submission.State.SUBMITTING)
     response = poll(owner_client, "")
-    assert 'hx-trigger="every 5s"' in response.content.decode()
+    assert 'hx-trigger="every 5s, region-changed from:body"' in response.content.decode()
     submitting = header_fingerprint(response.content.decode())
     assert poll(owner_client, submitting).status_code == 204
     Submission.objects.filter(pk=submission.pk).update(state=Submission.State.SUBMITTED)

@@ -64,6 +64,7 @@ def test_the_list_polls_while_open_and_shows_a_batch_made_elsewhere_at_the_next_
     elsewhere = factories.running_batch(workspace)
     news = owner_client.get("/", {"v": seen}, **HX)
     assert news.status_code == 200 and elsewhere.api_id in news.content.decode()
+    assert news["HX-Trigger"] == "region-changed"  # the header's counter asks at once
 
 
 def test_the_list_poll_answers_204_until_what_it_shows_changes(owner_client, workspace, frozen_now):

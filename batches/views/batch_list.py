@@ -62,7 +62,7 @@ def _list_poll_answer(request, context) -> HttpResponse:
     what it would show is what it shows."""
     if request.GET.get("v") == context["fingerprint"]:
         return polling.nothing_new()
-    return render(request, f"{LIST}#list", context)
+    return polling.announce(render(request, f"{LIST}#list", context))
 
 
 @require_GET

@@ -24,9 +24,9 @@ def poll(request):
     batches appear.
 
     The counter polls every 5 s while a batch runs or an upload is being submitted, and every 30 s
-    while nothing is (the template picks; a page's counter also polls once as it loads). It never
-    stops with 286: a batch created from a script or another tab shows up only through this poll
-    (the list's own poll has stopped when nothing runs), and a toast waits for it too. Nothing new
+    while nothing is (the template picks; a page's counter also polls once as it loads, and when
+    a polled region of the page showed something new). It never stops with 286: a toast waits
+    for it. Nothing new
     is answered 204, which htmx does not swap, so an idle page costs one empty answer every 30 s,
     and no query once the answer is remembered (see batches/polling.py)."""
     key = poll_key(request, "header", always=True)
@@ -47,12 +47,24 @@ def poll(request):
 def header_state(request, toasts=(), *, polled=True) -> dict:
     """What the counter shows, and its fingerprint: of the counter as rendered, and of the
     toasts that come with it."""
-    state = {**selectors.header_counts(request.user), "polled": True, "fingerprint": ""}
+    counts = selectors.header_counts(request.user)
+    state = {**counts, "polled": True, "fingerprint": "", "trigger": _trigger(counts, polled=True)}
     # Taken of the counter as a poll sends it, so a page's own first poll can be a 204.
     html = render_to_string(f"{POLL}#counter", {"header": state}, request=request)
     if toasts:
         html += render_to_string(f"{POLL}#toasts", {"toasts": toasts}, request=request)
-    return {**state, "polled": polled, "fingerprint": polling.fingerprint(html)}
+    return {**state, "polled": polled, "fingerprint": polling.fingerprint(html),
+            "trigger": _trigger(counts, polled=polled)}  # fmt: skip
+
+
+def _trigger(counts: dict, *, polled: bool) -> str:
+    """When the counter polls: fast while something runs, slowly while nothing does (and once
+    as an idle page loads), and whenever a polled region of the page showed something new."""
+    if counts["running"] or counts["submitting"]:
+        timing = "every 5s"
+    else:
+        timing = "every 30s" if polled else "load, every 30s"
+    return f"{timing}, {polling.REGION_CHANGED} from:body"
 
 
 def header_context(request) -> dict:
