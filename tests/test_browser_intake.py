@@ -14,7 +14,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.db import connection
 
-from batches import tasks
+from batches import search, tasks
 from batches.intake import job
 from batches.models import Batch, Submission
 from batches.workspaces import create_workspace
@@ -145,12 +145,16 @@ class Beat(threading.Thread):
 
 
 def wait_for_ingestion(name: str, timeout: float) -> None:
-    """Until the named batch's results are stored, if it ended; quietly, since it runs in a
-    `finally` that must not hide the test's own failure."""
+    """Until the named batch's results are stored and indexed for search, if it ended; quietly,
+    since it runs in a `finally` that must not hide the test's own failure. The search index is
+    written by a task of its own after ingestion: a worker still writing it while the test
+    database is flushed makes the flush fail (and the next test find this one's user)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         batch = Batch.objects.filter(name=name).first()
-        if batch is None or not batch.is_ended or batch.results_complete:
+        if batch is None or not batch.is_ended:
+            return
+        if batch.results_complete and (not search.supported() or search.is_indexed(batch)):
             return
         time.sleep(0.5)
 
