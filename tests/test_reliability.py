@@ -97,7 +97,9 @@ class Workers:
 
 
 @pytest.fixture
-def workers(tmp_path, bucket, object_storage, settings):
+def workers(transactional_db, tmp_path, bucket, object_storage, settings):
+    # On transactional_db so the workers stop (finishing what they run, such as the search
+    # index task that follows ingestion) before the test database is flushed.
     settings.EMULATOR_BASE_SECONDS = 0.0
     settings.EMULATOR_SECONDS_PER_REQUEST = 0.0
     app.control.purge()

@@ -13,7 +13,7 @@ from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.utils import timezone
 
-from batches import ingestion, mirror
+from batches import ingestion, mirror, search
 from batches.models import Batch, Result
 from batches.workspaces import create_workspace
 from dashboard.celery import app
@@ -103,7 +103,13 @@ def test_the_celery_worker_and_beat_keep_the_mirror_current(live_workspace, tmp_
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
                 batch = Batch.objects.filter(api_id=emulated.batch_id).first()
-                if batch and batch.results_ingested_at:
+                # Ingested and indexed for search (a task of its own that follows ingestion): no
+                # worker thread may still be writing when the test database is flushed.
+                if (
+                    batch
+                    and batch.results_ingested_at
+                    and (not search.supported() or search.is_indexed(batch))
+                ):
                     break
                 time.sleep(0.5)
     finally:
