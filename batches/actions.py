@@ -66,17 +66,25 @@ def _refusal(batch: Batch, action: str) -> str:
     return ""
 
 
-def request_action(batch: Batch, action: str) -> None:
-    """Record `action` as pending on the batch, once; the caller enqueues the task."""
+def request_action(batch: Batch, action: str, user=None) -> None:
+    """Record `action` as pending on the batch, once, and who asked for a cancel or a delete;
+    the caller enqueues the task."""
     reason = _refusal(batch, action)
     if reason:
         raise ActionRefused(reason)
     now = timezone.now()
+    asked_by = {}
+    if user is not None and action == Action.CANCEL:
+        asked_by = {"canceled_by": user}
+    elif user is not None and action in (Action.DELETE, Action.REMOVE):
+        asked_by = {"deleted_by": user}
     if not Batch.objects.filter(pk=batch.pk, pending_action="").update(
-        pending_action=action, pending_action_at=now, action_error=""
+        pending_action=action, pending_action_at=now, action_error="", **asked_by
     ):
         raise ActionRefused("Another action on this batch is under way; wait for it to finish.")
     batch.pending_action, batch.pending_action_at, batch.action_error = action, now, ""
+    for name, person in asked_by.items():
+        setattr(batch, name, person)
 
 
 @dataclass

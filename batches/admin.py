@@ -1,7 +1,17 @@
 from django import forms
 from django.contrib import admin
 
-from batches.models import Batch, BatchRequest, Result, Submission, SubmissionPart, Workspace
+from batches import roles
+from batches.models import (
+    AuditEntry,
+    Batch,
+    BatchRequest,
+    Membership,
+    Result,
+    Submission,
+    SubmissionPart,
+    Workspace,
+)
 
 
 class WorkspaceForm(forms.ModelForm):
@@ -16,7 +26,14 @@ class WorkspaceForm(forms.ModelForm):
 
     class Meta:
         model = Workspace
-        fields = ["name", "slug", "base_url", "members", "notify_email", "notify_webhook_url"]
+        fields = [
+            "name",
+            "slug",
+            "base_url",
+            "notify_email",
+            "notify_webhook_url",
+            "results_downloadable",
+        ]
 
     def clean(self):
         # ModelForm.clean returns cleaned_data; the stubs allow the None a subclass may return.
@@ -67,20 +84,40 @@ class MembersOnly(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    fields = ["user", "role"]
+    autocomplete_fields = ["user"]
+    extra = 0
+
+
 @admin.register(Workspace)
 class WorkspaceAdmin(MembersOnly, admin.ModelAdmin):
+    """Workspaces for the site's staff; a workspace's own admins have its settings pages too.
+    Staff who are only viewers or submitters of a workspace may look but not change it."""
+
     members_path = "members"
     form = WorkspaceForm
     list_display = ["name", "base_url", "api_key_hint", "last_synced_at", "last_sync_error"]
     readonly_fields = ["api_key_hint", "is_sandbox", "last_synced_at", "last_sync_error"]
-    filter_horizontal = ["members"]
+    inlines = [MembershipInline]
     prepopulated_fields = {"slug": ["name"]}
     fieldsets = [
         (None, {"fields": ["name", "slug", "base_url", "api_key", "api_key_hint", "is_sandbox"]}),
-        ("Who may see it", {"fields": ["members"]}),
         ("Notices", {"fields": ["notify_email", "notify_webhook_url"]}),
+        ("Results", {"fields": ["results_downloadable"]}),
         ("Sync", {"fields": ["last_synced_at", "last_sync_error"]}),
     ]
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and not roles.may(request.user, obj, roles.Ability.MANAGE):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and not roles.may(request.user, obj, roles.Ability.MANAGE):
+            return False
+        return super().has_delete_permission(request, obj)
 
 
 @admin.register(Batch)
@@ -172,4 +209,35 @@ class BatchRequestAdmin(MembersOnly, admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The audit log, read-only for everyone: nobody adds, changes or deletes an entry here."""
+
+    list_display = ["at", "actor_label", "action", "workspace_name", "target", "address"]
+    list_filter = ["action"]
+    search_fields = ["actor_name", "workspace_name", "target"]
+    date_hierarchy = "at"
+    show_full_result_count = False
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        # A workspace's admins see its entries (and their own) on its audit page; staff here see
+        # the entries of the workspaces they administer.
+        administered = Membership.objects.filter(
+            user=request.user, role=Membership.Role.ADMIN
+        ).values("workspace_id")
+        return queryset.filter(workspace_id__in=administered)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

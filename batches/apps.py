@@ -24,8 +24,8 @@ class BatchesConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 
-        from batches import changes
-        from batches.models import Batch, Submission, SubmissionPart, Workspace
+        from batches import audit, changes  # noqa: F401  (audit: its signal receivers)
+        from batches.models import Batch, Membership, Submission, SubmissionPart, Workspace
 
         # Every saved or deleted row a page shows moves its workspace's change stamp.
         changes.register(Workspace, "pk")
@@ -38,12 +38,21 @@ class BatchesConfig(AppConfig):
         m2m_changed.connect(
             _membership_changed, sender=Workspace.members.through, dispatch_uid="members"
         )
+        # Memberships made or removed one by one (the settings pages), not through members.add().
+        post_save.connect(_membership_saved, sender=Membership, dispatch_uid="membership-saved")
+        post_delete.connect(_membership_saved, sender=Membership, dispatch_uid="membership-gone")
         pre_delete.connect(_workspace_deleted, sender=Workspace, dispatch_uid="workspace-gone")
         post_save.connect(_workspace_saved, sender=Workspace, dispatch_uid="workspace-saved")
 
 
 def _members(workspace) -> list[int]:
-    return list(workspace.members.values_list("pk", flat=True)) if workspace.pk else []
+    """The people who see the workspace: its members, and the site's superusers (who see every
+    workspace)."""
+    from django.contrib.auth import get_user_model
+
+    superusers = get_user_model().objects.filter(is_superuser=True).values_list("pk", flat=True)
+    members = workspace.members.values_list("pk", flat=True) if workspace.pk else []
+    return sorted({*superusers, *members})
 
 
 def _membership_changed(sender, instance, action, reverse, pk_set, **kwargs) -> None:
@@ -62,6 +71,13 @@ def _membership_changed(sender, instance, action, reverse, pk_set, **kwargs) -> 
     changes.bump([instance.pk] if not reverse else (pk_set or ()))
 
 
+def _membership_saved(sender, instance, **kwargs) -> None:
+    from batches import changes
+
+    changes.forget_visibility([instance.user_id])
+    changes.bump([instance.workspace_id])
+
+
 def _workspace_deleted(sender, instance, **kwargs) -> None:
     from batches import changes
 
@@ -71,5 +87,6 @@ def _workspace_deleted(sender, instance, **kwargs) -> None:
 def _workspace_saved(sender, instance, created, **kwargs) -> None:
     from batches import changes
 
-    if not created:  # a renamed slug: members' {slug: id} maps are out of date
-        changes.forget_visibility(_members(instance))
+    # A new workspace (superusers see it at once), or a renamed slug: the {slug: id} maps of
+    # the people who see it are out of date.
+    changes.forget_visibility(_members(instance))

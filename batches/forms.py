@@ -4,7 +4,8 @@ from django.template.defaultfilters import filesizeformat
 
 from batches.intake.reading import detect_format
 from batches.intake.templating import CsvOptions
-from batches.models import Submission
+from batches.models import AuditEntry, Membership, Submission, Workspace
+from batches.outbound import validate_outbound_url
 
 
 def _choice_field(form: forms.Form, name: str) -> forms.ChoiceField:
@@ -127,3 +128,138 @@ class CsvOptionsForm(forms.Form):
             "system": data.get("system") or "",
             "temperature": data.get("temperature"),
         }
+
+
+class ConnectionForm(forms.Form):
+    """A workspace's API address and key. The key is write-only (never sent back to the browser);
+    the pair is tried against the API before anything is saved."""
+
+    base_url = forms.URLField(
+        label="API base URL",
+        max_length=300,
+        validators=[validate_outbound_url],
+        help_text="https://api.anthropic.com for the Anthropic API.",
+    )
+    api_key = forms.CharField(
+        label="New API key",
+        required=False,
+        strip=True,
+        max_length=500,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Leave blank to keep the current key. Enter it again when the address changes.",
+    )
+
+    def __init__(self, *args, workspace, **kwargs):
+        kwargs.setdefault("initial", {"base_url": workspace.base_url})
+        super().__init__(*args, **kwargs)
+        self.workspace = workspace
+
+    def clean(self):
+        super().clean()
+        cleaned = self.cleaned_data
+        base_url = (cleaned.get("base_url") or "").rstrip("/")
+        key = cleaned.get("api_key") or ""
+        if self.errors:
+            return cleaned
+        if base_url != self.workspace.base_url and not key:
+            # Otherwise the stored key would be sent to whatever host the new address names.
+            self.add_error("api_key", "Enter the key again when the API base URL changes.")
+        elif base_url == self.workspace.base_url and not key:
+            self.add_error(None, "Nothing changed: enter a new key or a new address.")
+        else:
+            self._try(base_url, key)
+        cleaned["base_url"] = base_url
+        return cleaned
+
+    def _try(self, base_url: str, key: str) -> None:
+        """One bounded call with the new pair: a refused key or an unreachable address is a
+        form error, and nothing is saved."""
+        from batches.client import ApiClient, ApiError
+
+        try:
+            with ApiClient(base_url, key, max_attempts=1, timeout=10) as client:
+                client.list_batches(limit=1)
+        except ApiError as error:
+            self.add_error("api_key", f"The API did not accept it: {error}")
+
+
+class WorkspaceOptionsForm(forms.ModelForm):
+    class Meta:
+        model = Workspace
+        fields = ["notify_email", "notify_webhook_url", "results_downloadable"]
+        labels = {
+            "notify_email": "Email the submitter when a batch ends",
+            "notify_webhook_url": "Webhook URL",
+        }
+
+
+ROLE_HELP = (
+    "Viewer: sees batches and results. Submitter: also uploads, submits, cancels, resubmits. "
+    "Admin: also deletes batches and manages the workspace."
+)
+
+
+class AddMemberForm(forms.Form):
+    who = forms.CharField(
+        label="Username or email", max_length=254, help_text="Someone who already has a login."
+    )
+    role = forms.ChoiceField(
+        choices=Membership.Role.choices, initial=Membership.Role.SUBMITTER, help_text=ROLE_HELP
+    )
+
+    def __init__(self, *args, workspace, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.workspace = workspace
+
+    def clean_who(self):
+        from django.contrib.auth import get_user_model
+
+        who = self.cleaned_data["who"].strip().replace("\x00", "")
+        users = get_user_model().objects.filter(is_active=True)
+        user = users.filter(username=who).first() or (
+            users.filter(email__iexact=who).first() if "@" in who else None
+        )
+        if user is None:
+            raise forms.ValidationError(
+                f"No one with the login or email “{who}”. To add someone new, invite them by "
+                "email below."
+            )
+        if self.workspace.memberships.filter(user=user).exists():
+            raise forms.ValidationError(f"{user.get_username()} is already a member.")
+        return user
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(label="Email", help_text="They get a link to set their password.")
+    role = forms.ChoiceField(
+        choices=Membership.Role.choices, initial=Membership.Role.VIEWER, help_text=ROLE_HELP
+    )
+
+    def clean_email(self):
+        from django.contrib.auth import get_user_model
+
+        email = self.cleaned_data["email"].strip()
+        if get_user_model().objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError(
+                f"{email} already has a login: add them as a member above instead."
+            )
+        return email
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Membership.Role.choices)
+
+
+class AuditFilterForm(forms.Form):
+    """The audit page's filters; anything it cannot read is ignored, never an error page."""
+
+    person = forms.CharField(required=False, max_length=150)
+    action = forms.ChoiceField(
+        required=False, choices=[("", "Any action"), *AuditEntry.Action.choices]
+    )
+    since = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )

@@ -19,6 +19,8 @@ class WorkspaceQuerySet(StampedQuerySet):
     def visible_to(self, user):
         if not user.is_authenticated:
             return self.none()
+        if user.is_superuser:  # the site's superuser is an admin of every workspace
+            return self.all()
         return self.filter(members=user)
 
 
@@ -37,9 +39,16 @@ class Workspace(models.Model):
     api_key_hint = models.CharField(max_length=32, editable=False)
     is_sandbox = models.BooleanField(default=False, editable=False)
     members = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, related_name="workspaces", blank=True
+        settings.AUTH_USER_MODEL, through="Membership", related_name="workspaces", blank=True
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Off: only the workspace's admins may download results (files of answers leave the
+    # dashboard's access rules behind them).
+    results_downloadable = models.BooleanField(
+        "Results may be downloaded",
+        default=True,
+        help_text="Off: viewers and submitters read results here but cannot download them.",
+    )
 
     last_synced_at = models.DateTimeField(null=True, blank=True)
     last_full_sync_at = models.DateTimeField(null=True, blank=True)
@@ -90,10 +99,37 @@ class Workspace(models.Model):
         return crypto.decrypt(self.api_key_encrypted)
 
 
+class Membership(models.Model):
+    """A person's place in a workspace: what they may do there (batches.roles)."""
+
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "Viewer"
+        SUBMITTER = "submitter", "Submitter"
+        ADMIN = "admin", "Admin"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.SUBMITTER)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["workspace", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "user"], name="membership_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} in {self.workspace} ({self.get_role_display()})"
+
+
 class BatchQuerySet(StampedQuerySet):
     def visible_to(self, user):
         if not user.is_authenticated:
             return self.none()
+        if user.is_superuser:
+            return self.all()
         return self.filter(workspace__members=user)
 
     def active(self):
@@ -158,6 +194,24 @@ class Batch(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="submitted_batches",
+    )
+    # Who asked for the batch's cancel and its deletion (the submitter is above; resubmissions
+    # name theirs as Submission.created_by).
+    canceled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    deleted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
     )
     source_filename = models.CharField(max_length=255, blank=True)
     submission = models.ForeignKey(
@@ -746,3 +800,84 @@ class UserPreference(models.Model):
             return cls()
         preference, _ = cls.objects.get_or_create(user=user)
         return preference
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    """Append-only: rows are added, never changed or removed through the ORM (and on
+    PostgreSQL a trigger refuses UPDATE and DELETE too; see migration 0010)."""
+
+    def update(self, **kwargs):
+        raise AuditEntry.Immutable("Audit entries cannot be changed.")
+
+    def delete(self):
+        raise AuditEntry.Immutable("Audit entries cannot be deleted.")
+
+
+class AuditEntry(models.Model):
+    """One change a person or the system made: who, when, from where, to what, and the before
+    and after of changed settings (never a key). Written by batches.audit.
+
+    The person and the workspace are kept by id and by name, without foreign keys: deleting a
+    user or a workspace must not change (or take with it) the record of what they did."""
+
+    class Immutable(Exception):
+        pass
+
+    class Action(models.TextChoices):
+        LOGIN = "login", "Logged in"
+        LOGIN_FAILED = "login_failed", "Failed login"
+        LOGOUT = "logout", "Logged out"
+        PASSWORD_SET = "password_set", "Set a password"
+        UPLOAD = "upload", "Uploaded a file"
+        SUBMIT = "submit", "Submitted"
+        STOP_CHECK = "stop_check", "Stopped a check"
+        CANCEL = "cancel", "Canceled a batch"
+        DELETE = "delete", "Deleted a batch"
+        RESUBMIT = "resubmit", "Resubmitted"
+        REFRESH = "refresh", "Refreshed a batch"
+        DOWNLOAD = "download", "Downloaded results"
+        MEMBER_ADD = "member_add", "Added a member"
+        MEMBER_INVITE = "member_invite", "Invited a member"
+        MEMBER_ROLE = "member_role", "Changed a role"
+        MEMBER_REMOVE = "member_remove", "Removed a member"
+        KEY_CHANGE = "key_change", "Replaced the API key"
+        SETTINGS_CHANGE = "settings_change", "Changed settings"
+        WORKSPACE_CREATE = "workspace_create", "Created the workspace"
+        BATCH_ENDED = "batch_ended", "Batch ended"
+        BATCH_GONE = "batch_gone", "Batch found deleted in the API"
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # None: the system (a worker, the sync, a command run without a person).
+    actor_id = models.IntegerField(null=True, blank=True, db_index=True)
+    actor_name = models.CharField(max_length=150, blank=True)
+    # None: not about one workspace (a login, say).
+    workspace_id = models.IntegerField(null=True, blank=True, db_index=True)
+    workspace_name = models.CharField(max_length=100, blank=True)
+    action = models.CharField(max_length=20, choices=Action.choices)
+    # What the change was made to: "batch msgbatch_…", "member ada", "upload 3f2…".
+    target = models.CharField(max_length=300, blank=True)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["workspace_id", "-at"], name="audit_workspace_newest")]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'}: {self.action}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise self.Immutable("Audit entries cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise self.Immutable("Audit entries cannot be deleted.")
+
+    @property
+    def actor_label(self) -> str:
+        return self.actor_name or "System"

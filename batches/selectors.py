@@ -244,7 +244,7 @@ def estimate(batch: Batch) -> dict | None:
 
 
 def recent_resubmissions(batch: Batch, limit: int = 5) -> list[Submission]:
-    return list(batch.resubmissions.order_by("-created_at")[:limit])
+    return list(batch.resubmissions.select_related("created_by").order_by("-created_at")[:limit])
 
 
 # Results ----------------------------------------------------------------------------------------

@@ -1,6 +1,14 @@
 from django.urls import path
 
-from batches.views import batch_list, batch_page, downloads, header, results, uploads
+from batches.views import (
+    batch_list,
+    batch_page,
+    downloads,
+    header,
+    results,
+    uploads,
+    workspace_settings,
+)
 
 batch = "w/<slug:slug>/batches/<str:api_id>/"
 submission = "w/<slug:slug>/submissions/<uuid:key>/"
@@ -10,6 +18,40 @@ urlpatterns = [
     path("", batch_list.home, name="home"),
     path("workspaces/", batch_list.workspace_list, name="workspace_list"),
     path("w/<slug:slug>/", batch_list.workspace_batches, name="workspace_batches"),
+    # A workspace's settings and audit log (its admins)
+    path(
+        "w/<slug:slug>/settings/",
+        workspace_settings.workspace_settings,
+        name="workspace_settings",
+    ),
+    path(
+        "w/<slug:slug>/settings/connection/",
+        workspace_settings.workspace_connection,
+        name="workspace_connection",
+    ),
+    path(
+        "w/<slug:slug>/settings/options/",
+        workspace_settings.workspace_options,
+        name="workspace_options",
+    ),
+    path("w/<slug:slug>/members/add/", workspace_settings.member_add, name="member_add"),
+    path("w/<slug:slug>/members/invite/", workspace_settings.member_invite, name="member_invite"),
+    path(
+        "w/<slug:slug>/members/<int:pk>/role/",
+        workspace_settings.member_role,
+        name="member_role",
+    ),
+    path(
+        "w/<slug:slug>/members/<int:pk>/remove/",
+        workspace_settings.member_remove,
+        name="member_remove",
+    ),
+    path("w/<slug:slug>/audit/", workspace_settings.workspace_audit, name="workspace_audit"),
+    path(
+        "w/<slug:slug>/audit.csv",
+        workspace_settings.workspace_audit_csv,
+        name="workspace_audit_csv",
+    ),
     # Every page's header
     path("poll/", header.poll, name="dashboard_poll"),
     path("poll/toasts/", header.acknowledge_toasts, name="acknowledge_toasts"),

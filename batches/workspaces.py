@@ -7,7 +7,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from batches.models import Workspace
+from batches import changes
+from batches.models import Membership, Workspace
+
+Role = Membership.Role
 
 logger = logging.getLogger(__name__)
 
@@ -20,12 +23,20 @@ def sandbox_base_url() -> str:
 
 
 @transaction.atomic
-def create_workspace(name: str, base_url: str, api_key: str, *, members=(), sandbox=False):
+def create_workspace(
+    name: str, base_url: str, api_key: str, *, members=(), sandbox=False, role=Role.SUBMITTER
+):
+    """A workspace with its key; `members` are users (given `role`) or (user, role) pairs."""
     workspace = Workspace(name=name, base_url=base_url.rstrip("/"), is_sandbox=sandbox)
     workspace.set_api_key(api_key)
     workspace.save()
-    if members:
-        workspace.members.add(*members)
+    Membership.objects.bulk_create(
+        Membership(workspace=workspace, user=user, role=given)
+        for user, given in (
+            member if isinstance(member, tuple) else (member, role) for member in members
+        )
+    )
+    changes.forget_visibility([member.pk for member in workspace.members.all()])
     return workspace
 
 
@@ -36,7 +47,9 @@ def ensure_sandbox() -> Workspace:
     if workspace is None:
         # The emulator treats every key as its own workspace: a random one keeps installs apart.
         key = f"sk-ant-sandbox-{secrets.token_urlsafe(24)}"
-        return create_workspace(SANDBOX_NAME, sandbox_base_url(), key, members=staff, sandbox=True)
+        return create_workspace(
+            SANDBOX_NAME, sandbox_base_url(), key, members=staff, sandbox=True, role=Role.ADMIN
+        )
     if workspace.base_url != sandbox_base_url():
         workspace.base_url = sandbox_base_url()
         workspace.save(update_fields=["base_url"])
@@ -47,4 +60,6 @@ def ensure_real_api_workspace(api_key: str) -> Workspace | None:
     if not api_key or Workspace.objects.filter(base_url=settings.ANTHROPIC_BASE_URL).exists():
         return None
     staff = list(get_user_model().objects.filter(is_superuser=True))
-    return create_workspace(REAL_API_NAME, settings.ANTHROPIC_BASE_URL, api_key, members=staff)
+    return create_workspace(
+        REAL_API_NAME, settings.ANTHROPIC_BASE_URL, api_key, members=staff, role=Role.ADMIN
+    )

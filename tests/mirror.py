@@ -20,7 +20,10 @@ def api_in_process(settings):
 
 @pytest.fixture
 def workspace(db, api_in_process, user, teammate):
-    return create_workspace("Research", BASE_URL, KEY, members=[user, teammate])
+    """Research: its owner is an admin, the teammate a submitter."""
+    return create_workspace(
+        "Research", BASE_URL, KEY, members=[(user, "admin"), (teammate, "submitter")]
+    )
 
 
 @pytest.fixture

@@ -49,10 +49,24 @@ def test_staff_who_are_not_members_see_no_other_teams_records(client, workspace,
     assert b"msgbatch_secret" in client.get("/admin/batches/batch/").content
 
 
+def memberships_formset(workspace) -> dict:
+    """The members inline of the workspace's change form, as the admin renders it."""
+    memberships = list(workspace.memberships.all())
+    count = len(memberships)
+    form = {"memberships-TOTAL_FORMS": count, "memberships-INITIAL_FORMS": count,
+            "memberships-MIN_NUM_FORMS": 0, "memberships-MAX_NUM_FORMS": 1000}  # fmt: skip
+    for number, membership in enumerate(memberships):
+        form |= {f"memberships-{number}-id": membership.pk,
+                 f"memberships-{number}-workspace": workspace.pk,
+                 f"memberships-{number}-user": membership.user_id,
+                 f"memberships-{number}-role": membership.role}  # fmt: skip
+    return form
+
+
 def test_changing_the_api_address_needs_the_key_again(admin_client, workspace):
     url = f"/admin/batches/workspace/{workspace.pk}/change/"
     form = {"name": workspace.name, "slug": workspace.slug, "base_url": "https://evil.example",
-            "members": [m.pk for m in workspace.members.all()]}  # fmt: skip
+            **memberships_formset(workspace)}  # fmt: skip
     response = admin_client.post(url, form)
     assert response.status_code == 200
     assert b"Enter the key again when the API base URL changes." in response.content

@@ -26,9 +26,11 @@ FLOORS = [
     ),
     ("the models", ["batches.models"]),
     (
-        "one concern each, on the models: totals, read queries, workspaces, forms, the check job",
-        ["batches.totals", "batches.selectors", "batches.search", "batches.workspaces",
-         "batches.forms", "batches.intake.job"],
+        "one concern each, on the models: roles, the audit log, totals, read queries, "
+        "workspaces, invitations, forms, the check job",
+        ["batches.roles", "batches.audit", "batches.totals", "batches.selectors",
+         "batches.search", "batches.workspaces", "batches.invitations", "batches.forms",
+         "batches.intake.job"],
     ),
     (
         "the write paths: the mirror, results ingestion, submissions, downloads, notices",
@@ -41,7 +43,8 @@ FLOORS = [
         "the edges: pages (one module each), template tags, admin, commands, URLs",
         ["batches.views.access", "batches.views.batch_list", "batches.views.batch_page",
          "batches.views.downloads", "batches.views.header", "batches.views.results",
-         "batches.views.uploads", "batches.templatetags.batch_tags", "batches.admin",
+         "batches.views.uploads", "batches.views.workspace_settings",
+         "batches.templatetags.batch_tags", "batches.admin",
          "batches.apps", "batches.urls"],
     ),
 ]  # fmt: skip
@@ -87,6 +90,7 @@ WIRING = {
     "dashboard.supervisor",
     "dashboard.views",
     "dashboard.middleware",
+    "dashboard.accounts",
 }
 
 

@@ -5,9 +5,18 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 pytestmark = pytest.mark.django_db
 
-PUBLIC = {"login", "healthz"}
+# Pages for people not logged in: logging in, and setting a password from an emailed link.
+PUBLIC = {
+    "login",
+    "healthz",
+    "password_reset",
+    "password_reset_done",
+    "password_reset_confirm",
+    "password_reset_complete",
+    "accept_invitation",
+}
 # A dummy value for each URL parameter: the login check runs before any lookup.
-DUMMY = {"slug": "x", "api_id": "msgbatch_x", "key": uuid.uuid4(), "custom_id": "c"}
+DUMMY = {"slug": "x", "api_id": "msgbatch_x", "key": uuid.uuid4(), "custom_id": "c", "pk": 1}
 
 
 def _named_urls(resolver=None, parameters=()):

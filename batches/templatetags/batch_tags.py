@@ -6,6 +6,8 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 
+from batches import roles
+
 register = template.Library()
 
 OUTCOME_BADGES = {
@@ -23,6 +25,26 @@ RESULT_BADGES = {
     "canceled": ("badge-neutral", "Canceled"),
     "expired": ("badge-warn", "Expired"),
 }
+
+
+@register.simple_tag(takes_context=True)
+def may(context, workspace, ability: str) -> bool:
+    """`{% may workspace "submit" as can_submit %}`: whether the person viewing may (a page shows
+    only what their role allows; the views check it again)."""
+    return roles.may(context["request"].user, workspace, ability)
+
+
+@register.simple_tag(takes_context=True)
+def workspaces_where(context, workspaces, ability: str) -> list:
+    """`{% workspaces_where workspaces "submit" as uploadable %}`: those the person may."""
+    user = context["request"].user
+    return [workspace for workspace in workspaces if roles.may(user, workspace, ability)]
+
+
+@register.simple_tag(takes_context=True)
+def role_in(context, workspace) -> str:
+    role = roles.role_in(context["request"].user, workspace)
+    return role.label if role else ""
 
 
 @register.simple_tag

@@ -1,9 +1,12 @@
-"""What a URL names, found among what the person asking may see (404 otherwise)."""
+"""What a URL names, found among what the person asking may see (404 otherwise), and what
+their role in its workspace lets them do with it (403 with the reason otherwise)."""
 
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
+from batches import roles
 from batches.models import Batch, Result, Submission, Workspace
+from batches.roles import Ability
 
 
 def _no_nul(value: str) -> str:
@@ -12,23 +15,27 @@ def _no_nul(value: str) -> str:
     return value
 
 
-def workspace_for(request, slug) -> Workspace:
-    return get_object_or_404(Workspace.objects.visible_to(request.user), slug=slug)
+def workspace_for(request, slug, need: Ability = Ability.VIEW) -> Workspace:
+    workspace = get_object_or_404(Workspace.objects.visible_to(request.user), slug=slug)
+    roles.require(request.user, workspace, need)
+    return workspace
 
 
-def batch_for(request, slug, api_id) -> Batch:
+def batch_for(request, slug, api_id, need: Ability = Ability.VIEW) -> Batch:
     batches = Batch.objects.visible_to(request.user).select_related(
-        "workspace", "submitted_by", "submission", "submission_part"
+        "workspace", "submitted_by", "canceled_by", "deleted_by", "submission", "submission_part"
     )
-    return get_object_or_404(batches, workspace__slug=slug, api_id=_no_nul(api_id))
+    batch = get_object_or_404(batches, workspace__slug=slug, api_id=_no_nul(api_id))
+    roles.require(request.user, batch.workspace, need)
+    return batch
 
 
 def result_for(batch: Batch, custom_id) -> Result:
     return get_object_or_404(Result, batch=batch, custom_id=_no_nul(custom_id))
 
 
-def submission_for(request, slug, key) -> Submission:
-    workspace = workspace_for(request, slug)
+def submission_for(request, slug, key, need: Ability = Ability.VIEW) -> Submission:
+    workspace = workspace_for(request, slug, need)
     return get_object_or_404(
         Submission.objects.select_related("workspace", "created_by", "resubmission_of"),
         workspace=workspace,

@@ -11,8 +11,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from batches import actions, polling, selectors, tasks
-from batches.models import Batch
+from batches import actions, audit, polling, roles, selectors, tasks
+from batches.models import AuditEntry, Batch
+from batches.roles import Ability
 from batches.views.access import batch_for, poll_key
 
 DETAIL = "batches/batch_detail.html"
@@ -34,6 +35,7 @@ def _detail_context(request, batch: Batch, dialog: str = "", key=None) -> dict:
         "resubmit_kinds": actions.RESUBMIT_KINDS,
         "dialog": dialog,
         "resubmissions": selectors.recent_resubmissions(batch),
+        "can": roles.abilities(request.user, batch.workspace),
     }
     return polling.render_region(request, DETAIL, "live", context, key)
 
@@ -77,11 +79,30 @@ def _confirm_page(request, batch, dialog):
     return render(request, DETAIL, _detail_context(request, batch, dialog))
 
 
+# What each action is called in the audit log.
+AUDITED: dict[str, str] = {
+    Batch.Action.CANCEL: AuditEntry.Action.CANCEL,
+    Batch.Action.DELETE: AuditEntry.Action.DELETE,
+    Batch.Action.REMOVE: AuditEntry.Action.DELETE,
+    Batch.Action.REFRESH: AuditEntry.Action.REFRESH,
+}
+
+
 def _start_action(request, batch: Batch, action: str, done: str) -> bool:
-    """Record the action and hand it to a worker; the page shows it pending until it lands."""
+    """Record the action (on the batch, and who asked in the audit log) and hand it to a
+    worker; the page shows it pending until it lands."""
     try:
         with transaction.atomic():
-            actions.request_action(batch, action)
+            actions.request_action(batch, action, request.user)
+            audit.record(
+                AUDITED[action],
+                request=request,
+                workspace=batch.workspace,
+                target=audit.batch_target(batch),
+                after={"keep_local_copy": action == Batch.Action.DELETE}
+                if action in (Batch.Action.DELETE, Batch.Action.REMOVE)
+                else {},
+            )
             tasks.run_batch_action.delay_on_commit(batch.pk)
     except actions.ActionRefused as refused:
         messages.error(request, str(refused))
@@ -92,7 +113,7 @@ def _start_action(request, batch: Batch, action: str, done: str) -> bool:
 
 @require_http_methods(["GET", "POST"])
 def batch_cancel(request, slug, api_id):
-    batch = batch_for(request, slug, api_id)
+    batch = batch_for(request, slug, api_id, Ability.SUBMIT)
     if request.method == "GET":
         return _confirm_page(request, batch, "cancel")
     _start_action(
@@ -107,7 +128,7 @@ def batch_cancel(request, slug, api_id):
 
 @require_http_methods(["GET", "POST"])
 def batch_delete(request, slug, api_id):
-    batch = batch_for(request, slug, api_id)
+    batch = batch_for(request, slug, api_id, Ability.DELETE)
     if request.method == "GET":
         return _confirm_page(request, batch, "delete")
     keep = request.POST.get("keep_local") == "on"
@@ -123,19 +144,30 @@ def batch_delete(request, slug, api_id):
 
 @require_POST
 def batch_refresh(request, slug, api_id):
-    batch = batch_for(request, slug, api_id)
+    batch = batch_for(request, slug, api_id, Ability.SUBMIT)
     _start_action(request, batch, Batch.Action.REFRESH, "Asking the API for this batch now.")
     return redirect(batch.get_absolute_url())
 
 
 @require_http_methods(["GET", "POST"])
 def batch_resubmit(request, slug, api_id):
-    batch = batch_for(request, slug, api_id)
+    batch = batch_for(request, slug, api_id, Ability.SUBMIT)
     if request.method == "GET":
         return _confirm_page(request, batch, "resubmit")
     try:
         with transaction.atomic():
-            submission = actions.resubmit(batch, request.user, request.POST.getlist("kinds"))
+            kinds = request.POST.getlist("kinds")
+            submission = actions.resubmit(batch, request.user, kinds)
+            audit.record(
+                AuditEntry.Action.RESUBMIT,
+                request=request,
+                workspace=batch.workspace,
+                target=audit.batch_target(batch),
+                after={
+                    "kinds": sorted(set(kinds) & set(actions.RESUBMIT_KINDS)),
+                    "upload": str(submission.key),
+                },
+            )
             tasks.check_submission.delay_on_commit(submission.pk)
     except (actions.ActionRefused, ValueError) as refused:
         messages.error(request, str(refused))

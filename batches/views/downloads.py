@@ -6,38 +6,52 @@ from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
-from batches import downloads
-from batches.models import BatchRequest, Submission
+from batches import audit, downloads
+from batches.models import AuditEntry, Batch, BatchRequest, Submission
+from batches.roles import Ability
 from batches.views.access import batch_for, submission_for
 
 CSV = "text/csv; charset=utf-8"
 JSONL = "application/x-ndjson"
 
 
+def _recorded(request, batch: Batch, name: str) -> None:
+    audit.record(
+        AuditEntry.Action.DOWNLOAD,
+        request=request,
+        workspace=batch.workspace,
+        target=audit.batch_target(batch),
+        after={"file": name},
+    )
+
+
 @require_GET
 def download_jsonl(request, slug, api_id):
-    batch = batch_for(request, slug, api_id)
+    batch = batch_for(request, slug, api_id, Ability.DOWNLOAD)
     if not batch.results_file:
         raise Http404("The results file is not stored.")
     name = downloads.filename(batch, "-results.jsonl")
+    _recorded(request, batch, name)
     return downloads.attachment(downloads.raw_jsonl(batch), name, JSONL)
 
 
 @require_GET
 def download_csv(request, slug, api_id):
-    batch = batch_for(request, slug, api_id)
+    batch = batch_for(request, slug, api_id, Ability.DOWNLOAD)
     if not batch.results_complete and not batch.results_ingested:
         raise Http404("The results are not stored yet.")
     name = downloads.filename(batch, "-results.csv")
+    _recorded(request, batch, name)
     return downloads.attachment(downloads.flat_csv(batch), name, CSV)
 
 
 @require_GET
 def download_answers(request, slug, api_id):
-    batch = batch_for(request, slug, api_id)
+    batch = batch_for(request, slug, api_id, Ability.DOWNLOAD)
     if not batch.can_append_answers:
         raise Http404("This batch did not come from a CSV upload that is still stored.")
     name = downloads.filename(batch, "-with-answers.csv")
+    _recorded(request, batch, name)
     return downloads.attachment(downloads.csv_with_answers(batch), name, CSV)
 
 
@@ -72,7 +86,7 @@ def submission_report(request, slug, key):
 @require_GET
 def submission_valid_lines(request, slug, key):
     """The requests that passed every check, in the upload's own format and order."""
-    submission = submission_for(request, slug, key)
+    submission = submission_for(request, slug, key, Ability.DOWNLOAD)
     _checked(submission)
     if not submission.request_count:
         raise Http404("No request of this file is valid.")
@@ -84,7 +98,7 @@ def submission_valid_lines(request, slug, key):
 @require_GET
 def submission_left_out_lines(request, slug, key):
     """The lines (or rows) of the upload that have problems, as they were, to fix and upload."""
-    submission = submission_for(request, slug, key)
+    submission = submission_for(request, slug, key, Ability.DOWNLOAD)
     _checked(submission)
     if not submission.rejected_count:
         raise Http404("No line of this file was left out.")

@@ -10,12 +10,13 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from batches import mirror, polling, submissions, tasks
+from batches import audit, mirror, polling, roles, submissions, tasks
 from batches.client import ApiClient, ApiError
 from batches.forms import CsvOptionsForm, UploadForm
 from batches.intake import job
 from batches.intake.templating import CsvOptions
-from batches.models import Submission, Workspace
+from batches.models import AuditEntry, Submission, Workspace
+from batches.roles import Ability
 from batches.views.access import poll_key, submission_for, workspace_for
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def _context(request, submission: Submission, csv_form=None, key=None) -> dict:
         "parts": parts,
         "batches": [part.batch for part in parts if part.batch is not None],
         "more_problems": max(0, submission.problem_count - len(submission.problems)),
+        "can": roles.abilities(request.user, submission.workspace),
     }
     return polling.render_region(request, TEMPLATE, "live", context, key)
 
@@ -71,7 +73,7 @@ def _still_changing(context: dict) -> bool:
 
 @require_http_methods(["GET", "POST"])
 def upload(request, slug):
-    workspace = workspace_for(request, slug)
+    workspace = workspace_for(request, slug, Ability.SUBMIT)
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         _ensure_models(workspace)
@@ -82,6 +84,13 @@ def upload(request, slug):
                 form.cleaned_data["file"],
                 name=form.cleaned_data["name"],
                 oversize=form.cleaned_data["oversize"],
+            )
+            audit.record(
+                AuditEntry.Action.UPLOAD,
+                request=request,
+                workspace=workspace,
+                target=f"upload {submission.display_name}",
+                after={"file": submission.source_filename, "bytes": submission.upload_size},
             )
             if submission.is_checking:
                 tasks.check_submission.delay_on_commit(submission.pk)
@@ -102,7 +111,11 @@ def submission_detail(request, slug, key):
         return polling.nothing_new()
     submission = submission_for(request, slug, key)
     csv_form = None
-    if submission.is_csv and submission.is_editable:
+    if (
+        submission.is_csv
+        and submission.is_editable
+        and roles.may(request.user, submission.workspace, Ability.SUBMIT)
+    ):
         # No API call here: a page renders from the database. Without a model list yet (the
         # sync fetches it), the form takes a typed model id.
         csv_form = _csv_form(submission)
@@ -117,7 +130,7 @@ def submission_detail(request, slug, key):
 
 @require_POST
 def submission_template(request, slug, key):
-    submission = submission_for(request, slug, key)
+    submission = submission_for(request, slug, key, Ability.SUBMIT)
     if not submission.is_csv or not submission.is_editable:
         messages.info(request, "This submission's options can no longer change.")
         return redirect(submission)
@@ -137,7 +150,7 @@ def submission_template(request, slug, key):
 @require_POST
 def submission_preview(request, slug, key):
     """The first row's request with the options as typed so far (the form's live preview)."""
-    submission = submission_for(request, slug, key)
+    submission = submission_for(request, slug, key, Ability.SUBMIT)
     form = _csv_form(submission, request.POST)
     form.is_valid()
     data = form.cleaned_data
@@ -171,8 +184,14 @@ def submission_preview(request, slug, key):
 
 @require_POST
 def submission_stop(request, slug, key):
-    submission = submission_for(request, slug, key)
+    submission = submission_for(request, slug, key, Ability.SUBMIT)
     if job.request_stop(submission):
+        audit.record(
+            AuditEntry.Action.STOP_CHECK,
+            request=request,
+            workspace=submission.workspace,
+            target=f"upload {submission.display_name}",
+        )
         messages.info(request, "Stopping the check. Nothing is kept of it.")
     return redirect(submission)
 
@@ -180,7 +199,7 @@ def submission_stop(request, slug, key):
 @require_POST
 def submission_check(request, slug, key):
     """Check a stopped upload again (or one whose check gave up)."""
-    submission = submission_for(request, slug, key)
+    submission = submission_for(request, slug, key, Ability.SUBMIT)
     if submission.is_csv and not submission.csv_options:
         return redirect(submission)
     with transaction.atomic():
@@ -191,13 +210,20 @@ def submission_check(request, slug, key):
 
 @require_POST
 def submission_submit(request, slug, key):
-    submission = submission_for(request, slug, key)
+    submission = submission_for(request, slug, key, Ability.SUBMIT)
     valid_only = request.POST.get("valid_only") == "1"
     with transaction.atomic():
         started = submissions.request_submit(submission, valid_only=valid_only)
         if started:
             tasks.submit_submission.delay_on_commit(submission.pk)
     if started:
+        audit.record(
+            AuditEntry.Action.SUBMIT,
+            request=request,
+            workspace=submission.workspace,
+            target=f"upload {submission.display_name}",
+            after={"requests": submission.request_count, "valid_only": valid_only},
+        )
         left_out = (
             f", leaving out {submission.rejected_count:,} lines with problems" if valid_only else ""
         )

@@ -4,10 +4,24 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from batches.models import Workspace
+from batches import audit
+from batches.models import AuditEntry, Membership, Workspace
 from batches.outbound import validate_outbound_url
 from batches.workspaces import create_workspace
 from dashboard.env import env_str
+
+
+def parse_member(value: str) -> tuple[str, str]:
+    """USER or USER:ROLE; the role defaults to submitter."""
+    username, _, role = value.partition(":")
+    role = role or Membership.Role.SUBMITTER
+    if role not in Membership.Role.values:
+        raise CommandError(
+            f"--member {value!r}: the role must be one of {', '.join(Membership.Role.values)}."
+        )
+    if not username:
+        raise CommandError(f"--member {value!r}: name a user before the colon.")
+    return username, role
 
 
 class Command(BaseCommand):
@@ -21,7 +35,12 @@ class Command(BaseCommand):
         parser.add_argument("--base-url", required=True, help="e.g. https://api.anthropic.com")
         parser.add_argument("--api-key-file", type=Path, help="a file holding the API key")
         parser.add_argument(
-            "--member", action="append", default=[], help="a username to add (repeatable)"
+            "--member",
+            action="append",
+            default=[],
+            metavar="USER[:ROLE]",
+            help="a username to add, with a role (viewer, submitter or admin; submitter when "
+            "left out); repeatable",
         )
 
     def handle(self, name, base_url, api_key_file, member, **options):
@@ -40,11 +59,19 @@ class Command(BaseCommand):
             raise CommandError("No API key: set ANTHROPIC_API_KEY or pass --api-key-file.")
         if Workspace.objects.filter(name=name).exists():
             raise CommandError(f"A workspace named {name!r} already exists.")
-        users = list(get_user_model().objects.filter(username__in=member))
-        unknown = set(member) - {user.get_username() for user in users}
+        wanted = [parse_member(value) for value in member]
+        users = {
+            user.get_username(): user
+            for user in get_user_model().objects.filter(username__in=[u for u, _ in wanted])
+        }
+        unknown = {username for username, _ in wanted} - users.keys()
         if unknown:
             raise CommandError(f"No such user: {', '.join(sorted(unknown))}.")
-        workspace = create_workspace(name, base_url, key, members=users)
+        workspace = create_workspace(
+            name, base_url, key, members=[(users[username], role) for username, role in wanted]
+        )
+        audit.record(AuditEntry.Action.WORKSPACE_CREATE, workspace=workspace, target="command line",
+                     after={"base_url": workspace.base_url, "members": dict(wanted)})  # fmt: skip
         self.stdout.write(
             f"Created workspace {workspace.name!r} ({workspace.slug}) on {workspace.base_url} "
             f"with key {workspace.api_key_hint}."

@@ -1,0 +1,103 @@
+"""The audit log: who changed what, when, from which address (batches.models.AuditEntry).
+
+Every change a person makes through the pages, the shell doors or the admin is recorded here by
+the code that makes it, as is what the system finds (a batch ended, a batch deleted elsewhere).
+Entries are only ever added. Settings are recorded with their values before and after; a key
+never is, only that it changed and its masked hint.
+"""
+
+import ipaddress
+from collections.abc import Iterable
+
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.dispatch import receiver
+
+from batches.models import AuditEntry, Batch, Workspace
+
+Action = AuditEntry.Action
+
+
+def client_address(request) -> str | None:
+    """The address the request came from, as the login throttling sees it (REMOTE_ADDR)."""
+    if request is None:
+        return None
+    address = request.META.get("REMOTE_ADDR", "")
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
+
+
+def _actor(request, actor):
+    if actor is None and request is not None:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            actor = user
+    return actor
+
+
+def entry(
+    action: str,
+    *,
+    request=None,
+    actor=None,
+    workspace: Workspace | None = None,
+    target: str = "",
+    before: dict | None = None,
+    after: dict | None = None,
+    actor_name: str = "",
+) -> AuditEntry:
+    """An unsaved entry (for bulk_create); `record` saves one."""
+    actor = _actor(request, actor)
+    return AuditEntry(
+        action=action,
+        actor_id=actor.pk if actor is not None else None,
+        actor_name=(actor.get_username() if actor is not None else actor_name)[:150],
+        workspace_id=workspace.pk if workspace is not None else None,
+        workspace_name=workspace.name if workspace is not None else "",
+        target=target[:300],
+        address=client_address(request),
+        before=before or {},
+        after=after or {},
+    )
+
+
+def record(action: str, **details) -> AuditEntry:
+    made = entry(action, **details)
+    made.save()
+    return made
+
+
+def batch_target(batch: Batch) -> str:
+    return f"batch {batch.api_id}" + (f" ({batch.name})" if batch.name else "")
+
+
+def record_batches(action: str, workspace: Workspace, batches: Iterable[Batch]) -> None:
+    """What the system found about these batches (ended, deleted elsewhere), one entry each."""
+    AuditEntry.objects.bulk_create(
+        entry(action, workspace=workspace, target=batch_target(batch)) for batch in batches
+    )
+
+
+def changed_settings(before: dict, after: dict) -> tuple[dict, dict]:
+    """Only the settings that changed, before and after."""
+    names = [name for name in after if before.get(name) != after[name]]
+    return {name: before.get(name) for name in names}, {name: after[name] for name in names}
+
+
+@receiver(user_logged_in, dispatch_uid="audit-login")
+def _logged_in(sender, request, user, **kwargs):
+    record(Action.LOGIN, request=request, actor=user)
+
+
+@receiver(user_logged_out, dispatch_uid="audit-logout")
+def _logged_out(sender, request, user, **kwargs):
+    if user is not None:
+        record(Action.LOGOUT, request=request, actor=user)
+
+
+@receiver(user_login_failed, dispatch_uid="audit-login-failed")
+def _login_failed(sender, credentials, request=None, **kwargs):
+    # The username tried, as typed (bounded); never the password.
+    tried = str(credentials.get("username", ""))[:150]
+    record(Action.LOGIN_FAILED, request=request, actor_name=tried, target=f"username {tried}")

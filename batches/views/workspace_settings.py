@@ -1,0 +1,329 @@
+"""A workspace's own settings pages, for its admins: the API address and key, notices and
+downloads, the members and their roles (add, invite, change, remove), and the audit log.
+
+Every change is written to the audit log with its before and after (a key only as its masked
+hint). The last admin of a workspace cannot be removed or made something else.
+"""
+
+import csv
+from datetime import datetime, time
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from batches import audit, changes, invitations, roles
+from batches.forms import (
+    AddMemberForm,
+    AuditFilterForm,
+    ConnectionForm,
+    InviteForm,
+    RoleForm,
+    WorkspaceOptionsForm,
+)
+from batches.models import AuditEntry, Membership, Workspace
+from batches.roles import Ability
+from batches.spreadsheets import safe_cell
+from batches.views.access import workspace_for
+
+Action = AuditEntry.Action
+SETTINGS = "batches/workspace_settings.html"
+AUDIT = "batches/workspace_audit.html"
+AUDIT_PAGE = 50
+OPTION_FIELDS = ["notify_email", "notify_webhook_url", "results_downloadable"]
+
+
+def _settings_page(request, workspace, *, status=200, **forms):
+    members = workspace.memberships.select_related("user").order_by("user__username").all()
+    context = {
+        "workspace": workspace,
+        "connection_form": forms.get("connection_form") or ConnectionForm(workspace=workspace),
+        "options_form": forms.get("options_form") or WorkspaceOptionsForm(instance=workspace),
+        "add_form": forms.get("add_form") or AddMemberForm(workspace=workspace),
+        "invite_form": forms.get("invite_form") or InviteForm(),
+        "memberships": members,
+        "roles": Membership.Role.choices,
+        "admin_count": sum(1 for member in members if member.role == Membership.Role.ADMIN),
+    }
+    return render(request, SETTINGS, context, status=status)
+
+
+@require_GET
+def workspace_settings(request, slug):
+    return _settings_page(request, workspace_for(request, slug, Ability.MANAGE))
+
+
+@require_POST
+def workspace_connection(request, slug):
+    workspace = workspace_for(request, slug, Ability.MANAGE)
+    form = ConnectionForm(request.POST, workspace=workspace)
+    if not form.is_valid():
+        return _settings_page(request, workspace, status=400, connection_form=form)
+    before = {"base_url": workspace.base_url, "api_key": workspace.api_key_hint}
+    with transaction.atomic():
+        workspace.base_url = form.cleaned_data["base_url"]
+        if form.cleaned_data["api_key"]:
+            workspace.set_api_key(form.cleaned_data["api_key"])
+        workspace.save(update_fields=["base_url", "api_key_encrypted", "api_key_hint"])
+        after = {"base_url": workspace.base_url, "api_key": workspace.api_key_hint}
+        changed_before, changed_after = audit.changed_settings(before, after)
+        if "api_key" in changed_after or form.cleaned_data["api_key"]:
+            audit.record(
+                Action.KEY_CHANGE,
+                request=request,
+                workspace=workspace,
+                target="API key",
+                before={"api_key": before["api_key"]},
+                after={"api_key": after["api_key"]},
+            )
+        if "base_url" in changed_after:
+            audit.record(
+                Action.SETTINGS_CHANGE,
+                request=request,
+                workspace=workspace,
+                target="API base URL",
+                before={"base_url": changed_before["base_url"]},
+                after={"base_url": changed_after["base_url"]},
+            )
+    messages.success(request, "The API answered: the new connection is saved.")
+    return redirect("workspace_settings", workspace.slug)
+
+
+@require_POST
+def workspace_options(request, slug):
+    workspace = workspace_for(request, slug, Ability.MANAGE)
+    before = {name: getattr(workspace, name) for name in OPTION_FIELDS}
+    form = WorkspaceOptionsForm(request.POST, instance=workspace)
+    if not form.is_valid():
+        return _settings_page(request, workspace, status=400, options_form=form)
+    with transaction.atomic():
+        form.save()
+        after = {name: getattr(workspace, name) for name in OPTION_FIELDS}
+        changed_before, changed_after = audit.changed_settings(before, after)
+        if changed_after:
+            audit.record(
+                Action.SETTINGS_CHANGE,
+                request=request,
+                workspace=workspace,
+                target="notices and downloads",
+                before=changed_before,
+                after=changed_after,
+            )
+    messages.success(request, "Saved." if changed_after else "Nothing changed.")
+    return redirect("workspace_settings", workspace.slug)
+
+
+@require_POST
+def member_add(request, slug):
+    workspace = workspace_for(request, slug, Ability.MANAGE)
+    form = AddMemberForm(request.POST, workspace=workspace)
+    if not form.is_valid():
+        return _settings_page(request, workspace, status=400, add_form=form)
+    user, role = form.cleaned_data["who"], form.cleaned_data["role"]
+    with transaction.atomic():
+        Membership.objects.create(workspace=workspace, user=user, role=role)
+        audit.record(
+            Action.MEMBER_ADD,
+            request=request,
+            workspace=workspace,
+            target=f"member {user.get_username()}",
+            after={"role": role},
+        )
+    messages.success(request, f"{user.get_username()} is now a {role} of {workspace.name}.")
+    return redirect("workspace_settings", workspace.slug)
+
+
+@require_POST
+def member_invite(request, slug):
+    workspace = workspace_for(request, slug, Ability.MANAGE)
+    form = InviteForm(request.POST)
+    if not form.is_valid():
+        return _settings_page(request, workspace, status=400, invite_form=form)
+    email, role = form.cleaned_data["email"], form.cleaned_data["role"]
+    with transaction.atomic():
+        user = invitations.invite(request, workspace, email, role)
+        audit.record(
+            Action.MEMBER_INVITE,
+            request=request,
+            workspace=workspace,
+            target=f"member {user.get_username()}",
+            after={"email": email, "role": role},
+        )
+    messages.success(
+        request,
+        f"Invited {email} as {role}: they get an email with a link to set their password "
+        f"(their login is {user.get_username()}).",
+    )
+    return redirect("workspace_settings", workspace.slug)
+
+
+def _membership(workspace: Workspace, pk: int) -> Membership:
+    return get_object_or_404(workspace.memberships.select_related("user"), pk=pk)
+
+
+def _last_admin(workspace: Workspace, membership: Membership) -> bool:
+    return (
+        membership.role == Membership.Role.ADMIN
+        and not roles.admins(workspace).exclude(pk=membership.pk).exists()
+    )
+
+
+@require_POST
+def member_role(request, slug, pk):
+    workspace = workspace_for(request, slug, Ability.MANAGE)
+    with transaction.atomic():
+        # Locked: two admins demoting each other at once must not leave the workspace with none.
+        list(roles.admins(workspace).select_for_update())
+        membership = _membership(workspace, pk)
+        form = RoleForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Choose viewer, submitter or admin.")
+            return redirect("workspace_settings", workspace.slug)
+        role = form.cleaned_data["role"]
+        name = membership.user.get_username()
+        if role == membership.role:
+            messages.info(request, f"{name} is already a {role}.")
+            return redirect("workspace_settings", workspace.slug)
+        if role != Membership.Role.ADMIN and _last_admin(workspace, membership):
+            messages.error(
+                request,
+                f"{name} is the last admin of {workspace.name}: make someone else an admin first.",
+            )
+            return redirect("workspace_settings", workspace.slug)
+        before = membership.role
+        membership.role = role
+        membership.save(update_fields=["role"])
+        audit.record(
+            Action.MEMBER_ROLE,
+            request=request,
+            workspace=workspace,
+            target=f"member {name}",
+            before={"role": before},
+            after={"role": role},
+        )
+    roles.forget(request.user)
+    messages.success(request, f"{name} is now a {role}.")
+    if not roles.may(request.user, workspace, Ability.MANAGE):
+        return redirect(workspace)  # they made themselves something less than admin
+    return redirect("workspace_settings", workspace.slug)
+
+
+@require_POST
+def member_remove(request, slug, pk):
+    workspace = workspace_for(request, slug, Ability.MANAGE)
+    with transaction.atomic():
+        list(roles.admins(workspace).select_for_update())
+        membership = _membership(workspace, pk)
+        name = membership.user.get_username()
+        if _last_admin(workspace, membership):
+            messages.error(
+                request,
+                f"{name} is the last admin of {workspace.name}: make someone else an admin first.",
+            )
+            return redirect("workspace_settings", workspace.slug)
+        membership.delete()
+        audit.record(
+            Action.MEMBER_REMOVE,
+            request=request,
+            workspace=workspace,
+            target=f"member {name}",
+            before={"role": membership.role},
+        )
+    roles.forget(request.user)
+    changes.forget_visibility([membership.user_id])
+    messages.success(request, f"{name} is no longer a member of {workspace.name}.")
+    if not roles.may(request.user, workspace, Ability.VIEW):
+        return redirect("home")
+    if not roles.may(request.user, workspace, Ability.MANAGE):
+        return redirect(workspace)
+    return redirect("workspace_settings", workspace.slug)
+
+
+# The audit log ----------------------------------------------------------------------------------
+
+
+def _audit_entries(workspace: Workspace, form: AuditFilterForm):
+    entries = AuditEntry.objects.filter(workspace_id=workspace.pk)
+    if not form.is_valid():
+        return entries
+    chosen = form.cleaned_data
+    if chosen["person"]:
+        entries = entries.filter(actor_name=chosen["person"].replace("\x00", ""))
+    if chosen["action"]:
+        entries = entries.filter(action=chosen["action"])
+    zone = timezone.get_current_timezone()
+    if chosen["since"]:
+        entries = entries.filter(at__gte=datetime.combine(chosen["since"], time.min, zone))
+    if chosen["until"]:
+        entries = entries.filter(at__lte=datetime.combine(chosen["until"], time.max, zone))
+    return entries
+
+
+@require_GET
+def workspace_audit(request, slug):
+    workspace = workspace_for(request, slug, Ability.MANAGE)
+    form = AuditFilterForm(request.GET or None)
+    entries = _audit_entries(workspace, form)
+    page = Paginator(entries, AUDIT_PAGE).get_page(request.GET.get("page"))
+    people = (
+        AuditEntry.objects.filter(workspace_id=workspace.pk)
+        .exclude(actor_name="")
+        .order_by("actor_name")
+        .values_list("actor_name", flat=True)
+        .distinct()
+    )
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        AUDIT,
+        {
+            "workspace": workspace,
+            "form": form,
+            "page": page,
+            "people": list(people[:200]),
+            "query": query.urlencode(),
+        },
+    )
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+AUDIT_COLUMNS = ["at", "person", "action", "target", "address", "before", "after"]
+
+
+@require_GET
+def workspace_audit_csv(request, slug):
+    """The filtered audit log as CSV, streamed; cells that a spreadsheet would run as a formula
+    are written as text."""
+    import orjson
+
+    workspace = workspace_for(request, slug, Ability.MANAGE)
+    entries = _audit_entries(workspace, AuditFilterForm(request.GET or None))
+    writer = csv.writer(_Echo())
+
+    def rows():
+        yield "\ufeff" + writer.writerow(AUDIT_COLUMNS)
+        for entry in entries.iterator(chunk_size=2000):
+            yield writer.writerow(
+                [
+                    entry.at.isoformat(),
+                    safe_cell(entry.actor_label),
+                    entry.action,
+                    safe_cell(entry.target),
+                    entry.address or "",
+                    safe_cell(orjson.dumps(entry.before).decode()) if entry.before else "",
+                    safe_cell(orjson.dumps(entry.after).decode()) if entry.after else "",
+                ]
+            )
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{workspace.slug}-audit.csv"'
+    return response

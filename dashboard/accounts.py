@@ -1,0 +1,36 @@
+"""Setting a password from a link: a password reset, or an invitation to a workspace. Django's
+own views and tokens; each records the new password in the audit log and logs the person in."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import reverse_lazy
+
+from batches import audit
+from batches.invitations import invitation_tokens
+from batches.models import AuditEntry
+
+# Two backends are configured (django-axes and the model backend): name the one to log in by.
+LOGIN_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+class ResetPasswordView(auth_views.PasswordResetConfirmView):
+    post_reset_login = True
+    post_reset_login_backend = LOGIN_BACKEND
+    success_url = reverse_lazy("password_reset_complete")
+    audit_target = "password reset"
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        audit.record(
+            AuditEntry.Action.PASSWORD_SET,
+            request=self.request,
+            actor=form.user,
+            target=self.audit_target,
+        )
+        return response
+
+
+class AcceptInvitationView(ResetPasswordView):
+    token_generator = invitation_tokens
+    template_name = "registration/invitation_accept.html"
+    success_url = reverse_lazy("home")
+    audit_target = "invitation accepted"
