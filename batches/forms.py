@@ -134,10 +134,13 @@ class ConnectionForm(forms.Form):
     """A workspace's API address and key. The key is write-only (never sent back to the browser);
     the pair is tried against the API before anything is saved."""
 
-    base_url = forms.URLField(
+    # A CharField: the outbound check is the whole rule (an http(s) address the dashboard may
+    # call); URLField would also refuse a local host name without a dot.
+    base_url = forms.CharField(
         label="API base URL",
         max_length=300,
         validators=[validate_outbound_url],
+        widget=forms.URLInput,
         help_text="https://api.anthropic.com for the Anthropic API.",
     )
     api_key = forms.CharField(

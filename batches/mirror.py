@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from batches import audit
 from batches.claims import Claim
 from batches.client import ApiClient, ApiError
-from batches.models import Batch, Workspace
+from batches.models import AuditEntry, Batch, Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,12 @@ def upsert_batches(workspace: Workspace, items: list[dict], now: datetime) -> tu
             batch.last_polled_at = now
             batch.next_poll_at = _next_poll(now) if batch.is_active else None
         Batch.objects.bulk_update(batches, [*fields, "last_polled_at", "next_poll_at"])
+        ended = [
+            batch
+            for batch, names in changed
+            if "processing_status" in names and batch.processing_status == Batch.Status.ENDED
+        ]
+        audit.record_batches(AuditEntry.Action.BATCH_ENDED, workspace, ended)
     return len(new), len({batch.pk for batch, _ in changed})
 
 
@@ -206,9 +213,11 @@ def _sync(
         ).values_list("pk", "api_id")
         missing = [pk for pk, api_id in candidates.iterator() if api_id not in listed]
         for start in range(0, len(missing), ID_SLICE):
-            report.gone += Batch.objects.filter(pk__in=missing[start : start + ID_SLICE]).update(
-                gone_at=now, next_poll_at=None
+            vanished = Batch.objects.filter(pk__in=missing[start : start + ID_SLICE])
+            audit.record_batches(
+                AuditEntry.Action.BATCH_GONE, workspace, vanished.only("api_id", "name")
             )
+            report.gone += vanished.update(gone_at=now, next_poll_at=None)
 
 
 def _refresh(
@@ -248,4 +257,5 @@ def _not_found(batch: Batch, now: datetime) -> int:
         )
         return 0
     Batch.objects.filter(pk=batch.pk).update(gone_at=now, next_poll_at=None)
+    audit.record_batches(AuditEntry.Action.BATCH_GONE, batch.workspace, [batch])
     return 1

@@ -6,7 +6,7 @@ Where a key's faults come from, first match wins:
    `fault-529` (every second call fails), `fault-slow` (answers take 0.2 s longer),
    `fault-cut` (results streams break off midway), `fault-short` (results streams end cleanly
    halfway), `fault-redirect` (the results URL redirects elsewhere), `fault-expire` (batches run
-   past their expiry);
+   past their expiry), `fault-revoked` (every call answers 401, as for a revoked key);
 3. the EMULATOR_FAULT_* settings, for every key.
 
 Failures are deterministic (see `failure_for`): counted per key in this process, spread evenly,
@@ -59,6 +59,11 @@ def set_key_faults(api_key: str, **faults) -> EmulatedKeyFaults:
 def clear_key_faults(api_key: str) -> None:
     EmulatedKeyFaults.objects.filter(workspace=workspace_of(api_key)).delete()
     _reset_counter(workspace_of(api_key))
+
+
+def is_revoked(api_key: str) -> bool:
+    """A key the API would refuse (revoked, or never issued): every call answers 401."""
+    return "fault-revoked" in api_key
 
 
 def plan_for(api_key: str) -> FaultPlan:

@@ -74,6 +74,8 @@ def _answer(request, request_id, view, methods, args, kwargs):
         return error_response(
             request_id, 401, "authentication_error", "x-api-key header is required"
         )
+    if faults.is_revoked(api_key):
+        return error_response(request_id, 401, "authentication_error", "invalid x-api-key")
     if not request.headers.get("anthropic-version"):
         return error_response(
             request_id, 400, "invalid_request_error", "anthropic-version: header is required"
