@@ -194,6 +194,7 @@ class WorkspaceOptionsForm(forms.ModelForm):
             "notify_email": "Email the submitter when a batch ends",
             "notify_webhook_url": "Webhook URL",
         }
+        help_texts = {"notify_email": ""}
 
 
 ROLE_HELP = (

@@ -73,7 +73,7 @@ def sandbox(live_server, transactional_db, django_user_model, settings):
     settings.FULL_SYNC_INTERVAL_SECONDS = 1.0
     user = django_user_model.objects.create_user("ada", password="pw-ada-12345")
     workspace = create_workspace(
-        "Sandbox", f"{live_server.url}/emulator", KEY, members=[user], sandbox=True
+        "Sandbox", f"{live_server.url}/emulator", KEY, members=[(user, "admin")], sandbox=True
     )
     worker = Worker(workspace.pk)
     worker.start()

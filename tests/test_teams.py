@@ -309,12 +309,17 @@ def test_downloads_of_results_are_recorded(owner_client, workspace):
 def test_the_audit_page_filters_and_exports(owner_client, workspace, user, teammate):
     audit.record(Action.SUBMIT, actor=user, workspace=workspace, target="upload a")
     audit.record(Action.CANCEL, actor=teammate, workspace=workspace, target="batch b")
-    audit.record(Action.CANCEL, actor=teammate, workspace=None, target="elsewhere")
+    other = Workspace.objects.create(name="Other", slug="other", base_url="https://api.example.com")
+    audit.record(Action.CANCEL, actor=teammate, workspace=other, target="elsewhere")
+    audit.record(Action.LOGIN_FAILED, actor_name="teammate", target="username teammate")
+    audit.record(Action.LOGIN_FAILED, actor_name="stranger", target="username stranger")
     audit.record(Action.SETTINGS_CHANGE, actor=user, workspace=workspace, target="=HYPERLINK(1)",
                  before={"notify_email": False}, after={"notify_email": True})  # fmt: skip
     page = owner_client.get(reverse("workspace_audit", args=[workspace.slug]))
     text = page.content.decode()
     assert "upload a" in text and "batch b" in text and "elsewhere" not in text
+    # The members' own entries (a failed login under a member's name) belong to no workspace.
+    assert "username teammate" in text and "username stranger" not in text
     filtered = owner_client.get(
         reverse("workspace_audit", args=[workspace.slug]), {"person": "teammate"}
     ).content.decode()
@@ -334,7 +339,7 @@ def test_the_audit_page_filters_and_exports(owner_client, workspace, user, teamm
     export = owner_client.get(reverse("workspace_audit_csv", args=[workspace.slug]))
     rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode("utf-8-sig"))))
     assert rows[0] == ["at", "person", "action", "target", "address", "before", "after"]
-    assert len(rows) == 4
+    assert len(rows) == 6  # the header, four entries, and the owner's login
     assert [row[3] for row in rows if "HYPERLINK" in row[3]] == ["'=HYPERLINK(1)"]
 
 

@@ -11,6 +11,7 @@ from datetime import datetime, time
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -247,7 +248,15 @@ def member_remove(request, slug, pk):
 
 
 def _audit_entries(workspace: Workspace, form: AuditFilterForm):
-    entries = AuditEntry.objects.filter(workspace_id=workspace.pk)
+    """The workspace's entries, and its members' own (logins, failed logins under their names,
+    passwords set), which belong to no workspace."""
+    members = workspace.memberships.values_list("user_id", flat=True)
+    usernames = workspace.members.values_list("username", flat=True)
+    entries = AuditEntry.objects.filter(
+        Q(workspace_id=workspace.pk)
+        | Q(workspace_id=None, actor_id__in=members)
+        | Q(workspace_id=None, action=Action.LOGIN_FAILED, actor_name__in=usernames)
+    )
     if not form.is_valid():
         return entries
     chosen = form.cleaned_data
@@ -270,7 +279,7 @@ def workspace_audit(request, slug):
     entries = _audit_entries(workspace, form)
     page = Paginator(entries, AUDIT_PAGE).get_page(request.GET.get("page"))
     people = (
-        AuditEntry.objects.filter(workspace_id=workspace.pk)
+        _audit_entries(workspace, AuditFilterForm())
         .exclude(actor_name="")
         .order_by("actor_name")
         .values_list("actor_name", flat=True)
