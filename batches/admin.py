@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from batches import roles
+from batches import audit, roles
 from batches.models import (
     AuditEntry,
     Batch,
@@ -113,6 +113,46 @@ class WorkspaceAdmin(MembersOnly, admin.ModelAdmin):
         if obj is not None and not roles.may(request.user, obj, roles.Ability.MANAGE):
             return False
         return super().has_change_permission(request, obj)
+
+    # Changes made here are audited as those made on the settings pages are.
+    AUDITED_FIELDS = ("name", "slug", "base_url", "notify_email", "notify_webhook_url",
+                      "results_downloadable")  # fmt: skip
+
+    def save_model(self, request, obj, form, change):
+        stored = Workspace.objects.filter(pk=obj.pk).first() if change else None
+        before = {name: getattr(stored, name) for name in self.AUDITED_FIELDS} if stored else {}
+        hint = stored.api_key_hint if stored else ""
+        super().save_model(request, obj, form, change)
+        after = {name: getattr(obj, name) for name in self.AUDITED_FIELDS}
+        if not change:
+            audit.record(audit.Action.WORKSPACE_CREATE, request=request, workspace=obj,
+                         target="admin", after=after)  # fmt: skip
+            return
+        changed_before, changed_after = audit.changed_settings(before, after)
+        if changed_after:
+            audit.record(audit.Action.SETTINGS_CHANGE, request=request, workspace=obj,
+                         target="admin", before=changed_before, after=changed_after)  # fmt: skip
+        if form.cleaned_data.get("api_key"):
+            audit.record(audit.Action.KEY_CHANGE, request=request, workspace=obj, target="API key",
+                         before={"api_key": hint}, after={"api_key": obj.api_key_hint})  # fmt: skip
+
+    def save_formset(self, request, form, formset, change):
+        roles_before = dict(form.instance.memberships.values_list("pk", "role"))
+        super().save_formset(request, form, formset, change)
+        workspace = form.instance
+        for membership in formset.new_objects:
+            audit.record(audit.Action.MEMBER_ADD, request=request, workspace=workspace,
+                         target=f"member {membership.user.get_username()}",
+                         after={"role": membership.role})  # fmt: skip
+        for membership, _ in formset.changed_objects:
+            audit.record(audit.Action.MEMBER_ROLE, request=request, workspace=workspace,
+                         target=f"member {membership.user.get_username()}",
+                         before={"role": roles_before.get(membership.pk)},
+                         after={"role": membership.role})  # fmt: skip
+        for membership in formset.deleted_objects:
+            audit.record(audit.Action.MEMBER_REMOVE, request=request, workspace=workspace,
+                         target=f"member {membership.user.get_username()}",
+                         before={"role": membership.role})  # fmt: skip
 
     def has_delete_permission(self, request, obj=None):
         if obj is not None and not roles.may(request.user, obj, roles.Ability.MANAGE):

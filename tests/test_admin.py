@@ -97,3 +97,25 @@ def test_no_admin_form_answers_500(admin_client, workspace, user):
             change = f"{base}{first.pk}/change/"
             assert admin_client.get(change).status_code == 200, change
             assert admin_client.post(change, {}).status_code in (200, 302, 403), change
+
+
+def test_changes_made_in_the_admin_are_audited(admin_client, workspace, django_user_model):
+    from batches.models import AuditEntry
+
+    Workspace.objects.filter(pk=workspace.pk).update(base_url="https://api.anthropic.com")
+    url = f"/admin/batches/workspace/{workspace.pk}/change/"
+    form = {"name": workspace.name, "slug": workspace.slug, "base_url": "https://api.anthropic.com",
+            "notify_email": "on", "results_downloadable": "on", "api_key": "sk-ant-admin-4321",
+            **memberships_formset(workspace)}  # fmt: skip
+    form["memberships-0-role"] = "viewer"  # the owner, first by username
+    newcomer = django_user_model.objects.create_user("newcomer")
+    form |= {"memberships-TOTAL_FORMS": 3, "memberships-2-user": newcomer.pk,
+             "memberships-2-role": "admin", "memberships-2-workspace": workspace.pk}  # fmt: skip
+    assert admin_client.post(url, form).status_code == 302
+    log = {entry.action: entry for entry in AuditEntry.objects.exclude(action="login")}
+    assert log["settings_change"].after == {"notify_email": True}
+    assert log["key_change"].after["api_key"].endswith("4321")
+    assert "sk-ant-admin-4321" not in str(log["key_change"].after)
+    assert log["member_role"].before == {"role": "admin"}
+    assert log["member_role"].after == {"role": "viewer"}
+    assert log["member_add"].target == "member newcomer"
