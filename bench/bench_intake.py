@@ -91,7 +91,8 @@ class Dashboard:
         subprocess.run([*run, "migrate", "-v", "0"], cwd=ROOT, env=self.env, check=True)
         subprocess.run(
             [*run, "shell", "-c", "from django.contrib.auth import get_user_model; "
-             "get_user_model().objects.create_superuser('bench', password='bench-pw-12345')"],
+             "users = get_user_model().objects; users.filter(username='bench').exists() or "
+             "users.create_superuser('bench', password='bench-pw-12345')"],
             cwd=ROOT, env=self.env, check=True,
         )  # fmt: skip
         self._start([*run, "runserver", f"127.0.0.1:{self.port}", "--noreload"])
@@ -179,7 +180,21 @@ def upload_once(dashboard: Dashboard, path: Path) -> tuple[float, float]:
         elapsed = time.perf_counter() - started
     if state != "ready":
         sys.exit(f"The upload ended {state}.")
+    _wait_for_index(dashboard, key)
     return elapsed, posted
+
+
+def _wait_for_index(dashboard: Dashboard, key: str) -> None:
+    """Until the worker has written the upload's index of requests (just after the report, not
+    timed), so that this run's work does not overlap the next run's measurements."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if _query(dashboard, "SELECT requests_indexed_at FROM batches_submission WHERE key = %s",
+                  key):  # fmt: skip
+            time.sleep(1.0)  # and the database's own work after 100,000 new rows (autovacuum)
+            return
+        time.sleep(0.1)
+    sys.exit("The worker never wrote the upload's index of requests.")
 
 
 _connection: "sqlite3.Connection | psycopg.Connection | None" = None
@@ -187,23 +202,24 @@ _connection: "sqlite3.Connection | psycopg.Connection | None" = None
 
 def _state(dashboard: Dashboard, key: str):
     """The submission's state, read from the database as the page would show it."""
+    return _query(dashboard, "SELECT state FROM batches_submission WHERE key = %s", key)
+
+
+def _query(dashboard: Dashboard, sql: str, key: str):
+    """One column of the submission with this key, or None."""
     global _connection
     url = dashboard.env["DATABASE_URL"]
     if url.startswith("sqlite"):
         import sqlite3
 
         _connection = _connection or sqlite3.connect(url.removeprefix("sqlite:///"))
-        row = _connection.execute(
-            "SELECT state FROM batches_submission WHERE key = ?", (key.replace("-", ""),)
-        ).fetchone()
+        row = _connection.execute(sql.replace("%s", "?"), (key.replace("-", ""),)).fetchone()
         _connection.commit()
     else:
         import psycopg
 
         _connection = _connection or psycopg.connect(url, autocommit=True)
-        row = _connection.execute(
-            "SELECT state FROM batches_submission WHERE key = %s", (key,)
-        ).fetchone()
+        row = _connection.execute(sql, (key,)).fetchone()
     return row[0] if row else None
 
 

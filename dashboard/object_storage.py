@@ -4,7 +4,8 @@ module, so that a setup with local files never loads boto3."""
 from storages.backends.s3 import S3Storage
 from storages.utils import clean_name
 
-from dashboard.storage import LimitedReader, _Empty
+from dashboard.local_files import LimitedReader
+from dashboard.storage import _Empty
 
 
 class ObjectStorage(S3Storage):

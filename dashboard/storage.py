@@ -8,56 +8,11 @@ to local disk (django-storages' S3File downloads an object whole before the firs
 check of a 2 GB upload, a download and one request's preview all read this way.
 """
 
-from pathlib import Path
-
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage, default_storage
 
-
-class LimitedReader:
-    """At most `length` bytes of a binary stream, then end of file; closes the stream."""
-
-    def __init__(self, stream, length: int | None):
-        self.stream = stream
-        self.left = length
-
-    def read(self, size: int = -1) -> bytes:
-        if self.left is None:
-            return self.stream.read(size)
-        if self.left <= 0:
-            return b""
-        if size is None or size < 0 or size > self.left:
-            size = self.left
-        data = self.stream.read(size)
-        self.left -= len(data)
-        return data
-
-    def readinto(self, buffer) -> int:
-        """Fill `buffer` (no new bytes object for each block: counting lines at memory speed)."""
-        view = memoryview(buffer)
-        if self.left is not None:
-            view = view[: max(0, self.left)]
-        if not len(view):
-            return 0
-        if hasattr(self.stream, "readinto"):
-            count = self.stream.readinto(view)
-        else:
-            data = self.stream.read(len(view))
-            count = len(data)
-            view[:count] = data
-        if self.left is not None:
-            self.left -= count
-        return count
-
-    def close(self) -> None:
-        self.stream.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
+from dashboard.local_files import LimitedReader, scratch_dir
 
 
 class LocalFileStorage(FileSystemStorage):
@@ -108,14 +63,6 @@ class LocalFile(File):
 
     def temporary_file_path(self) -> str:
         return self.path_on_disk
-
-
-def scratch_dir() -> Path:
-    """Where work keeps its temporary files (checks, ingestions): on this machine's own disk,
-    under VAR_DIR."""
-    directory = Path(settings.VAR_DIR) / "tmp"
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
 
 
 def sweep_scratch() -> int:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from batches.intake.checking import check_file, discard
+from batches.intake.command_line import local_ranges
 from batches.intake.templating import CsvOptions
-from batches.management.commands.validatebatch import local_ranges
 from emulator.catalog import MODELS
 
 SAMPLES = Path(__file__).parent / "fixtures" / "samples"

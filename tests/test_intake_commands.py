@@ -77,3 +77,25 @@ def test_submitbatch_refuses_a_file_with_problems(api_in_process, tmp_path, user
     assert not EmulatedBatch.objects.exists()
     with pytest.raises(CommandError, match="No workspace named"):
         call_command("submitbatch", str(bad), "--workspace", "Nope")
+
+
+@pytest.mark.django_db
+def test_validatebatch_goes_through_django_only_for_a_workspace(tmp_path):
+    """Without --workspace the check starts without Django's machinery (a third of a second
+    sooner); naming a workspace needs the database, so that goes the whole way."""
+    from batches.intake.command_line import wants_the_database
+
+    assert not wants_the_database(["f.jsonl", "--model", "x"])
+    assert wants_the_database(["f.jsonl", "--workspace", "Research"])
+    assert wants_the_database(["f.jsonl", "--workspace=Research"])
+    probe = subprocess.run(
+        [sys.executable, "-X", "importtime", "manage.py", "validatebatch",
+         str(SAMPLES / "questions.jsonl")],
+        cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "tests.settings"},
+    )  # fmt: skip
+    assert probe.returncode == 0 and "4 requests ready" in probe.stdout
+    assert "django.core.management" not in probe.stderr
+    assert "django.db.models" not in probe.stderr
+    with pytest.raises(CommandError, match="No workspace named 'Nowhere'"):
+        call_command("validatebatch", str(SAMPLES / "questions.jsonl"), "--workspace", "Nowhere")

@@ -27,7 +27,8 @@ from batches.intake.problems import REPORT_HEADER, Problem
 from batches.intake.templating import CsvOptions
 from batches.models import BatchRequest, Submission, SubmissionPart
 from dashboard import storage
-from dashboard.storage import LocalFile, scratch_dir, sweep_scratch
+from dashboard.local_files import scratch_dir
+from dashboard.storage import LocalFile, sweep_scratch
 
 logger = logging.getLogger(__name__)
 

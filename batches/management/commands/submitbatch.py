@@ -9,13 +9,14 @@ from django.utils import timezone
 from batches import mirror, submissions
 from batches.client import ApiClient, ApiError
 from batches.intake import job
-from batches.intake.reading import detect_format
-from batches.management.commands.validatebatch import (
+from batches.intake.command_line import (
+    UsageError,
     add_csv_arguments,
     csv_options_from,
     print_problems,
     print_summary,
 )
+from batches.intake.reading import detect_format
 from batches.models import Submission, Workspace
 
 
@@ -50,7 +51,10 @@ class Command(BaseCommand):
                 target.refresh_from_db()
             except ApiError as error:
                 self.stderr.write(f"Could not read the model list: {error}")
-        csv_options = csv_options_from(options).as_dict() if fmt == "csv" else None
+        try:
+            csv_options = csv_options_from(options).as_dict() if fmt == "csv" else None
+        except UsageError as error:
+            raise CommandError(str(error)) from None
         with file.open("rb") as handle:
             upload = File(handle, name=file.name)
             upload.size = file.stat().st_size
