@@ -161,6 +161,7 @@ def upload_once(dashboard: Dashboard, path: Path) -> tuple[float, float]:
         page = http.get("/w/sandbox/upload/")
         token = _csrf_token(page.text)
         started = time.perf_counter()
+        started_at = time.time()
         with path.open("rb") as handle:
             response = http.post(
                 "/w/sandbox/upload/",
@@ -181,7 +182,23 @@ def upload_once(dashboard: Dashboard, path: Path) -> tuple[float, float]:
     if state != "ready":
         sys.exit(f"The upload ended {state}.")
     _wait_for_index(dashboard, key)
+    stamps = [
+        _query(dashboard, f"SELECT {column} FROM batches_submission WHERE key = %s", key)
+        for column in ("created_at", "check_started_at", "validated_at")
+    ]
+    created, checking, checked = (_epoch(value) - started_at for value in stamps)
+    print(f"  upload: stored at {created:.2f} s, check started {checking:.2f} s, "
+          f"report at {checked:.2f} s, seen at {elapsed:.2f} s")  # fmt: skip
     return elapsed, posted
+
+
+def _epoch(value) -> float:
+    """A timestamp column as seconds since the epoch (PostgreSQL gives datetimes, SQLite text)."""
+    from datetime import datetime
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.timestamp()
 
 
 def _wait_for_index(dashboard: Dashboard, key: str) -> None:
