@@ -183,8 +183,12 @@ def upload_once(dashboard: Dashboard, path: Path) -> tuple[float, float]:
         sys.exit(f"The upload ended {state}.")
     _wait_for_index(dashboard, key)
     stamps = [
-        _query(dashboard, f"SELECT {column} FROM batches_submission WHERE key = %s", key)
-        for column in ("created_at", "check_started_at", "validated_at")
+        _query(dashboard, sql, key)
+        for sql in (
+            "SELECT created_at FROM batches_submission WHERE key = %s",
+            "SELECT check_started_at FROM batches_submission WHERE key = %s",
+            "SELECT validated_at FROM batches_submission WHERE key = %s",
+        )
     ]
     created, checking, checked = (_epoch(value) - started_at for value in stamps)
     print(f"  upload: stored at {created:.2f} s, check started {checking:.2f} s, "
