@@ -68,8 +68,12 @@ class Workspace(models.Model):
         max_length=500,
         blank=True,
         validators=[validate_outbound_url],
-        help_text="POST a JSON notice here when any batch ends.",
+        help_text="POST a signed JSON notice here when a batch ends, is canceled, or its "
+        "results are stored.",
     )
+    # The webhook's signing secret (Standard Webhooks, "whsec_..."), encrypted like the API key;
+    # shown once when it is made (batches.webhooks).
+    webhook_secret_encrypted = models.TextField(blank=True, editable=False)
 
     objects = WorkspaceQuerySet.as_manager()
 
@@ -802,6 +806,54 @@ class UserPreference(models.Model):
         return preference
 
 
+class WebhookDelivery(models.Model):
+    """One event for a workspace's webhook, and how its delivery went: signed, retried with
+    backoff until it is accepted or given up, and replayable from the settings page."""
+
+    class Event(models.TextChoices):
+        BATCH_ENDED = "batch.ended", "Batch ended"
+        BATCH_CANCELED = "batch.canceled", "Batch canceled"
+        RESULTS_INGESTED = "results.ingested", "Results stored"
+
+    workspace = models.ForeignKey(
+        Workspace, on_delete=models.CASCADE, related_name="webhook_deliveries"
+    )
+    event = models.CharField(max_length=30, choices=Event.choices)
+    # The webhook-id header: the same for every attempt, so a receiver can drop repeats.
+    message_id = models.CharField(max_length=40, unique=True)
+    url = models.URLField(max_length=500)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="webhook_due",
+                condition=Q(delivered_at=None, next_attempt_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.event} {self.message_id}"
+
+    @property
+    def outcome(self) -> str:
+        if self.delivered_at:
+            return "delivered"
+        if self.next_attempt_at:
+            return "retrying" if self.attempts else "pending"
+        return "failed"
+
+
 class AuditEntryQuerySet(models.QuerySet):
     """Append-only: rows are added, never changed or removed through the ORM (and on
     PostgreSQL a trigger refuses UPDATE and DELETE too; see migration 0010)."""
@@ -841,6 +893,8 @@ class AuditEntry(models.Model):
         MEMBER_ROLE = "member_role", "Changed a role"
         MEMBER_REMOVE = "member_remove", "Removed a member"
         KEY_CHANGE = "key_change", "Replaced the API key"
+        SECRET_CHANGE = "secret_change", "Made a new webhook secret"
+        WEBHOOK_REPLAY = "webhook_replay", "Replayed a webhook"
         SETTINGS_CHANGE = "settings_change", "Changed settings"
         WORKSPACE_CREATE = "workspace_create", "Created the workspace"
         BATCH_ENDED = "batch_ended", "Batch ended"

@@ -18,8 +18,10 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
+from batches import webhooks
 from batches.models import Batch
-from batches.outbound_http import GuardedTransport
+
+Event = webhooks.Event
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,6 @@ NEWS_WINDOW = timedelta(minutes=30)
 # at once. An hour covers a worker or a browser that was away for a while; older ends are history,
 # shown in the lists, not news.
 NOTICE_WINDOW = timedelta(hours=1)
-WEBHOOK_TIMEOUT = 10.0
 
 
 def ended_news(now=None):
@@ -73,7 +74,6 @@ def batch_link(batch: Batch) -> str:
 
 def webhook_payload(batch: Batch) -> dict:
     return {
-        "event": "batch.ended",
         "id": batch.api_id,
         "name": batch.display_name,
         "workspace": batch.workspace.slug,
@@ -118,18 +118,18 @@ def announce(batch_pk: int, *, http: httpx.Client | None = None) -> dict:
         except (smtplib.SMTPException, OSError) as error:
             # A mail server that is down loses one notice, not the webhook or the sync.
             logger.warning("Email for %s failed: %s", batch.api_id, error)
-    if workspace.notify_webhook_url:
-        own = http is None
-        # Every connection checked: a webhook is never posted inside this network.
-        http = http or httpx.Client(timeout=WEBHOOK_TIMEOUT, transport=GuardedTransport())
-        try:
-            response = http.post(workspace.notify_webhook_url, json=webhook_payload(batch))
-            sent["webhook"] = response.is_success
-            if not response.is_success:
-                logger.warning("Webhook for %s answered %s", batch.api_id, response.status_code)
-        except httpx.HTTPError as error:
-            logger.warning("Webhook for %s failed: %s", batch.api_id, error)
-        finally:
-            if own:
-                http.close()
+    # A batch that ended after a cancel is announced as canceled. The first attempt is made
+    # now; a failed one is retried by the beat's sweep (batches.webhooks).
+    event = Event.BATCH_CANCELED if batch.cancel_initiated_at else Event.BATCH_ENDED
+    delivery = webhooks.enqueue(workspace, event, webhook_payload(batch))
+    if delivery is not None:
+        sent["webhook"] = webhooks.deliver(delivery.pk, http=http) == "delivered"
     return sent
+
+
+def announce_results(batch_pk: int, *, http: httpx.Client | None = None) -> bool:
+    """The workspace's webhook for a batch whose results are now all stored."""
+    batch = Batch.objects.select_related("workspace", "submitted_by").get(pk=batch_pk)
+    payload = {**webhook_payload(batch), "results_stored": batch.results_ingested}
+    delivery = webhooks.enqueue(batch.workspace, Event.RESULTS_INGESTED, payload)
+    return delivery is not None and webhooks.deliver(delivery.pk, http=http) == "delivered"

@@ -4,7 +4,7 @@ They take ids, never model instances, and return what a log line needs (results 
 from django.conf import settings
 from django.utils import timezone
 
-from batches import actions, ingestion, mirror, notices, search, submissions
+from batches import actions, ingestion, mirror, notices, search, submissions, webhooks
 from batches.intake import job
 from batches.models import Submission, Workspace
 from dashboard.celery import app
@@ -43,8 +43,11 @@ def sync_workspace(workspace_pk: int) -> str:
 @app.task
 def ingest_results(batch_pk: int) -> dict:
     report = ingestion.ingest_results(batch_pk)
-    if report.stored and not report.error and search.supported():
-        index_results_for_search.delay(batch_pk)
+    if report.stored and not report.error:
+        if search.supported():
+            index_results_for_search.delay(batch_pk)
+        if Workspace.objects.filter(batches=batch_pk).exclude(notify_webhook_url="").exists():
+            announce_results.delay(batch_pk)
     return {"stored": report.stored, "skipped": report.skipped, "error": report.error}
 
 
@@ -57,6 +60,25 @@ def index_results_for_search(batch_pk: int) -> int:
 def announce_batch_end(batch_pk: int) -> dict:
     """The workspace's email and webhook for one ended batch, sent once."""
     return notices.announce(batch_pk)
+
+
+@app.task
+def announce_results(batch_pk: int) -> bool:
+    return notices.announce_results(batch_pk)
+
+
+@app.task
+def deliver_webhook(delivery_pk: int) -> str:
+    return webhooks.deliver(delivery_pk)
+
+
+@app.task
+def retry_webhooks() -> int:
+    """The beat's sweep: every webhook delivery whose next attempt is due."""
+    due = webhooks.due()
+    for delivery_pk in due:
+        deliver_webhook.apply_async((delivery_pk,), expires=30.0)
+    return len(due)
 
 
 @app.task

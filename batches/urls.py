@@ -34,6 +34,16 @@ urlpatterns = [
         workspace_settings.workspace_options,
         name="workspace_options",
     ),
+    path(
+        "w/<slug:slug>/settings/webhook-secret/",
+        workspace_settings.webhook_secret,
+        name="webhook_secret",
+    ),
+    path(
+        "w/<slug:slug>/webhooks/<int:pk>/replay/",
+        workspace_settings.webhook_replay,
+        name="webhook_replay",
+    ),
     path("w/<slug:slug>/members/add/", workspace_settings.member_add, name="member_add"),
     path("w/<slug:slug>/members/invite/", workspace_settings.member_invite, name="member_invite"),
     path(

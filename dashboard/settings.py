@@ -438,6 +438,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    "retry-webhooks": {
+        "task": "batches.tasks.retry_webhooks",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
 }
 
 # The emulator (the sandbox workspace)

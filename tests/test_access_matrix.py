@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from batches import submissions
-from batches.models import Batch, Membership, Workspace
+from batches.models import Batch, Membership, WebhookDelivery, Workspace
 from batches.workspaces import create_workspace
 from tests import factories
 from tests.helpers import run_checks
@@ -70,6 +70,8 @@ RULES = {
     "member_invite": ("manage", "POST"),
     "member_role": ("manage", "POST"),
     "member_remove": ("manage", "POST"),
+    "webhook_secret": ("manage", "POST"),
+    "webhook_replay": ("manage", "POST"),
     "workspace_audit": ("manage", "GET"),
     "workspace_audit_csv": ("manage", "GET"),
 }
@@ -138,7 +140,8 @@ def place(django_user_model, settings, api_in_process):
     return workspace, batch, uploads["with-problems.jsonl"], people
 
 
-def _address(name, parameters, workspace: Workspace, batch: Batch, submission, make_member):
+def _address(name, parameters, workspace: Workspace, batch: Batch, submission, make_member,
+             make_delivery):  # fmt: skip
     values = {
         "slug": workspace.slug,
         "api_id": batch.api_id,
@@ -146,7 +149,7 @@ def _address(name, parameters, workspace: Workspace, batch: Batch, submission, m
         "key": submission.key,
     }
     if "pk" in parameters:
-        values["pk"] = make_member().pk
+        values["pk"] = make_delivery().pk if name == "webhook_replay" else make_member().pk
     if name == "submission_request":
         values["custom_id"] = submission.requests.order_by("pk").first().custom_id
     return reverse(name, kwargs={parameter: values[parameter] for parameter in parameters})
@@ -162,13 +165,20 @@ def test_every_url_answers_each_role_as_its_rule_says(client, place, role, djang
         extra = django_user_model.objects.create_user(f"extra{next(counter)}")
         return Membership.objects.create(workspace=workspace, user=extra, role="viewer")
 
+    def make_delivery():
+        return WebhookDelivery.objects.create(
+            workspace=workspace, event="batch.ended", message_id=f"msg_{next(counter)}",
+            url="https://hooks.example.com/x", payload={},
+        )  # fmt: skip
+
     asked = 0
     # What only reads first: a POST may change what a later URL finds (a check started again).
     for name, parameters in sorted(named_urls(), key=lambda url: (RULES[url[0]][1], url[0])):
         need, method = RULES[name]
         if need == NOT_HERE:
             continue
-        address = _address(name, parameters, workspace, batch, submission, make_member)
+        address = _address(name, parameters, workspace, batch, submission, make_member,
+                           make_delivery)  # fmt: skip
         response = client.get(address) if method == "GET" else client.post(address)
         if response.streaming:
             b"".join(response.streaming_content)

@@ -35,8 +35,8 @@ FLOORS = [
     ),
     (
         "the write paths: the mirror, results ingestion, submissions, downloads, notices",
-        ["batches.mirror", "batches.ingestion", "batches.submissions", "batches.downloads",
-         "batches.notices"],
+        ["batches.webhooks", "batches.mirror", "batches.ingestion", "batches.submissions",
+         "batches.downloads", "batches.notices"],
     ),
     ("what combines them: the actions on a batch", ["batches.actions"]),
     ("the Celery tasks, thin doors into the floors below", ["batches.tasks"]),

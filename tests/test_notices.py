@@ -93,5 +93,7 @@ def test_it_emails_and_posts_the_webhook_once(workspace, user, mailoutbox):
     assert notices.announce(batch.pk, http=http) == {"skipped": True}
     assert len(mailoutbox) == 1 and "Mine" in mailoutbox[0].subject
     assert "2 succeeded" in mailoutbox[0].body
-    assert posted[0]["id"] == batch.api_id and posted[0]["request_counts"]["succeeded"] == 2
-    assert posted[0]["url"].endswith(batch.get_absolute_url())
+    assert posted[0]["type"] == "batch.ended"
+    data = posted[0]["data"]
+    assert data["id"] == batch.api_id and data["request_counts"]["succeeded"] == 2
+    assert data["url"].endswith(batch.get_absolute_url())

@@ -14,10 +14,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from batches import audit, changes, invitations, roles
+from batches import audit, changes, invitations, roles, tasks, webhooks
 from batches.forms import (
     AddMemberForm,
     AuditFilterForm,
@@ -26,7 +27,7 @@ from batches.forms import (
     RoleForm,
     WorkspaceOptionsForm,
 )
-from batches.models import AuditEntry, Membership, Workspace
+from batches.models import AuditEntry, Membership, WebhookDelivery, Workspace
 from batches.roles import Ability
 from batches.spreadsheets import safe_cell
 from batches.views.access import workspace_for
@@ -38,7 +39,7 @@ AUDIT_PAGE = 50
 OPTION_FIELDS = ["notify_email", "notify_webhook_url", "results_downloadable"]
 
 
-def _settings_page(request, workspace, *, status=200, **forms):
+def _settings_page(request, workspace, *, status=200, new_secret="", **forms):
     members = workspace.memberships.select_related("user").order_by("user__username").all()
     context = {
         "workspace": workspace,
@@ -49,6 +50,9 @@ def _settings_page(request, workspace, *, status=200, **forms):
         "memberships": members,
         "roles": Membership.Role.choices,
         "admin_count": sum(1 for member in members if member.role == Membership.Role.ADMIN),
+        "deliveries": webhooks.recent(workspace),
+        # Shown once, on this answer only: never stored in a message or a cookie.
+        "new_secret": new_secret,
     }
     return render(request, SETTINGS, context, status=status)
 
@@ -101,6 +105,7 @@ def workspace_options(request, slug):
     form = WorkspaceOptionsForm(request.POST, instance=workspace)
     if not form.is_valid():
         return _settings_page(request, workspace, status=400, options_form=form)
+    new_secret = ""
     with transaction.atomic():
         form.save()
         after = {name: getattr(workspace, name) for name in OPTION_FIELDS}
@@ -114,8 +119,45 @@ def workspace_options(request, slug):
                 before=changed_before,
                 after=changed_after,
             )
+        if "notify_webhook_url" in changed_after and workspace.notify_webhook_url:
+            # A new receiver gets a new secret, shown on this page once.
+            new_secret = webhooks.set_new_secret(workspace)
+            audit.record(Action.SECRET_CHANGE, request=request, workspace=workspace,
+                         target="webhook signing secret")  # fmt: skip
+    if new_secret:
+        messages.success(request, "Saved. Copy the webhook's signing secret now.")
+        return _settings_page(request, workspace, new_secret=new_secret)
     messages.success(request, "Saved." if changed_after else "Nothing changed.")
     return redirect("workspace_settings", workspace.slug)
+
+
+@require_POST
+def webhook_secret(request, slug):
+    """A new signing secret for the webhook, shown once (the old one stops working)."""
+    workspace = workspace_for(request, slug, Ability.MANAGE)
+    if not workspace.notify_webhook_url:
+        messages.error(request, "Set a webhook URL first.")
+        return redirect("workspace_settings", workspace.slug)
+    with transaction.atomic():
+        secret = webhooks.set_new_secret(workspace)
+        audit.record(Action.SECRET_CHANGE, request=request, workspace=workspace,
+                     target="webhook signing secret")  # fmt: skip
+    messages.success(request, "A new signing secret: copy it now. The old one no longer signs.")
+    return _settings_page(request, workspace, new_secret=secret)
+
+
+@require_POST
+def webhook_replay(request, slug, pk):
+    workspace = workspace_for(request, slug, Ability.MANAGE)
+    delivery = get_object_or_404(WebhookDelivery, workspace=workspace, pk=pk)
+    with transaction.atomic():
+        webhooks.replay(delivery)
+        audit.record(Action.WEBHOOK_REPLAY, request=request, workspace=workspace,
+                     target=f"webhook {delivery.message_id}",
+                     after={"event": delivery.event})  # fmt: skip
+        tasks.deliver_webhook.delay_on_commit(delivery.pk)
+    messages.info(request, f"Sending {delivery.get_event_display().lower()} again.")
+    return redirect(reverse("workspace_settings", args=[workspace.slug]) + "#webhooks")
 
 
 @require_POST

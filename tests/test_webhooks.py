@@ -1,0 +1,169 @@
+"""Signed webhooks: every delivery verifies with the published Standard Webhooks library as a
+receiver would, failures are retried with backoff, the delivery log shows them, and any delivery
+can be replayed. The receiver is a real HTTP server on 127.0.0.1."""
+
+import json
+import re
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import time_machine
+from django.urls import reverse
+from django.utils import timezone
+from standardwebhooks import Webhook
+
+from batches import notices, tasks, webhooks
+from batches.models import AuditEntry, Batch, WebhookDelivery
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+class Receiver:
+    """An HTTP endpoint that records what it is sent and answers the statuses it is told to."""
+
+    def __init__(self):
+        self.received: list[tuple[dict, bytes]] = []
+        self.statuses: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                receiver.received.append((dict(self.headers.items()), body))
+                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    running = Receiver()
+    yield running
+    running.close()
+
+
+def _turn_on(owner_client, workspace, url) -> str:
+    """The admin sets the webhook URL on the settings page; returns the secret it shows once."""
+    response = owner_client.post(
+        reverse("workspace_options", args=[workspace.slug]),
+        {"notify_webhook_url": url, "results_downloadable": "on"},
+    )
+    assert response.status_code == 200
+    workspace.refresh_from_db()
+    return re.search(r'id="webhook-secret">(whsec_[A-Za-z0-9+/=]+)<', response.content.decode())[1]
+
+
+def test_a_delivery_verifies_with_the_secret_shown_once(owner_client, workspace, receiver, user):
+    secret = _turn_on(owner_client, workspace, receiver.url)
+    page = owner_client.get(reverse("workspace_settings", args=[workspace.slug])).content
+    assert secret.encode() not in page  # shown once
+    workspace.refresh_from_db()
+    assert secret not in workspace.webhook_secret_encrypted  # stored encrypted
+    batch = factories.batch(workspace, submitted_by=user, name="Evening run")
+    assert notices.announce(batch.pk) == {"email": False, "webhook": True}
+    [(headers, body)] = receiver.received
+    event = Webhook(secret).verify(body, headers)  # raises unless the signature is right
+    assert event["type"] == "batch.ended" and event["data"]["id"] == batch.api_id
+    assert headers["webhook-id"].startswith("msg_")
+    with pytest.raises(Exception, match="No matching signature"):
+        Webhook(webhooks.new_secret()).verify(body, headers)
+    tampered = body.replace(b"Evening run", b"Morning run")
+    with pytest.raises(Exception, match="No matching signature"):
+        Webhook(secret).verify(tampered, headers)
+    assert AuditEntry.objects.filter(action="secret_change").count() == 1
+
+
+def test_a_failed_delivery_is_retried_with_backoff_then_logged(owner_client, workspace, receiver):
+    secret = _turn_on(owner_client, workspace, receiver.url)
+    receiver.statuses = [500, 503]
+    batch = factories.batch(workspace, cancel_initiated_at=timezone.now())
+    assert notices.announce(batch.pk) == {"email": False, "webhook": False}
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.event == "batch.canceled" and delivery.outcome == "retrying"
+    assert delivery.last_status == 500 and delivery.attempts == 1
+    assert tasks.retry_webhooks() == 0  # not due yet: 10 s later
+    with time_machine.travel(timezone.now() + timedelta(seconds=11)):
+        assert webhooks.due() == [delivery.pk]
+        assert webhooks.deliver(delivery.pk) == "retrying"
+    with time_machine.travel(timezone.now() + timedelta(seconds=75)):
+        assert webhooks.deliver(delivery.pk) == "delivered"
+    delivery.refresh_from_db()
+    assert delivery.attempts == 3 and delivery.delivered_at and delivery.last_status == 200
+    ids = {headers["webhook-id"] for headers, _ in receiver.received}
+    assert ids == {delivery.message_id}  # one message, three attempts: receivers drop repeats
+    for headers, body in receiver.received:
+        Webhook(secret).verify(body, headers)
+    log = owner_client.get(reverse("workspace_settings", args=[workspace.slug])).content.decode()
+    assert "Batch canceled" in log and "Delivered" in log and "HTTP 200" in log
+
+
+def test_a_delivery_is_given_up_after_its_attempts_and_can_be_replayed(
+    owner_client, workspace, receiver, django_capture_on_commit_callbacks
+):
+    _turn_on(owner_client, workspace, receiver.url)
+    receiver.statuses = [500] * webhooks.MAX_ATTEMPTS
+    delivery = webhooks.enqueue(workspace, "results.ingested", {"id": "msgbatch_1"})
+    later = timezone.now()
+    for _ in range(webhooks.MAX_ATTEMPTS):
+        later += timedelta(hours=7)
+        with time_machine.travel(later):
+            webhooks.deliver(delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.outcome == "failed" and delivery.attempts == webhooks.MAX_ATTEMPTS
+    page = owner_client.get(reverse("workspace_settings", args=[workspace.slug])).content.decode()
+    assert "Gave up" in page
+    with django_capture_on_commit_callbacks() as enqueued:
+        response = owner_client.post(reverse("webhook_replay", args=[workspace.slug, delivery.pk]))
+    assert response.status_code == 302 and len(enqueued) == 1  # the delivery task, after commit
+    assert webhooks.deliver(delivery.pk) == "delivered"  # what the worker then does
+    delivery.refresh_from_db()
+    assert delivery.outcome == "delivered"
+    assert len(receiver.received) == webhooks.MAX_ATTEMPTS + 1
+    assert AuditEntry.objects.filter(action="webhook_replay").count() == 1
+
+
+def test_results_stored_are_announced(owner_client, workspace, receiver):
+    secret = _turn_on(owner_client, workspace, receiver.url)
+    batch = factories.with_results(factories.batch(workspace))
+    Batch.objects.filter(pk=batch.pk).update(results_ingested=4)
+    assert notices.announce_results(batch.pk)
+    headers, body = receiver.received[0]
+    event = Webhook(secret).verify(body, headers)
+    assert event["type"] == "results.ingested" and event["data"]["results_stored"] == 4
+
+
+def test_no_webhook_no_delivery_and_internal_addresses_are_refused(workspace, settings):
+    batch = factories.batch(workspace)
+    assert notices.announce(batch.pk) == {"email": False, "webhook": False}
+    assert not WebhookDelivery.objects.exists()
+    # Outside the tests' own hosts, a delivery never reaches an internal address.
+    settings.OUTBOUND_ALLOWED_HOSTS = []
+    workspace.notify_webhook_url = "http://127.0.0.1:9/hooks"
+    workspace.save()
+    delivery = webhooks.enqueue(workspace, "batch.ended", {})
+    assert webhooks.deliver(delivery.pk) == "retrying"
+    delivery.refresh_from_db()
+    assert delivery.last_status is None and delivery.last_error
+    assert json.loads(json.dumps(delivery.payload))["type"] == "batch.ended"
+
+
+def test_a_new_secret_is_shown_once_and_audited(owner_client, workspace, receiver):
+    first = _turn_on(owner_client, workspace, receiver.url)
+    response = owner_client.post(reverse("webhook_secret", args=[workspace.slug]))
+    second = re.search(r'id="webhook-secret">(whsec_[^<]+)<', response.content.decode())[1]
+    assert second != first
+    assert AuditEntry.objects.filter(action="secret_change").count() == 2
+    assert "whsec_" not in str(list(AuditEntry.objects.values_list("before", "after")))
