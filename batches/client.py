@@ -29,7 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from batches import ratelimit
+from batches import call_stats, ratelimit
 from batches.outbound_http import BlockedDestination, GuardedTransport
 
 logger = logging.getLogger(__name__)
@@ -141,6 +141,10 @@ class _WaitHonouringRetryAfter:
 def _log_retry(state: RetryCallState) -> None:
     # tenacity calls before_sleep once an attempt has its outcome; None only as the stubs allow.
     error = state.outcome.exception() if state.outcome else None
+    # The retried call's method and path, when it was `_send_once` (the results stream is named
+    # by its own function).
+    method, path = (*state.args, "GET", "/v1/messages/batches/{id}/results")[:2]
+    call_stats.record_retry(str(method), str(path))
     logger.warning(
         "API call failed (attempt %d), retrying in %.1f s: %s",
         state.attempt_number,
@@ -254,8 +258,10 @@ class ApiClient:
 
     def _send_once(self, method: str, path: str, **kwargs) -> httpx.Response:
         self._take_slot()
+        started, status = time.monotonic(), "no_answer"
         try:
             response = self.http.request(method, path, **kwargs)
+            status = str(response.status_code)
         except httpx.TimeoutException as exc:
             raise ApiError(
                 f"The API did not answer in time ({type(exc).__name__}).",
@@ -274,6 +280,9 @@ class ApiClient:
             raise ApiError(
                 f"The API's address is not valid: {exc}", error_type="invalid_url"
             ) from None
+        finally:
+            # Counted for /metrics (batches.call_stats), answered or not.
+            call_stats.record(method, path, status, time.monotonic() - started)
         self._note_limits(response)
         if response.is_error:
             error = error_from_response(response)
@@ -405,8 +414,13 @@ class ApiClient:
         def open_stream():
             request = self.http.build_request("GET", results_url)
             self._take_slot()
+            started = time.monotonic()
             try:
                 response = self.http.send(request, stream=True)
+                # Until the stream's head: the time to first byte, as for every other call.
+                call_stats.record(
+                    "GET", results_url, response.status_code, time.monotonic() - started
+                )
             except httpx.TimeoutException:
                 raise ApiError("The results download timed out.", retryable=True) from None
             except BlockedDestination as exc:

@@ -5,6 +5,7 @@ from batches.views import (
     batch_page,
     downloads,
     header,
+    metrics,
     results,
     uploads,
     workspace_settings,
@@ -14,6 +15,8 @@ batch = "w/<slug:slug>/batches/<str:api_id>/"
 submission = "w/<slug:slug>/submissions/<uuid:key>/"
 
 urlpatterns = [
+    # For operators: Prometheus' scrape, behind its own token
+    path("metrics", metrics.metrics, name="metrics"),
     # Lists
     path("", batch_list.home, name="home"),
     path("workspaces/", batch_list.workspace_list, name="workspace_list"),

@@ -416,6 +416,9 @@ if CHECK_MAX_SECONDS >= CELERY_TASK_SOFT_TIME_LIMIT:
 FULL_SYNC_INTERVAL_SECONDS = env_float("FULL_SYNC_INTERVAL_SECONDS", 300.0, minimum=1.0)
 # Results are written to the database this many rows at a time.
 INGEST_CHUNK_SIZE = env_int("INGEST_CHUNK_SIZE", 5000, minimum=1, maximum=20000)
+# /metrics (Prometheus' text format) answers only a request with `Authorization: Bearer` and this
+# token; unset, the page does not exist.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 CELERY_BEAT_SCHEDULE = {
     "sync-all-workspaces": {
         "task": "batches.tasks.sync_all_workspaces",

@@ -20,7 +20,7 @@ FLOORS = [
          "batches.spreadsheets",
          "batches.pricing", "batches.changes", "batches.outbound", "batches.outbound_http",
          "batches.bulk", "batches.claims", "batches.crypto", "batches.client", "batches.polling",
-         "batches.ratelimit",
+         "batches.ratelimit", "batches.call_stats",
          "batches.intake.problems", "batches.intake.splitting", "batches.intake.templating",
          "batches.intake.reading", "batches.intake.rules", "batches.intake.estimating",
          "batches.intake.checking", "batches.intake.command_line"],
@@ -29,7 +29,7 @@ FLOORS = [
     (
         "one concern each, on the models: roles, the audit log, totals, read queries, "
         "workspaces, invitations, forms, the check job",
-        ["batches.roles", "batches.audit", "batches.totals", "batches.selectors",
+        ["batches.roles", "batches.audit", "batches.metrics", "batches.totals", "batches.selectors",
          "batches.search", "batches.workspaces", "batches.invitations", "batches.forms",
          "batches.intake.job"],
     ),
@@ -44,7 +44,7 @@ FLOORS = [
         "the edges: pages (one module each), template tags, admin, commands, URLs",
         ["batches.views.access", "batches.views.batch_list", "batches.views.batch_page",
          "batches.views.downloads", "batches.views.header", "batches.views.results",
-         "batches.views.uploads", "batches.views.workspace_settings",
+         "batches.views.uploads", "batches.views.workspace_settings", "batches.views.metrics",
          "batches.templatetags.batch_tags", "batches.admin",
          "batches.apps", "batches.urls"],
     ),

@@ -9,6 +9,7 @@ pytestmark = pytest.mark.django_db
 PUBLIC = {
     "login",
     "healthz",
+    "metrics",
     "password_reset",
     "password_reset_done",
     "password_reset_confirm",

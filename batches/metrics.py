@@ -1,0 +1,133 @@
+"""What `/metrics` reports, in Prometheus' text format (the official client's collector types):
+read at each scrape from the database, from Redis (the API calls of every process, see
+batches.call_stats) and from the broker (Celery's queue). Nothing here is kept in one process's
+memory, so any web process answers for the whole installation."""
+
+from django.conf import settings
+from django.db.models import BooleanField, Case, Count, Min, Sum, When
+from django.utils import timezone
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from batches import call_stats
+from batches.models import Batch
+
+PREFIX = "batch_dashboard"
+
+
+class DashboardCollector(Collector):
+    def collect(self):
+        yield from self._batches()
+        yield from self._api_calls()
+        yield self._queue_length()
+
+    def _batches(self):
+        batches = GaugeMetricFamily(
+            f"{PREFIX}_batches",
+            "Batches in the mirror, by workspace and status (deleted: gone from the API)",
+            labels=["workspace", "status"],
+        )
+        rows = (
+            Batch.objects.annotate(
+                present=Case(
+                    When(gone_at=None, then=True), default=False, output_field=BooleanField()
+                )
+            )
+            .values("workspace__slug", "processing_status", "present")
+            .annotate(count=Count("id"))
+            .order_by()
+        )
+        counted: dict[tuple[str, str], int] = {}
+        for row in rows:
+            status = row["processing_status"] if row["present"] else "deleted"
+            label = (row["workspace__slug"], status)
+            counted[label] = counted.get(label, 0) + row["count"]
+        for label, count in sorted(counted.items()):
+            batches.add_metric(list(label), count)
+        yield batches
+
+        stored = GaugeMetricFamily(
+            f"{PREFIX}_results_stored",
+            "Results stored in the dashboard, by workspace",
+            labels=["workspace"],
+        )
+        totals = Batch.objects.values("workspace__slug").annotate(n=Sum("results_ingested"))
+        for total in totals.order_by("workspace__slug"):
+            stored.add_metric([total["workspace__slug"]], total["n"] or 0)
+        yield stored
+
+        lag = GaugeMetricFamily(
+            f"{PREFIX}_sync_lag_seconds",
+            "Age of the oldest last refresh of a batch still running, by workspace",
+            labels=["workspace"],
+        )
+        now = timezone.now()
+        oldest = (
+            Batch.objects.running()
+            .values("workspace__slug")
+            .annotate(oldest=Min("last_polled_at"), created=Min("created_at"))
+            .order_by("workspace__slug")
+        )
+        for row in oldest:
+            since = row["oldest"] or row["created"]
+            lag.add_metric([row["workspace__slug"]], max(0.0, (now - since).total_seconds()))
+        yield lag
+
+        backlog = GaugeMetricFamily(
+            f"{PREFIX}_ingestion_backlog",
+            "Ended batches whose results are still to be stored",
+        )
+        backlog.add_metric([], Batch.objects.filter(Batch.results_fetchable(now)).count())
+        yield backlog
+
+    def _api_calls(self):
+        counts = call_stats.read()
+        calls = CounterMetricFamily(
+            f"{PREFIX}_api_calls",
+            "Calls to the Message Batches API, by endpoint and HTTP status (no_answer: none came)",
+            labels=["endpoint", "status"],
+        )
+        retries = CounterMetricFamily(
+            f"{PREFIX}_api_retries", "API calls retried, by endpoint", labels=["endpoint"]
+        )
+        latency = HistogramMetricFamily(
+            f"{PREFIX}_api_call_seconds",
+            "Time to the API's answer (for a results stream, to its first byte), by endpoint",
+            labels=["endpoint"],
+        )
+        routes = set()
+        for field, value in sorted(counts.items()):
+            kind, _, rest = field.partition("|")
+            if kind == "calls":
+                route, _, status = rest.rpartition("|")
+                calls.add_metric([route, status], value)
+            elif kind == "retries":
+                retries.add_metric([rest], value)
+            elif kind == "count":
+                routes.add(rest)
+        for route in sorted(routes):
+            buckets = [
+                (str(bound), counts.get(f"le|{route}|{bound}", 0.0)) for bound in call_stats.BUCKETS
+            ]
+            buckets.append(("+Inf", counts[f"count|{route}"]))
+            latency.add_metric([route], buckets, counts.get(f"sum|{route}", 0.0))
+        yield calls
+        yield retries
+        yield latency
+
+    def _queue_length(self):
+        queue = GaugeMetricFamily(
+            f"{PREFIX}_celery_queue_length",
+            "Tasks waiting in Celery's queue (-1: the broker did not answer)",
+            labels=["queue"],
+        )
+        try:
+            length = call_stats.redis_for(settings.CELERY_BROKER_URL).llen("celery")
+        except Exception:  # the broker down is what this gauge is for: say so, do not fail
+            length = -1
+        queue.add_metric(["celery"], length)
+        return queue

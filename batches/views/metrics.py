@@ -1,0 +1,30 @@
+"""`/metrics` for operators: Prometheus' text format, behind a bearer token (METRICS_TOKEN);
+without the setting the page does not exist."""
+
+import hmac
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.http import Http404, HttpResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from batches.metrics import DashboardCollector
+
+
+@login_not_required
+@require_GET
+def metrics(request):
+    token = settings.METRICS_TOKEN
+    if not token:
+        raise Http404("Metrics are turned off (METRICS_TOKEN).")
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        response = HttpResponse(
+            "A bearer token is needed.\n", status=401, content_type="text/plain"
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    registry = CollectorRegistry()
+    registry.register(DashboardCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
