@@ -6,6 +6,8 @@ from dashboard import accounts, views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    # Browsers and feed readers ask for /favicon.ico whatever the pages link to.
+    path("favicon.ico", views.favicon, name="favicon"),
     path(
         "login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

@@ -4,7 +4,8 @@ import redis
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponsePermanentRedirect, JsonResponse
+from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -73,3 +74,11 @@ def locked_out(request, credentials=None, *args, **kwargs):
         context.update(admin.site.each_context(request), title="Log in")
         form.errors["__all__"] = form.error_class([message])
     return render(request, template, context, status=429)
+
+
+@login_not_required
+@require_GET
+def favicon(request):
+    """The icon the pages link to, for whatever asks /favicon.ico (looked up at the request: the
+    static files' manifest names it)."""
+    return HttpResponsePermanentRedirect(static("favicon.svg"))

@@ -28,6 +28,7 @@ NOT_HERE = "not asked here"  # the login and password pages, for people not logg
 # URL name: (the ability it needs in the workspace it names, the method that uses it).
 RULES = {
     "healthz": (NOT_HERE, "GET"),
+    "favicon": (NOT_HERE, "GET"),
     "metrics": (NOT_HERE, "GET"),  # a bearer token, not a login: tests/test_metrics.py
     "login": (NOT_HERE, "GET"),
     "logout": (NOT_HERE, "POST"),

@@ -102,3 +102,7 @@ def test_resubmitting_nothing_that_matches_says_so(owner_client, workspace, user
         f"{batch.get_absolute_url()}resubmit/", {"kinds": ["expired"]}, follow=True
     )
     assert "No stored requests match" in response.content.decode()
+    # Every request succeeded: the page offers no Resubmit, and says why.
+    page = owner_client.get(batch.get_absolute_url()).content.decode()
+    assert "Every request succeeded: there is nothing to resubmit." in page
+    assert 'data-dialog="dlg-resubmit"' not in page

@@ -9,6 +9,7 @@ pytestmark = pytest.mark.django_db
 PUBLIC = {
     "login",
     "healthz",
+    "favicon",
     "metrics",
     "password_reset",
     "password_reset_done",
@@ -123,3 +124,11 @@ def test_a_right_password_before_the_limit_logs_in_and_counts_afresh(client, use
     assert (
         client.post("/login/", {"username": "owner", "password": "pw-owner-123"}).status_code == 302
     )
+
+
+def test_every_page_has_an_icon_and_a_skip_link(client, user):
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 301 and icon["Location"].endswith("favicon.svg")
+    client.force_login(user)
+    page = client.get(reverse("home")).content.decode()
+    assert 'rel="icon"' in page and 'href="#main"' in page and 'id="main"' in page

@@ -25,13 +25,22 @@ REMOVED_KEPT = 20
 
 
 def _detail_context(request, batch: Batch, dialog: str = "", key=None) -> dict:
-    can_resubmit = not batch.resubmit_unavailable_reason
+    resubmit_counts = (
+        actions.resubmit_counts(batch) if not batch.resubmit_unavailable_reason else {}
+    )
+    # The stored results say what there is to send again: none but successes, nothing.
+    nothing_to_resubmit = (
+        "Every request succeeded: there is nothing to resubmit."
+        if resubmit_counts and not any(resubmit_counts.values())
+        else ""
+    )
     context = {
         "batch": batch,
         "still_changing": batch.still_changing,
         "estimate": selectors.estimate(batch),
         "errors": selectors.error_summary(batch) if batch.errored else [],
-        "resubmit_counts": actions.resubmit_counts(batch) if can_resubmit else {},
+        "resubmit_counts": resubmit_counts,
+        "resubmit_unavailable": batch.resubmit_unavailable_reason or nothing_to_resubmit,
         "resubmit_kinds": actions.RESUBMIT_KINDS,
         "dialog": dialog,
         "resubmissions": selectors.recent_resubmissions(batch),
