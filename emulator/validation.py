@@ -9,7 +9,7 @@ import json
 import math
 import re
 
-from dashboard.schemas import is_custom_id, validator
+from dashboard.schemas import is_custom_id, rule_problems, validator
 from emulator import catalog
 
 MAX_REQUESTS = 100_000
@@ -162,6 +162,8 @@ def check_params(params: dict) -> str | None:
         return "stream: Streaming is not supported in the Message Batches API"
     if not params["messages"]:
         return "messages: at least one message is required"
+    for field, message, _ in rule_problems(params):
+        return f"{_dotted_field(field.removeprefix('params.'))}: {message}"
     spec = catalog.find(params["model"])
     if spec is None:
         return f"model: {params['model']} is not a valid model"
@@ -171,3 +173,8 @@ def check_params(params: dict) -> str | None:
             f"allowed number of output tokens for {catalog.resolved_id(spec.id)}"
         )
     return None
+
+
+def _dotted_field(field: str) -> str:
+    """messages[0].content as the API words it: messages.0.content."""
+    return re.sub(r"\[(\d+)\]", r".\1", field)

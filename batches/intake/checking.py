@@ -49,6 +49,7 @@ from batches.intake.rules import Rules, may_hold_nul
 from batches.intake.splitting import Part, Splitter
 from batches.intake.templating import CsvOptions
 from dashboard.local_files import scratch_dir
+from dashboard.schemas import may_break_rules, rule_problems
 
 logger = logging.getLogger(__name__)
 
@@ -270,6 +271,7 @@ class Check:
                         custom_id not in first_line
                         and (limits is None or within_models(params))
                         and (b"\\" not in raw or not may_hold_nul(raw, item))
+                        and not (may_break_rules(raw, params) and rule_problems(params))
                     ):
                         first_line[custom_id] = number
                         count += 1

@@ -21,7 +21,7 @@ import orjson
 
 from batches.intake.problems import FIX_NESTING, FIX_UTF8, Problem
 from batches.text import holds_nul
-from dashboard.schemas import is_custom_id, openapi_document
+from dashboard.schemas import is_custom_id, may_break_rules, openapi_document, rule_problems
 from dashboard.schemas import validator as schema_validator
 
 CONTENT_BLOCK_TYPES = (
@@ -191,10 +191,12 @@ class Rules:
                 valid = False
             if valid:
                 custom_id = item["custom_id"]
+                params = item["params"]
                 if (
                     custom_id not in self.first_line
-                    and self.within_models(item["params"])
+                    and self.within_models(params)
                     and not may_hold_nul(raw, item)
+                    and not (may_break_rules(raw, params) and rule_problems(params))
                 ):
                     self.first_line[custom_id] = line
                     return None
@@ -249,7 +251,7 @@ class Rules:
         return problems
 
     def _batch_rules(self, line: int, params: dict) -> list[Problem]:
-        problems = []
+        problems = [Problem(line, *problem) for problem in rule_problems(params)]
         if params.get("stream") is True:
             problems.append(
                 Problem(

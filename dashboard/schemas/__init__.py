@@ -35,3 +35,62 @@ def validator(schema_name: str) -> jsonschema_rs.Validator:
         "components": openapi_document()["components"],
     }
     return jsonschema_rs.validator_for(wrapper, validate_formats=False)
+
+
+def rule_problems(params: dict) -> list[tuple[str, str, str]]:
+    """What the API refuses in a request that its published schema lets through, as (field, what
+    is wrong, how to fix it): a thinking budget not below max_tokens, a tool_choice naming no
+    defined tool, and an empty message (allowed only as the final assistant one, a prefill).
+    Shared by the file check and the emulator, so neither accepts what the API refuses."""
+    problems: list[tuple[str, str, str]] = []
+    max_tokens = params.get("max_tokens")
+    thinking = params.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        budget = thinking.get("budget_tokens")
+        if isinstance(budget, int) and isinstance(max_tokens, int) and budget >= max_tokens:
+            problems.append((
+                "params.thinking.budget_tokens",
+                f"max_tokens ({max_tokens:,}) must be greater than thinking.budget_tokens "
+                f"({budget:,}).",
+                "Raise max_tokens above the thinking budget, or lower budget_tokens.",
+            ))  # fmt: skip
+    choice = params.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+        given = params.get("tools")
+        tools: list = given if isinstance(given, list) else []
+        names = [tool.get("name") for tool in tools if isinstance(tool, dict)]
+        if not names:
+            problems.append((
+                "params.tool_choice",
+                f"tool_choice is {choice['type']!r}, but no tools are defined.",
+                "Add the tools to params.tools, or remove tool_choice.",
+            ))  # fmt: skip
+        elif choice.get("type") == "tool" and choice.get("name") not in names:
+            problems.append((
+                "params.tool_choice.name",
+                f"tool_choice names the tool {str(choice.get('name'))[:64]!r}, which is not "
+                "among the tools.",
+                "Use one of: " + ", ".join(str(name)[:64] for name in names[:5]) + ".",
+            ))  # fmt: skip
+    listed = params.get("messages")
+    messages: list = listed if isinstance(listed, list) else []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        if index == len(messages) - 1 and message.get("role") == "assistant":
+            continue  # an empty prefill is allowed
+        # (An empty text block is refused by the schema itself: minLength 1.)
+        if message.get("content") == "":
+            problems.append((
+                f"params.messages[{index}].content",
+                f"Message {index + 1} has empty text: every message but a final assistant one "
+                "needs text that is not empty.",
+                "Write the text, or remove the empty block.",
+            ))  # fmt: skip
+    return problems
+
+
+def may_break_rules(raw: bytes, params: dict) -> bool:
+    """Whether a request is worth `rule_problems`: only one with thinking, a tool_choice or an
+    empty string anywhere can break them (a scan of the line's bytes, not a walk of it)."""
+    return b'""' in raw or "thinking" in params or "tool_choice" in params
