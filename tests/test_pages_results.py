@@ -5,8 +5,10 @@ import json
 
 import pytest
 from django.core.files.base import ContentFile
+from django.urls import reverse
 
 from batches import downloads
+from batches.models import Result
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -148,3 +150,38 @@ def test_batch_and_results_pages_keep_a_constant_number_of_queries(
             owner_client.get(url(small, page))
         with django_assert_max_num_queries(len(few.captured_queries)):
             owner_client.get(url(large, page))
+
+
+def test_newer_answer_shapes_are_shown_as_what_they_are(owner_client, workspace):
+    batch = factories.batch(workspace)
+    content = [
+        {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+         "input": {"query": "batch api pricing"}},
+        {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [
+            {"type": "web_search_result", "url": "https://docs.example.com/pricing",
+             "title": "Pricing", "page_age": "2 days"},
+            {"type": "web_search_result", "url": "javascript:alert(1)", "title": "Sneaky"},
+        ]},
+        {"type": "text", "text": "Half price.", "citations": [
+            {"type": "web_search_result_location", "url": "https://docs.example.com/pricing",
+             "title": "Pricing", "cited_text": "50% of standard prices"}]},
+    ]  # fmt: skip
+    Result.objects.bulk_create([
+        factories.succeeded(batch, "searched", content=content, stop_reason="pause_turn",
+                            cache_read_input_tokens=1200),
+        factories.succeeded(batch, "declined", stop_reason="refusal"),
+    ])  # fmt: skip
+
+    def page_of(custom_id):
+        address = reverse("result_detail", args=[workspace.slug, batch.api_id, custom_id])
+        return owner_client.get(address).content.decode()
+
+    page = page_of("searched")
+    assert "Searched the web for “batch api pricing”" in page
+    assert 'href="https://docs.example.com/pricing"' in page and "2 days" in page
+    assert 'href="javascript' not in page and "Sneaky" in page  # shown, never a link
+    assert "“50% of standard prices”" in page
+    assert "The turn was paused" in page and "1,200 read" in page
+    declined = page_of("declined")
+    assert "Claude declined to answer this request" in declined
+    assert "declined to answer" in declined

@@ -204,6 +204,30 @@ def pretty_json(value) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
 
 
+# What each stop reason means to a reader (the API's value is shown beside it).
+STOP_REASONS = {
+    "end_turn": "finished its answer",
+    "max_tokens": "reached max_tokens: the answer is cut off",
+    "stop_sequence": "reached one of the stop sequences",
+    "tool_use": "asked to use a tool",
+    "pause_turn": "paused a long turn (a server tool was still working): send the answer back "
+    "as the last assistant message to let it continue",
+    "refusal": "declined to answer",
+}
+
+
+@register.filter
+def web_link(url) -> str:
+    """An http(s) URL from an answer, to link to; "" for anything else (javascript:, data:)."""
+    text = str(url or "")
+    return text if text.lower().startswith(("https://", "http://")) and len(text) <= 2000 else ""
+
+
+@register.filter
+def stop_reason_words(reason) -> str:
+    return STOP_REASONS.get(reason or "", "")
+
+
 @register.filter
 def blocks(content) -> list:
     """Message content as a list of blocks: a plain string becomes one text block."""
