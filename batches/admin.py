@@ -124,6 +124,9 @@ class WorkspaceAdmin(MembersOnly, admin.ModelAdmin):
         hint = stored.api_key_hint if stored else ""
         super().save_model(request, obj, form, change)
         after = {name: getattr(obj, name) for name in self.AUDITED_FIELDS}
+        for values in (before, after):  # a webhook URL's path is often its secret
+            if "notify_webhook_url" in values:
+                values["notify_webhook_url"] = audit.masked_url(values["notify_webhook_url"])
         if not change:
             audit.record(audit.Action.WORKSPACE_CREATE, request=request, workspace=obj,
                          target="admin", after=after)  # fmt: skip

@@ -79,6 +79,17 @@ def record_batches(action: str, workspace: Workspace, batches: Iterable[Batch]) 
     )
 
 
+def masked_url(url: str) -> str:
+    """A webhook URL as the audit log keeps it: its scheme and host only (the path of many
+    webhook URLs is itself a secret token)."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/…" if parts.netloc else "…"
+
+
 def changed_settings(before: dict, after: dict) -> tuple[dict, dict]:
     """Only the settings that changed, before and after."""
     names = [name for name in after if before.get(name) != after[name]]

@@ -143,7 +143,10 @@ def _log_retry(state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     # The retried call's method and path, when it was `_send_once` (the results stream is named
     # by its own function).
-    method, path = (*state.args, "GET", "/v1/messages/batches/{id}/results")[:2]
+    named = {"attempt": ("POST", "/v1/messages/batches"),
+             "open_stream": ("GET", "/v1/messages/batches/{id}/results")}  # fmt: skip
+    fallback = named.get(getattr(state.fn, "__name__", ""), ("GET", "/other"))
+    method, path = (*state.args, *fallback)[:2]
     call_stats.record_retry(str(method), str(path))
     logger.warning(
         "API call failed (attempt %d), retrying in %.1f s: %s",

@@ -243,7 +243,9 @@ class InviteForm(forms.Form):
         from django.contrib.auth import get_user_model
 
         email = self.cleaned_data["email"].strip()
-        if get_user_model().objects.filter(email__iexact=email).exists():
+        users = get_user_model().objects.filter(email__iexact=email)
+        # Someone invited before who never set a password is invited again (a new link).
+        if any(user.has_usable_password() for user in users[:5]):
             raise forms.ValidationError(
                 f"{email} already has a login: add them as a member above instead."
             )

@@ -45,10 +45,15 @@ def invitation_link(request, user) -> str:
 def invite(request, workspace: Workspace, email: str, role: str):
     """A new login for `email` in the workspace with `role`, and the email with its link (sent
     once the transaction commits)."""
-    user = get_user_model()(username=_free_username(email), email=email)
-    user.set_unusable_password()
-    user.save()
-    Membership.objects.create(workspace=workspace, user=user, role=role)
+    pending = get_user_model().objects.filter(email__iexact=email).first()
+    if pending is not None and not pending.has_usable_password():
+        # Invited before, link expired or lost: the same login, a new link.
+        user = pending
+    else:
+        user = get_user_model()(username=_free_username(email), email=email)
+        user.set_unusable_password()
+        user.save()
+    Membership.objects.update_or_create(workspace=workspace, user=user, defaults={"role": role})
     link = invitation_link(request, user)
     days = max(1, settings.PASSWORD_RESET_TIMEOUT // 86400)
     inviter = request.user.get_username()

@@ -85,18 +85,33 @@ def enqueue(workspace: Workspace, event: str, data: dict) -> WebhookDelivery | N
     )
 
 
+# An attempt holds its delivery this long: longer than the slowest attempt can take (connect,
+# send and the answer's head, each bounded by TIMEOUT; the answer's body is never read), so the
+# sweep never starts a second copy of an attempt still under way.
+ATTEMPT_LEASE = timedelta(seconds=TIMEOUT * 4)
+
+
 def deliver(delivery_pk: int, *, http: httpx.Client | None = None) -> str:
     """One attempt at a delivery that is due; schedules the next one when it fails."""
     claim = Claim.take(
         WebhookDelivery,
         delivery_pk,
         "claimed_until",
+        ATTEMPT_LEASE,
         where=Q(delivered_at=None, next_attempt_at__lte=timezone.now()),
     )
     if claim is None:
         return "skipped"
     delivery = WebhookDelivery.objects.select_related("workspace").get(pk=delivery_pk)
-    secret = crypto.decrypt(delivery.workspace.webhook_secret_encrypted or "")
+    if delivery.url != delivery.workspace.notify_webhook_url:
+        # The workspace's webhook moved (or was turned off): never to the old address.
+        claim.release(next_attempt_at=None, last_error="The webhook URL changed; not sent.")
+        return "dropped"
+    try:
+        secret = crypto.decrypt(delivery.workspace.webhook_secret_encrypted or "")
+    except Exception as failure:  # a secret no FERNET_KEYS key opens: a failed attempt, said
+        claim.release(next_attempt_at=None, last_error=f"Cannot sign: {failure}"[:300])
+        return "failed"
     body = orjson.dumps(delivery.payload)
     timestamp = int(time.time())
     headers = {
@@ -110,8 +125,9 @@ def deliver(delivery_pk: int, *, http: httpx.Client | None = None) -> str:
     http = http or httpx.Client(timeout=TIMEOUT, transport=GuardedTransport())
     status, error = None, ""
     try:
-        response = http.post(delivery.url, content=body, headers=headers)
-        status = response.status_code
+        # Streamed and closed unread: only the status counts, whatever the receiver sends.
+        with http.stream("POST", delivery.url, content=body, headers=headers) as response:
+            status = response.status_code
         if not response.is_success:
             error = f"answered {status}"
     except httpx.HTTPError as failure:
@@ -141,10 +157,21 @@ def due(now=None) -> list[int]:
     )
 
 
-def replay(delivery: WebhookDelivery) -> None:
-    """Send a delivery again now (the same id and payload; a receiver that had it drops it)."""
+def replay(delivery: WebhookDelivery) -> bool:
+    """Send a delivery again now (the same id and payload; a receiver that had it drops it).
+    False when the workspace's webhook has moved since: it never goes to an old address."""
+    if delivery.url != delivery.workspace.notify_webhook_url:
+        return False
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         delivered_at=None, next_attempt_at=timezone.now()
+    )
+    return True
+
+
+def drop_pending(workspace: Workspace) -> int:
+    """The webhook's URL changed or was cleared: what was not delivered is not sent."""
+    return WebhookDelivery.objects.filter(workspace=workspace, delivered_at=None).update(
+        next_attempt_at=None, last_error="The webhook URL changed; not sent."
     )
 
 

@@ -88,6 +88,11 @@ def test_validatebatch_goes_through_django_only_for_a_workspace(tmp_path):
     assert not wants_the_database(["f.jsonl", "--model", "x"])
     assert wants_the_database(["f.jsonl", "--workspace", "Research"])
     assert wants_the_database(["f.jsonl", "--workspace=Research"])
+    assert wants_the_database(["f.jsonl", "--settings", "tests.settings"])
+    assert wants_the_database(["f.jsonl", "-v", "2"])
+    # No abbreviations: `--works` would otherwise pass for --workspace and skip the model check.
+    shortened = validatebatch(SAMPLES / "questions.jsonl", "--works", "Research")
+    assert shortened.returncode == 2 and "unrecognized arguments: --works" in shortened.stderr
     probe = subprocess.run(
         [sys.executable, "-X", "importtime", "manage.py", "validatebatch",
          str(SAMPLES / "questions.jsonl")],

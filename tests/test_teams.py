@@ -11,6 +11,7 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from batches import audit
 from batches.models import AuditEntry, Batch, Membership, Workspace
@@ -339,7 +340,8 @@ def test_the_audit_page_filters_and_exports(owner_client, workspace, user, teamm
     export = owner_client.get(reverse("workspace_audit_csv", args=[workspace.slug]))
     rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode("utf-8-sig"))))
     assert rows[0] == ["at", "person", "action", "target", "address", "before", "after"]
-    assert len(rows) == 6  # the header, four entries, and the owner's login
+    # The header and the four entries; the owner's login came before the workspace, so no.
+    assert len(rows) == 5
     assert [row[3] for row in rows if "HYPERLINK" in row[3]] == ["'=HYPERLINK(1)"]
 
 
@@ -418,3 +420,33 @@ def test_members_prints_adds_changes_and_removes(workspace, django_user_model):
     with pytest.raises(CommandError, match="No workspace named"):
         call_command("members", "Nope")
     assert actions() == [Action.MEMBER_ADD, Action.MEMBER_ROLE, Action.MEMBER_REMOVE]
+
+
+def test_a_new_member_brings_no_history_from_before_they_joined(
+    owner_client, workspace, django_user_model
+):
+    newcomer = django_user_model.objects.create_user("nina", password="pw-nina-12345")
+    audit.record(Action.LOGIN, actor=newcomer, target="before joining")
+    with time_machine.travel(timezone.now() + timedelta(seconds=5)):
+        Membership.objects.create(workspace=workspace, user=newcomer, role="viewer")
+    with time_machine.travel(timezone.now() + timedelta(seconds=10)):
+        audit.record(Action.LOGIN, actor=newcomer, target="after joining")
+    page = owner_client.get(reverse("workspace_audit", args=[workspace.slug])).content.decode()
+    assert "after joining" in page and "before joining" not in page
+
+
+def test_someone_whose_invitation_expired_can_be_invited_again(
+    owner_client, client, workspace, settings, django_capture_on_commit_callbacks
+):
+    url = settings_url(workspace, "member_invite")
+    with django_capture_on_commit_callbacks(execute=True):
+        owner_client.post(url, {"email": "ola@example.com", "role": "viewer"})
+    with time_machine.travel(timezone.now() + timedelta(days=4)):
+        expired = client.get(_link(mail.outbox[0]), follow=True)
+        assert "expired or was already used" in expired.content.decode()
+        with django_capture_on_commit_callbacks(execute=True):
+            response = owner_client.post(url, {"email": "ola@example.com", "role": "submitter"})
+        assert response.status_code == 302
+        assert Membership.objects.get(user__email="ola@example.com").role == "submitter"
+        fresh = client.get(_link(mail.outbox[1]), follow=True)
+        assert "Welcome to the batch dashboard" in fresh.content.decode()

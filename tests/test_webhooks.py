@@ -2,6 +2,7 @@
 receiver would, failures are retried with backoff, the delivery log shows them, and any delivery
 can be replayed. The receiver is a real HTTP server on 127.0.0.1."""
 
+import io
 import json
 import re
 import threading
@@ -166,4 +167,53 @@ def test_a_new_secret_is_shown_once_and_audited(owner_client, workspace, receive
     second = re.search(r'id="webhook-secret">(whsec_[^<]+)<', response.content.decode())[1]
     assert second != first
     assert AuditEntry.objects.filter(action="secret_change").count() == 2
-    assert "whsec_" not in str(list(AuditEntry.objects.values_list("before", "after")))
+    recorded = str(list(AuditEntry.objects.values_list("before", "after")))
+    assert "whsec_" not in recorded
+    # The URL is kept as its host only: a webhook URL's path is often its secret.
+    assert "/hooks" not in recorded and "127.0.0.1" in recorded
+
+
+def test_a_new_url_drops_what_was_pending_and_old_deliveries_are_not_replayed(
+    owner_client, workspace, receiver
+):
+    _turn_on(owner_client, workspace, receiver.url)
+    receiver.statuses = [500]
+    delivery = webhooks.enqueue(workspace, "batch.ended", {"id": "msgbatch_1"})
+    assert webhooks.deliver(delivery.pk) == "retrying"
+    other = Receiver()
+    try:
+        _turn_on(owner_client, workspace, other.url)
+        delivery.refresh_from_db()
+        assert delivery.outcome == "failed" and "URL changed" in delivery.last_error
+        response = owner_client.post(
+            reverse("webhook_replay", args=[workspace.slug, delivery.pk]), follow=True
+        )
+        assert "earlier webhook URL" in response.content.decode()
+        assert other.received == [] and len(receiver.received) == 1
+    finally:
+        other.close()
+
+
+def test_rotating_the_encryption_keys_keeps_the_webhook_secret(
+    owner_client, workspace, receiver, settings
+):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    from batches import crypto
+
+    secret = _turn_on(owner_client, workspace, receiver.url)
+    settings.FERNET_KEYS = [Fernet.generate_key().decode(), *settings.FERNET_KEYS]
+    crypto._fernet.cache_clear()
+    try:
+        call_command("rotatekeys", stdout=io.StringIO())
+        settings.FERNET_KEYS = settings.FERNET_KEYS[:1]  # the old key can go
+        crypto._fernet.cache_clear()
+        workspace.refresh_from_db()
+        assert crypto.decrypt(workspace.webhook_secret_encrypted) == secret
+        batch = factories.batch(workspace)
+        assert notices.announce(batch.pk)["webhook"]
+        headers, body = receiver.received[-1]
+        Webhook(secret).verify(body, headers)
+    finally:
+        crypto._fernet.cache_clear()

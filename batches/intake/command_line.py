@@ -139,17 +139,29 @@ def check(file: Path, options, models=None) -> Report:
     return merged.report
 
 
+# Django's own options of every command (and --workspace, which needs the database): with any of
+# them the command goes the whole way, through Django's machinery.
+DJANGO_OPTIONS = ("--workspace", "--settings", "--pythonpath", "--traceback", "--no-color",
+                  "--force-color", "--skip-checks", "--verbosity", "-v")  # fmt: skip
+
+
 def wants_the_database(argv: list[str]) -> bool:
-    """Whether these arguments need the whole of Django (a workspace's models)."""
-    return any(arg == "--workspace" or arg.startswith("--workspace=") for arg in argv)
+    """Whether these arguments need the whole of Django (a workspace's models, or one of
+    Django's own options)."""
+    return any(arg.split("=", 1)[0] in DJANGO_OPTIONS or arg.startswith("-v") for arg in argv)
 
 
 def main(argv: list[str]) -> None:
     """`manage.py validatebatch ...` without --workspace. Ends the process: 0 when the file is
     ready, 1 when it has problems or cannot be checked, 2 for a usage error (argparse's)."""
-    parser = argparse.ArgumentParser(prog="manage.py validatebatch", description=HELP)
+    # No abbreviations: `--works X` must not pass for --workspace and skip the model check.
+    parser = argparse.ArgumentParser(
+        prog="manage.py validatebatch", description=HELP, allow_abbrev=False
+    )
     add_arguments(parser)
     options = vars(parser.parse_args(argv))
+    if options["workspace"]:
+        raise RuntimeError("--workspace goes through the management command.")  # see manage.py
     try:
         report = check(options["file"], options)
     except UsageError as error:

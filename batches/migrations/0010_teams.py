@@ -21,7 +21,7 @@ def audit_append_only(apps, schema_editor):
         return
     schema_editor.execute(
         """
-        CREATE FUNCTION batches_auditentry_refuse() RETURNS trigger AS $$
+        CREATE OR REPLACE FUNCTION batches_auditentry_refuse() RETURNS trigger AS $$
         BEGIN
             RAISE EXCEPTION 'audit entries are append-only';
         END;
@@ -30,6 +30,15 @@ def audit_append_only(apps, schema_editor):
             BEFORE UPDATE OR DELETE ON batches_auditentry
             FOR EACH ROW EXECUTE FUNCTION batches_auditentry_refuse();
         """
+    )
+
+
+def audit_editable(apps, schema_editor):
+    if schema_editor.connection.vendor != 'postgresql':
+        return
+    schema_editor.execute(
+        "DROP TRIGGER IF EXISTS batches_auditentry_append_only ON batches_auditentry; "
+        "DROP FUNCTION IF EXISTS batches_auditentry_refuse();"
     )
 
 
@@ -102,5 +111,5 @@ class Migration(migrations.Migration):
             name='members',
             field=models.ManyToManyField(blank=True, related_name='workspaces', through='batches.Membership', to=settings.AUTH_USER_MODEL),
         ),
-        migrations.RunPython(audit_append_only, migrations.RunPython.noop),
+        migrations.RunPython(audit_append_only, audit_editable),
     ]

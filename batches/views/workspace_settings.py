@@ -6,6 +6,7 @@ hint). The last admin of a workspace cannot be removed or made something else.
 """
 
 import csv
+import hashlib
 from datetime import datetime, time
 
 from django.contrib import messages
@@ -16,6 +17,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
 from batches import audit, changes, invitations, roles, tasks, webhooks
@@ -62,6 +64,7 @@ def workspace_settings(request, slug):
     return _settings_page(request, workspace_for(request, slug, Ability.MANAGE))
 
 
+@sensitive_post_parameters("api_key")
 @require_POST
 def workspace_connection(request, slug):
     workspace = workspace_for(request, slug, Ability.MANAGE)
@@ -98,17 +101,31 @@ def workspace_connection(request, slug):
     return redirect("workspace_settings", workspace.slug)
 
 
+def _options_of(workspace: Workspace) -> dict:
+    """The options as the audit log records them (a webhook URL masked: see audit.masked_url).
+    The full URL is compared too, so a change of its path alone still counts as a change."""
+    options = {name: getattr(workspace, name) for name in OPTION_FIELDS}
+    url = options.pop("notify_webhook_url")
+    options["notify_webhook_url"] = audit.masked_url(url)
+    options["webhook_url_fingerprint"] = (
+        hashlib.sha256(url.encode()).hexdigest()[:12] if url else ""
+    )
+    return options
+
+
 @require_POST
 def workspace_options(request, slug):
     workspace = workspace_for(request, slug, Ability.MANAGE)
-    before = {name: getattr(workspace, name) for name in OPTION_FIELDS}
+    before = _options_of(workspace)
     form = WorkspaceOptionsForm(request.POST, instance=workspace)
     if not form.is_valid():
         return _settings_page(request, workspace, status=400, options_form=form)
     new_secret = ""
     with transaction.atomic():
-        form.save()
-        after = {name: getattr(workspace, name) for name in OPTION_FIELDS}
+        # Only these columns: a sync or a key change saved meanwhile is not written over.
+        form.save(commit=False)
+        workspace.save(update_fields=OPTION_FIELDS)
+        after = _options_of(workspace)
         changed_before, changed_after = audit.changed_settings(before, after)
         if changed_after:
             audit.record(
@@ -119,7 +136,9 @@ def workspace_options(request, slug):
                 before=changed_before,
                 after=changed_after,
             )
-        if "notify_webhook_url" in changed_after and workspace.notify_webhook_url:
+        if "webhook_url_fingerprint" in changed_after:
+            webhooks.drop_pending(workspace)
+        if "webhook_url_fingerprint" in changed_after and workspace.notify_webhook_url:
             # A new receiver gets a new secret, shown on this page once.
             new_secret = webhooks.set_new_secret(workspace)
             audit.record(Action.SECRET_CHANGE, request=request, workspace=workspace,
@@ -150,8 +169,10 @@ def webhook_secret(request, slug):
 def webhook_replay(request, slug, pk):
     workspace = workspace_for(request, slug, Ability.MANAGE)
     delivery = get_object_or_404(WebhookDelivery, workspace=workspace, pk=pk)
+    if not webhooks.replay(delivery):
+        messages.error(request, "This was sent to an earlier webhook URL: it is not sent again.")
+        return redirect(reverse("workspace_settings", args=[workspace.slug]) + "#webhooks")
     with transaction.atomic():
-        webhooks.replay(delivery)
         audit.record(Action.WEBHOOK_REPLAY, request=request, workspace=workspace,
                      target=f"webhook {delivery.message_id}",
                      after={"event": delivery.event})  # fmt: skip
@@ -292,13 +313,16 @@ def member_remove(request, slug, pk):
 def _audit_entries(workspace: Workspace, form: AuditFilterForm):
     """The workspace's entries, and its members' own (logins, failed logins under their names,
     passwords set), which belong to no workspace."""
-    members = workspace.memberships.values_list("user_id", flat=True)
-    usernames = workspace.members.values_list("username", flat=True)
-    entries = AuditEntry.objects.filter(
-        Q(workspace_id=workspace.pk)
-        | Q(workspace_id=None, actor_id__in=members)
-        | Q(workspace_id=None, action=Action.LOGIN_FAILED, actor_name__in=usernames)
-    )
+    own = Q(workspace_id=workspace.pk)
+    # A member's own entries count only from when they joined: adding someone does not show
+    # their history from before.
+    for user_id, username, joined in workspace.memberships.values_list(
+        "user_id", "user__username", "added_at"
+    ):
+        own |= Q(workspace_id=None, at__gte=joined) & (
+            Q(actor_id=user_id) | Q(action=Action.LOGIN_FAILED, actor_name=username)
+        )
+    entries = AuditEntry.objects.filter(own)
     if not form.is_valid():
         return entries
     chosen = form.cleaned_data
