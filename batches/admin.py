@@ -139,6 +139,16 @@ class WorkspaceAdmin(MembersOnly, admin.ModelAdmin):
             audit.record(audit.Action.KEY_CHANGE, request=request, workspace=obj, target="API key",
                          before={"api_key": hint}, after={"api_key": obj.api_key_hint})  # fmt: skip
 
+    def delete_model(self, request, obj):
+        audit.record(audit.Action.WORKSPACE_DELETE, request=request, workspace=obj, target="admin")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for workspace in queryset:
+            audit.record(audit.Action.WORKSPACE_DELETE, request=request, workspace=workspace,
+                         target="admin")  # fmt: skip
+        super().delete_queryset(request, queryset)
+
     def save_formset(self, request, form, formset, change):
         roles_before = dict(form.instance.memberships.values_list("pk", "role"))
         super().save_formset(request, form, formset, change)

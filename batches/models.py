@@ -897,6 +897,7 @@ class AuditEntry(models.Model):
         WEBHOOK_REPLAY = "webhook_replay", "Replayed a webhook"
         SETTINGS_CHANGE = "settings_change", "Changed settings"
         WORKSPACE_CREATE = "workspace_create", "Created the workspace"
+        WORKSPACE_DELETE = "workspace_delete", "Deleted the workspace"
         BATCH_ENDED = "batch_ended", "Batch ended"
         BATCH_GONE = "batch_gone", "Batch found deleted in the API"
 

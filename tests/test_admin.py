@@ -119,3 +119,12 @@ def test_changes_made_in_the_admin_are_audited(admin_client, workspace, django_u
     assert log["member_role"].before == {"role": "admin"}
     assert log["member_role"].after == {"role": "viewer"}
     assert log["member_add"].target == "member newcomer"
+
+
+def test_deleting_a_workspace_in_the_admin_is_audited(admin_client, workspace):
+    from batches.models import AuditEntry
+
+    url = f"/admin/batches/workspace/{workspace.pk}/delete/"
+    assert admin_client.post(url, {"post": "yes"}).status_code == 302
+    entry = AuditEntry.objects.get(action="workspace_delete")
+    assert entry.workspace_id == workspace.pk and entry.workspace_name == "Research"
