@@ -1,0 +1,89 @@
+"""Every page at every width, in Chromium: the page itself never scrolls sideways (a wide table
+scrolls inside its own box), from a phone (390 px) to a wide screen (1,920 px)."""
+
+import os
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from batches import submissions
+from batches.models import Batch
+from batches.workspaces import create_workspace
+from tests import factories
+from tests.browser import assert_no_problems, needs_chromium, open_page, shot
+from tests.helpers import run_checks
+
+pytestmark = [pytest.mark.browser, needs_chromium]
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+WIDTHS = (390, 768, 1024, 1366, 1920)
+# What sticks out past the window (outside the tables, which scroll in their own box).
+WIDEST = """[...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+  .filter(e => !e.closest('.table-wrap'))
+  .slice(0, 6).map(e => e.tagName + '.' + e.className)"""
+LONG_NAME = "Quarterly evaluation of every support transcript in the archive, second pass"
+
+
+@pytest.fixture
+def place(live_server, transactional_db, django_user_model):
+    ada = django_user_model.objects.create_user("ada", password="pw-ada-12345")
+    workspace = create_workspace(
+        "Research and evaluation", f"{live_server.url}/emulator", "sk-ant-widths-1",
+        members=[(ada, "admin")],
+    )  # fmt: skip
+    factories.running_batch(workspace, submitted_by=ada, name=LONG_NAME)
+    ended = factories.with_results(
+        factories.batch(workspace, api_id="msgbatch_01LongIdentifierWithoutBreaks0000000001")
+    )
+    Batch.objects.filter(pk=ended.pk).update(cost="1234.567890", input_tokens=123_456_789)
+    first = ended.results.order_by("custom_id").first()
+    # An upload with a problem on a long line: the report's table.
+    bad = b'{"custom_id": "a-very-long-custom-id-that-keeps-going-and-going-0001", "params": {}}\n'
+    upload = submissions.create_submission(
+        workspace, ada, SimpleUploadedFile("with-problems.jsonl", bad), name=LONG_NAME
+    )
+    run_checks()
+    return workspace, ended, first.custom_id, upload
+
+
+def test_no_page_scrolls_sideways_at_any_width(place, live_server):
+    from playwright.sync_api import sync_playwright
+
+    workspace, batch, custom_id, upload = place
+    pages = [
+        "/",
+        "/workspaces/",
+        workspace.get_absolute_url(),
+        batch.get_absolute_url(),
+        f"{batch.get_absolute_url()}results/",
+        f"{batch.get_absolute_url()}results/{custom_id}/",
+        f"/w/{workspace.slug}/upload/",
+        upload.get_absolute_url(),
+        f"/w/{workspace.slug}/settings/",
+        f"/w/{workspace.slug}/audit/",
+    ]
+    too_wide = []
+    with sync_playwright() as playwright:
+        browser, context, page = open_page(playwright, live_server.url,
+                                           viewport={"width": 1366, "height": 900})  # fmt: skip
+        page.goto(f"{live_server.url}/login/")
+        page.fill("input[name=username]", "ada")
+        page.fill("input[name=password]", "pw-ada-12345")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server.url}/")
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": 900})
+            for address in pages:
+                page.goto(f"{live_server.url}{address}")
+                overflow = page.evaluate(
+                    "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+                )
+                if overflow > 0:
+                    culprits = page.evaluate(WIDEST)
+                    too_wide.append((width, address, overflow, culprits))
+                    shot(page, f"width-{width}-{address.strip('/').replace('/', '_') or 'home'}")
+        shot(page, "50-batch-list-1920")
+        assert_no_problems(page)
+        context.close()
+        browser.close()
+    assert too_wide == [], too_wide
