@@ -5,26 +5,18 @@ trip; when Redis cannot answer, the call goes on uncounted."""
 
 import logging
 import re
-from functools import cache
 from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
+
+from batches.ratelimit import client
 
 logger = logging.getLogger(__name__)
 
 # Upper bounds of the latency buckets, in seconds (Prometheus' `le`); +Inf is the count.
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _BATCH_ID = re.compile(r"/v1/messages/batches/[^/]+")
-
-
-@cache
-def redis_for(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-
-
-def _redis() -> redis.Redis:
-    return redis_for(settings.REDIS_URL)
 
 
 def _key() -> str:
@@ -45,7 +37,7 @@ def record(method: str, url: str, status: int | str, seconds: float) -> None:
     fields = [f"calls|{route}|{status}", f"count|{route}"]
     fields += [f"le|{route}|{bound}" for bound in BUCKETS if seconds <= bound]
     try:
-        pipe = _redis().pipeline(transaction=False)
+        pipe = client().pipeline(transaction=False)
         for field in fields:
             pipe.hincrby(_key(), field, 1)
         pipe.hincrbyfloat(_key(), f"sum|{route}", seconds)
@@ -56,7 +48,7 @@ def record(method: str, url: str, status: int | str, seconds: float) -> None:
 
 def record_retry(method: str, url: str) -> None:
     try:
-        _redis().hincrby(_key(), f"retries|{endpoint(method, url)}", 1)
+        client().hincrby(_key(), f"retries|{endpoint(method, url)}", 1)
     except redis.RedisError as error:
         logger.debug("API retry not counted: %s", error)
 
@@ -64,7 +56,7 @@ def record_retry(method: str, url: str) -> None:
 def read() -> dict[str, float]:
     """Every counter, by field; empty when Redis cannot answer."""
     try:
-        raw = _redis().hgetall(_key())
+        raw = client().hgetall(_key())
     except redis.RedisError as error:
         logger.warning("API call counts unavailable: %s", error)
         return {}

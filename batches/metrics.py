@@ -3,7 +3,6 @@ read at each scrape from the database, from Redis (the API calls of every proces
 batches.call_stats) and from the broker (Celery's queue). Nothing here is kept in one process's
 memory, so any web process answers for the whole installation."""
 
-from django.conf import settings
 from django.db.models import BooleanField, Case, Count, Min, Sum, When
 from django.utils import timezone
 from prometheus_client.core import (
@@ -13,7 +12,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from batches import call_stats
+from batches import call_stats, ratelimit
 from batches.models import Batch
 
 PREFIX = "batch_dashboard"
@@ -126,7 +125,8 @@ class DashboardCollector(Collector):
             labels=["queue"],
         )
         try:
-            length = call_stats.redis_for(settings.CELERY_BROKER_URL).llen("celery")
+            # The broker is the same Redis (CELERY_BROKER_URL is REDIS_URL).
+            length = ratelimit.client().llen("celery")
         except Exception:  # the broker down is what this gauge is for: say so, do not fail
             length = -1
         queue.add_metric(["celery"], length)

@@ -83,8 +83,10 @@ class RateLimitWait(Exception):
 
 
 @cache
-def _redis() -> redis.Redis:
-    # redis-py's pool opens new connections in a forked child, so one client per process is safe.
+def client() -> redis.Redis:
+    """This process's Redis client for the API's bookkeeping (the rate limit here, the call
+    counts in batches.call_stats), with short timeouts: Redis slow or down never holds a call.
+    redis-py's pool opens new connections in a forked child, so one client per process is safe."""
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
 
 
@@ -102,7 +104,7 @@ def try_take(key_id: str, caller: str = "") -> float:
     """Take a slot for one call: 0.0 when taken, else the seconds to wait before asking again."""
     log, hold = _keys(key_id)
     limit = settings.API_RATE_LIMIT_PER_MINUTE
-    waited_ms = _redis().eval(_TAKE, 2, log, hold, limit, WINDOW_MS, secrets.token_hex(8), caller)
+    waited_ms = client().eval(_TAKE, 2, log, hold, limit, WINDOW_MS, secrets.token_hex(8), caller)
     return int(waited_ms) / 1000
 
 
@@ -134,7 +136,7 @@ def hold(key_id: str, seconds: float, caller: str = "") -> None:
     if milliseconds <= 0:
         return
     try:
-        _redis().eval(_HOLD, 1, _keys(key_id)[1], milliseconds, caller)
+        client().eval(_HOLD, 1, _keys(key_id)[1], milliseconds, caller)
     except redis.RedisError as error:
         logger.warning("Rate limiter unavailable, no hold recorded: %s", error)
 

@@ -156,10 +156,10 @@ def test_the_key_itself_is_never_written_to_redis(three_a_minute, broker, settin
 
 
 def test_without_redis_the_call_goes_ahead(three_a_minute, settings, caplog):
-    ratelimit._redis.cache_clear()
+    ratelimit.client.cache_clear()
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     try:
         client_for(listing).list_batches()
     finally:
-        ratelimit._redis.cache_clear()
+        ratelimit.client.cache_clear()
     assert "Rate limiter unavailable" in caplog.text
