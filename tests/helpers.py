@@ -1,4 +1,7 @@
-"""Small helpers for tests that stand in for a process the test does not start."""
+"""Small helpers for tests: what stands in for a process the test does not start, and the
+dashboard's own URLs, read from the URLconf."""
+
+from django.urls import URLPattern, URLResolver, get_resolver
 
 from batches import actions, ingestion
 from batches.intake import job
@@ -21,3 +24,17 @@ def run_actions() -> list[str]:
             ingestion.ingest_results(pk)
         done.append(outcome.error or outcome.action)
     return done
+
+
+def named_urls(resolver=None, parameters=()):
+    """(name, parameter names) of every named URL but the admin's (it has its own tests and
+    login) and the emulator's (it takes API keys)."""
+    resolver = resolver or get_resolver()
+    for pattern in resolver.url_patterns:
+        own = (*parameters, *pattern.pattern.converters)
+        if isinstance(pattern, URLResolver):
+            if pattern.namespace in ("admin", "emulator"):
+                continue
+            yield from named_urls(pattern, own)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            yield pattern.name, own

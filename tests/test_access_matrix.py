@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
 
 from batches import submissions
 from batches.models import Batch, Membership, WebhookDelivery, Workspace
 from batches.workspaces import create_workspace
 from tests import factories
-from tests.helpers import run_checks
+from tests.helpers import named_urls, run_checks
 
 pytestmark = pytest.mark.django_db
 SAMPLES = Path(__file__).parent / "fixtures" / "samples"
@@ -84,19 +84,6 @@ ALLOWED = {
     "superuser": {"view", "download", "submit", "delete", "manage"},
     "outsider": set(),
 }
-
-
-def named_urls(resolver=None, parameters=()):
-    """(name, parameter names) of every named URL but the admin's and the emulator's."""
-    resolver = resolver or get_resolver()
-    for pattern in resolver.url_patterns:
-        own = (*parameters, *pattern.pattern.converters)
-        if isinstance(pattern, URLResolver):
-            if pattern.namespace in ("admin", "emulator"):
-                continue  # the admin has its own tests; the emulator takes API keys
-            yield from named_urls(pattern, own)
-        elif isinstance(pattern, URLPattern) and pattern.name:
-            yield pattern.name, own
 
 
 def test_every_url_has_a_rule():

@@ -1,7 +1,9 @@
 import uuid
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
+
+from tests.helpers import named_urls
 
 pytestmark = pytest.mark.django_db
 
@@ -21,21 +23,8 @@ PUBLIC = {
 DUMMY = {"slug": "x", "api_id": "msgbatch_x", "key": uuid.uuid4(), "custom_id": "c", "pk": 1}
 
 
-def _named_urls(resolver=None, parameters=()):
-    """(name, parameter names) of every named URL but the admin's and the emulator's."""
-    resolver = resolver or get_resolver()
-    for pattern in resolver.url_patterns:
-        own = (*parameters, *pattern.pattern.converters)
-        if isinstance(pattern, URLResolver):
-            if pattern.namespace in ("admin", "emulator"):
-                continue  # the admin has its own login; the emulator has API-key auth
-            yield from _named_urls(pattern, own)
-        elif isinstance(pattern, URLPattern) and pattern.name:
-            yield pattern.name, own
-
-
 def test_it_sends_anonymous_visitors_of_every_page_to_the_login(client):
-    urls = {name: parameters for name, parameters in _named_urls() if name not in PUBLIC}
+    urls = {name: parameters for name, parameters in named_urls() if name not in PUBLIC}
     assert {"home", "batch_detail", "result_raw", "submission_submit"} <= set(urls)
     assert len(urls) >= 20
     login = reverse("login")
