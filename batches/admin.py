@@ -120,13 +120,10 @@ class WorkspaceAdmin(MembersOnly, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         stored = Workspace.objects.filter(pk=obj.pk).first() if change else None
-        before = {name: getattr(stored, name) for name in self.AUDITED_FIELDS} if stored else {}
+        before = audit.workspace_settings(stored, self.AUDITED_FIELDS) if stored else {}
         hint = stored.api_key_hint if stored else ""
         super().save_model(request, obj, form, change)
-        after = {name: getattr(obj, name) for name in self.AUDITED_FIELDS}
-        for values in (before, after):  # a webhook URL's path is often its secret
-            if "notify_webhook_url" in values:
-                values["notify_webhook_url"] = audit.masked_url(values["notify_webhook_url"])
+        after = audit.workspace_settings(obj, self.AUDITED_FIELDS)
         if not change:
             audit.record(audit.Action.WORKSPACE_CREATE, request=request, workspace=obj,
                          target="admin", after=after)  # fmt: skip

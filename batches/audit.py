@@ -6,6 +6,7 @@ Entries are only ever added. Settings are recorded with their values before and 
 never is, only that it changed and its masked hint.
 """
 
+import hashlib
 import ipaddress
 from collections.abc import Iterable
 
@@ -88,6 +89,20 @@ def masked_url(url: str) -> str:
         return ""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}/…" if parts.netloc else "…"
+
+
+def workspace_settings(workspace: Workspace, names) -> dict:
+    """A workspace's settings as the audit log records them: the webhook URL masked (see
+    masked_url), with a short fingerprint of the whole URL, so a change of its path alone still
+    counts as a change."""
+    values = {name: getattr(workspace, name) for name in names}
+    if "notify_webhook_url" in values:
+        url = values["notify_webhook_url"]
+        values["notify_webhook_url"] = masked_url(url)
+        values["webhook_url_fingerprint"] = (
+            hashlib.sha256(url.encode()).hexdigest()[:12] if url else ""
+        )
+    return values
 
 
 def changed_settings(before: dict, after: dict) -> tuple[dict, dict]:

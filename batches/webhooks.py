@@ -44,6 +44,7 @@ BACKOFF = [
     timedelta(hours=6),
 ]
 MAX_ATTEMPTS = len(BACKOFF) + 1
+URL_CHANGED = "The webhook URL changed; not sent."
 
 
 def new_secret() -> str:
@@ -105,7 +106,7 @@ def deliver(delivery_pk: int, *, http: httpx.Client | None = None) -> str:
     delivery = WebhookDelivery.objects.select_related("workspace").get(pk=delivery_pk)
     if delivery.url != delivery.workspace.notify_webhook_url:
         # The workspace's webhook moved (or was turned off): never to the old address.
-        claim.release(next_attempt_at=None, last_error="The webhook URL changed; not sent.")
+        claim.release(next_attempt_at=None, last_error=URL_CHANGED)
         return "dropped"
     try:
         secret = crypto.decrypt(delivery.workspace.webhook_secret_encrypted or "")
@@ -171,7 +172,7 @@ def replay(delivery: WebhookDelivery) -> bool:
 def drop_pending(workspace: Workspace) -> int:
     """The webhook's URL changed or was cleared: what was not delivered is not sent."""
     return WebhookDelivery.objects.filter(workspace=workspace, delivered_at=None).update(
-        next_attempt_at=None, last_error="The webhook URL changed; not sent."
+        next_attempt_at=None, last_error=URL_CHANGED
     )
 
 

@@ -6,7 +6,6 @@ hint). The last admin of a workspace cannot be removed or made something else.
 """
 
 import csv
-import hashlib
 from datetime import datetime, time
 
 from django.contrib import messages
@@ -71,52 +70,37 @@ def workspace_connection(request, slug):
     form = ConnectionForm(request.POST, workspace=workspace)
     if not form.is_valid():
         return _settings_page(request, workspace, status=400, connection_form=form)
-    before = {"base_url": workspace.base_url, "api_key": workspace.api_key_hint}
+    old_url, old_hint = workspace.base_url, workspace.api_key_hint
     with transaction.atomic():
         workspace.base_url = form.cleaned_data["base_url"]
         if form.cleaned_data["api_key"]:
             workspace.set_api_key(form.cleaned_data["api_key"])
-        workspace.save(update_fields=["base_url", "api_key_encrypted", "api_key_hint"])
-        after = {"base_url": workspace.base_url, "api_key": workspace.api_key_hint}
-        changed_before, changed_after = audit.changed_settings(before, after)
-        if "api_key" in changed_after or form.cleaned_data["api_key"]:
             audit.record(
                 Action.KEY_CHANGE,
                 request=request,
                 workspace=workspace,
                 target="API key",
-                before={"api_key": before["api_key"]},
-                after={"api_key": after["api_key"]},
+                before={"api_key": old_hint},
+                after={"api_key": workspace.api_key_hint},
             )
-        if "base_url" in changed_after:
+        if workspace.base_url != old_url:
             audit.record(
                 Action.SETTINGS_CHANGE,
                 request=request,
                 workspace=workspace,
                 target="API base URL",
-                before={"base_url": changed_before["base_url"]},
-                after={"base_url": changed_after["base_url"]},
+                before={"base_url": old_url},
+                after={"base_url": workspace.base_url},
             )
+        workspace.save(update_fields=["base_url", "api_key_encrypted", "api_key_hint"])
     messages.success(request, "The API answered: the new connection is saved.")
     return redirect("workspace_settings", workspace.slug)
-
-
-def _options_of(workspace: Workspace) -> dict:
-    """The options as the audit log records them (a webhook URL masked: see audit.masked_url).
-    The full URL is compared too, so a change of its path alone still counts as a change."""
-    options = {name: getattr(workspace, name) for name in OPTION_FIELDS}
-    url = options.pop("notify_webhook_url")
-    options["notify_webhook_url"] = audit.masked_url(url)
-    options["webhook_url_fingerprint"] = (
-        hashlib.sha256(url.encode()).hexdigest()[:12] if url else ""
-    )
-    return options
 
 
 @require_POST
 def workspace_options(request, slug):
     workspace = workspace_for(request, slug, Ability.MANAGE)
-    before = _options_of(workspace)
+    before = audit.workspace_settings(workspace, OPTION_FIELDS)
     form = WorkspaceOptionsForm(request.POST, instance=workspace)
     if not form.is_valid():
         return _settings_page(request, workspace, status=400, options_form=form)
@@ -125,7 +109,7 @@ def workspace_options(request, slug):
         # Only these columns: a sync or a key change saved meanwhile is not written over.
         form.save(commit=False)
         workspace.save(update_fields=OPTION_FIELDS)
-        after = _options_of(workspace)
+        after = audit.workspace_settings(workspace, OPTION_FIELDS)
         changed_before, changed_after = audit.changed_settings(before, after)
         if changed_after:
             audit.record(
@@ -229,6 +213,13 @@ def _membership(workspace: Workspace, pk: int) -> Membership:
     return get_object_or_404(workspace.memberships.select_related("user"), pk=pk)
 
 
+def _keep_the_last_admin(request, workspace: Workspace, name: str):
+    messages.error(
+        request, f"{name} is the last admin of {workspace.name}: make someone else an admin first."
+    )
+    return redirect("workspace_settings", workspace.slug)
+
+
 def _last_admin(workspace: Workspace, membership: Membership) -> bool:
     return (
         membership.role == Membership.Role.ADMIN
@@ -253,11 +244,7 @@ def member_role(request, slug, pk):
             messages.info(request, f"{name} is already a {role}.")
             return redirect("workspace_settings", workspace.slug)
         if role != Membership.Role.ADMIN and _last_admin(workspace, membership):
-            messages.error(
-                request,
-                f"{name} is the last admin of {workspace.name}: make someone else an admin first.",
-            )
-            return redirect("workspace_settings", workspace.slug)
+            return _keep_the_last_admin(request, workspace, name)
         before = membership.role
         membership.role = role
         membership.save(update_fields=["role"])
@@ -284,11 +271,7 @@ def member_remove(request, slug, pk):
         membership = _membership(workspace, pk)
         name = membership.user.get_username()
         if _last_admin(workspace, membership):
-            messages.error(
-                request,
-                f"{name} is the last admin of {workspace.name}: make someone else an admin first.",
-            )
-            return redirect("workspace_settings", workspace.slug)
+            return _keep_the_last_admin(request, workspace, name)
         membership.delete()
         audit.record(
             Action.MEMBER_REMOVE,
