@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from batches.intake.checking import check_file, discard
+from batches.intake.checking import check_file, compose_bodies, discard
 from batches.intake.command_line import local_ranges
 from batches.intake.templating import CsvOptions
 from emulator.catalog import MODELS
@@ -492,6 +492,67 @@ def test_several_processes_find_what_one_does(tmp_path, settings):
     assert "already used on line 11" in three.problems[1].message
     assert one.estimate == three.estimate and one.parts == three.parts
     assert one.request_bytes == three.request_bytes
+
+
+def _bodies(path, processes, tmp_path):
+    """The create bodies of a check of `path` in `processes` segments, and whether the one
+    body is the file the segments wrote (no copy)."""
+    merged = check_file(
+        local_ranges(path),
+        path.stat().st_size,
+        "jsonl",
+        models=WORKSPACE_MODELS,
+        processes=processes,
+        keep_bodies=True,
+        report_dir=str(tmp_path),
+    )
+    try:
+        bodies = compose_bodies(merged, str(tmp_path))
+        in_place = [body.path for body in bodies] == [merged.segments[0].accepted.body_path]
+        contents = [Path(body.path).read_bytes() for body in bodies]
+        for body, content in zip(bodies, contents, strict=True):
+            assert body.size == len(content)
+            Path(body.path).unlink()
+        return contents, in_place
+    finally:
+        discard(merged)
+        for segment in merged.segments:  # nothing left behind
+            assert not Path(segment.accepted.body_path).exists()
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["clean", "crlf", "broken and duplicate", "a segment of problems only", "split"],
+)
+def test_several_processes_compose_the_bodies_one_does(tmp_path, settings, shape):
+    """Byte for byte the same create bodies from one process or three; a file of valid lines
+    in one batch is its own body, finished in place."""
+    settings.CHECK_PARALLEL_MIN_BYTES = 1
+    lines = [good(f"r{n}") for n in range(3000)]
+    ending = "\n"
+    if shape == "crlf":
+        ending = "\r\n"  # a byte less in the body than the room kept: copied, not in place
+    elif shape == "broken and duplicate":
+        lines[10] = lines[2900] = good("dup")
+        lines[1500] = "{broken"
+    elif shape == "a segment of problems only":
+        lines[900:2100] = ["{broken"] * 1200
+    elif shape == "split":
+        settings.MAX_BATCH_REQUESTS = 1000
+    path = tmp_path / "many.jsonl"
+    path.write_text(ending.join(lines) + ending, newline="")
+    one, one_in_place = _bodies(path, 1, tmp_path)
+    three, three_in_place = _bodies(path, 3, tmp_path)
+    assert one == three
+    requests = [request for body in one for request in json.loads(body)["requests"]]
+    kept = [json.loads(line) for line in lines if line.startswith('{"')]
+    if shape == "broken and duplicate":
+        kept.pop(2900 - 1)  # the duplicate in the last segment is left out
+    assert requests == kept
+    assert len(one) == (3 if shape == "split" else 1)
+    assert one_in_place == (shape != "split")
+    # A segment with no valid request leaves its room empty: the rest is copied.
+    assert three_in_place == (shape == "clean")
 
 
 def test_previews_hold_a_few_kilobytes_of_a_huge_request(tmp_path):

@@ -87,28 +87,73 @@ class Report:
         return self.problem_count == 0 and self.request_count > 0
 
 
+@dataclass(frozen=True)
+class BodyPlace:
+    """Where a segment writes its requests: from `start` in the file at `path`, at most `room`
+    bytes (None: no limit, nothing follows), so that segments checked at once by several
+    processes write one file side by side."""
+
+    path: str
+    start: int
+    room: int | None
+
+
 class Accepted:
     """The valid requests of a segment in file order: their custom_id, line and size, and (when
-    a body is kept) their bytes, each followed by `,\\n`, in one temporary file."""
+    a body is kept) their bytes, each followed by `,\\n`, in a temporary file.
 
-    def __init__(self, keep_bodies: bool):
+    That file starts with BODY_HEAD, so that when every request goes into one batch (nearly
+    every file) it is the batch's create body as it stands: finishing it is cutting the last
+    separator and writing BODY_TAIL, not copying it (compose_bodies).
+    """
+
+    def __init__(self, keep_bodies: bool, place: BodyPlace | None = None):
         self.custom_ids: list[str] = []
         self.lines = array("q")
         self.lengths = array("q")
         self.body_path: str | None = None
+        self.body_start = 0  # where the first request is in the file
+        self.body_size = 0
+        self._room: int | None = None
+        self._owns_file = False  # a file shared by segments is removed by whoever made it
         self._body = None
-        if keep_bodies:
+        if place is not None:
+            descriptor = os.open(place.path, os.O_WRONLY)
+            os.lseek(descriptor, place.start, os.SEEK_SET)
+            self.body_path, self.body_start, self._room = place.path, place.start, place.room
+        elif keep_bodies:
             descriptor, self.body_path = tempfile.mkstemp(
                 dir=scratch_dir(), prefix="check-", suffix=".body"
             )
-            self._body = os.fdopen(descriptor, "wb", buffering=1 << 20)
+            os.write(descriptor, BODY_HEAD)
+            self.body_start = len(BODY_HEAD)
+            self._owns_file = True
+        else:
+            return
+        self._body = os.fdopen(descriptor, "wb", buffering=1 << 20)
 
     def __len__(self) -> int:
         return len(self.custom_ids)
 
     def write(self, data: bytes) -> None:
-        if self._body is not None:
-            self._body.write(data)
+        if self._body is None:
+            return
+        self.body_size += len(data)
+        if self._room is not None and self.body_size > self._room:
+            # Cannot happen (a request takes one byte more in a body than its line in the
+            # file, and the room is the segment's bytes plus its lines); never overwrite the
+            # next segment's requests if it does.
+            raise RuntimeError("A segment's requests outgrew the room kept for them.")
+        self._body.write(data)
+
+    def offsets(self) -> list[int]:
+        """Where each request starts in the body file."""
+        steps = (length + len(SEPARATOR) for length in self.lengths)
+        return list(accumulate(steps, initial=self.body_start))[:-1]
+
+    @property
+    def body_end(self) -> int:
+        return self.body_start + self.body_size
 
     def finish(self) -> None:
         if self._body is not None:
@@ -117,7 +162,7 @@ class Accepted:
 
     def discard(self) -> None:
         self.finish()
-        if self.body_path:
+        if self.body_path and self._owns_file:
             Path(self.body_path).unlink(missing_ok=True)
 
 
@@ -152,6 +197,7 @@ class Check:
         report_dir: str | None = None,
         progress: Callable[[int, int, int, int], bool] | None = None,
         max_requests: int | None = None,
+        body_place: BodyPlace | None = None,
     ):
         self.rules = Rules(models)
         self.report_file = None
@@ -161,7 +207,7 @@ class Check:
             )
         self.log = ProblemLog(self.report_file, header=False)
         self.progress = progress
-        self.accepted = Accepted(keep_bodies)
+        self.accepted = Accepted(keep_bodies, body_place)
         self.estimate = Estimate()
         self.preview: list[dict] = []
         self.rejected: set[int] = set()
@@ -271,7 +317,7 @@ class Check:
                         custom_id not in first_line
                         and (limits is None or within_models(params))
                         and (b"\\" not in raw or not may_hold_nul(raw, item))
-                        and not (may_break_rules(raw, params) and rule_problems(params))
+                        and not (may_break_rules(params) and rule_problems(params))
                     ):
                         first_line[custom_id] = number
                         count += 1
@@ -492,6 +538,23 @@ def _segment_bounds(open_range, size: int, count: int) -> list[tuple[int, int, i
     return bounds
 
 
+def _body_places(bounds: list[tuple[int, int, int]]) -> list[BodyPlace]:
+    """One file for every segment's requests, BODY_HEAD written, and each segment's place in
+    it (see check_in_segments)."""
+    descriptor, path = tempfile.mkstemp(dir=scratch_dir(), prefix="check-", suffix=".body")
+    with os.fdopen(descriptor, "wb") as body:
+        body.write(BODY_HEAD)
+    places, start = [], len(BODY_HEAD)
+    for index, (first, end, first_line) in enumerate(bounds):
+        if index + 1 < len(bounds):
+            room = end - first + bounds[index + 1][2] - first_line
+            places.append(BodyPlace(path, start, room))
+            start += room
+        else:
+            places.append(BodyPlace(path, start, None))
+    return places
+
+
 def _pass_over(open_range, start: int, end: int, first_line: int, make_check, limits):
     lines = Lines(open_range(start, end), limits, start_line=first_line)
     try:
@@ -531,15 +594,22 @@ def check_in_segments(
     make_check: Callable[..., Check],
     limits: Limits,
     progress: Callable[[int, int, int, int], bool] | None,
+    keep_bodies: bool = False,
 ) -> list[SegmentResult]:
     """Check a plain JSONL file of `size` bytes in `processes` segments at once: the first in
     this process, the others in forked children that send their results back through a pipe.
     `open_range(start, end)` gives a stream of those bytes (a child opens its own).
 
+    With `keep_bodies`, every segment writes its requests into one file, each from where the
+    one before it can end at the most: a segment's bytes plus its lines (a request takes its
+    line's bytes and one more). In a file of valid lines that is exactly where it does end, so
+    the segments' requests lie one after another and the file is the create body as it stands.
+
     The children only read the file and compute; they touch no database and no connection of
     this process, and leave with os._exit, so nothing of this process is closed twice.
     """
     bounds = _segment_bounds(open_range, size, processes)
+    places = _body_places(bounds) if keep_bodies else [None] * len(bounds)
     shared = Progress(len(bounds))
     started = time.monotonic()
 
@@ -574,7 +644,9 @@ def check_in_segments(
                     start,
                     end,
                     first_line,
-                    lambda segment=segment: make_check(progress=reporter(segment)),
+                    lambda segment=segment: make_check(
+                        progress=reporter(segment), body_place=places[segment]
+                    ),
                     _segment_limits(limits, started, first_line),
                 )
                 payload = pickle.dumps(("ok", result), protocol=pickle.HIGHEST_PROTOCOL)
@@ -595,7 +667,7 @@ def check_in_segments(
                 start,
                 end,
                 first_line,
-                lambda: make_check(progress=reporter(0)),
+                lambda: make_check(progress=reporter(0), body_place=places[0]),
                 _segment_limits(limits, started, first_line),
             )
         )
@@ -607,6 +679,10 @@ def check_in_segments(
                 raise RuntimeError(f"A checking process failed: {value}")
             results.append(value)
         children = []
+    except BaseException:
+        if places[0] is not None:
+            Path(places[0].path).unlink(missing_ok=True)
+        raise
     finally:
         for pid, _ in children:
             with _suppress_process_errors():
@@ -790,17 +866,12 @@ def _remove_from_estimate(estimate: Estimate, used, dropped) -> None:
     for result, drop in zip(used, dropped, strict=True):
         if not drop or not result.accepted.body_path:
             continue
-        starts = _segment_offsets(result.accepted.lengths)
+        starts = result.accepted.offsets()
         with open(result.accepted.body_path, "rb") as body:
             for position in drop:
                 body.seek(starts[position])
                 raw = body.read(result.accepted.lengths[position])
                 estimate.remove(orjson.loads(raw)["params"])
-
-
-def _segment_offsets(lengths) -> list[int]:
-    """Where each accepted request starts in its segment's body file."""
-    return list(accumulate((length + len(SEPARATOR) for length in lengths), initial=0))[:-1]
 
 
 def _problem_rows_file(problems: list[Problem], directory: str) -> str:
@@ -822,8 +893,20 @@ class PartBody:
 
 
 def compose_bodies(merged: Merged, directory: str) -> list[PartBody]:
-    """Write each batch's create body: runs of consecutive requests are copied from the
-    segments' body files in large blocks, and the last `,` of each batch is cut off."""
+    """Write each batch's create body. When every request goes into one batch and the segments'
+    requests lie one after another in one file (see Accepted), that file is the body once its
+    last separator is cut and BODY_TAIL written. Otherwise runs of consecutive requests are
+    copied from the segments' bodies in large blocks, and the last `,` of each batch is cut."""
+    if len(merged.report.parts) == 1 and not any(merged.dropped):
+        contiguous = _contiguous_body(merged.segments)
+        if contiguous is not None:
+            path, end = contiguous
+            with open(path, "r+b") as body:
+                body.truncate(end - len(SEPARATOR))
+                body.seek(0, os.SEEK_END)
+                body.write(BODY_TAIL)
+            size = end - len(SEPARATOR) + len(BODY_TAIL)
+            return [PartBody(path, size, merged.report.parts[0]["requests"])]
     count = len(merged.report.parts)
     outputs = [
         tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed below)
@@ -837,18 +920,19 @@ def compose_bodies(merged: Merged, directory: str) -> list[PartBody]:
         for result, drop, parts_of in zip(
             merged.segments, merged.dropped, merged.parts_of, strict=True
         ):
-            count = len(result.accepted)
+            accepted = result.accepted
+            count = len(accepted)
             if not count:
                 continue
-            body_path = result.accepted.body_path
+            body_path = accepted.body_path
             if body_path is None:
                 raise RuntimeError("Composing bodies needs a check made with keep_bodies=True.")
             with open(body_path, "rb") as body:
                 if not drop and parts_of[0] == parts_of[count - 1]:
-                    # Every request of the segment, in one batch: the file is one run.
-                    _copy(body, 0, os.path.getsize(body_path), outputs[parts_of[0]])
+                    # Every request of the segment, in one batch: its requests are one run.
+                    _copy(body, accepted.body_start, accepted.body_end, outputs[parts_of[0]])
                     continue
-                starts = _segment_offsets(result.accepted.lengths)
+                starts = accepted.offsets()
                 run: tuple[int, int] | None = None  # (start, part) of the run being gathered
                 end = 0
                 for position in range(count + 1):
@@ -860,7 +944,7 @@ def compose_bodies(merged: Merged, directory: str) -> list[PartBody]:
                         continue
                     if run is None:
                         run = (starts[position], part)
-                    end = starts[position] + result.accepted.lengths[position] + len(SEPARATOR)
+                    end = starts[position] + accepted.lengths[position] + len(SEPARATOR)
         bodies = []
         for index, out in enumerate(outputs):
             out.flush()
@@ -880,6 +964,23 @@ def compose_bodies(merged: Merged, directory: str) -> list[PartBody]:
             out.close()
             Path(out.name).unlink(missing_ok=True)
         raise
+
+
+def _contiguous_body(segments: list[SegmentResult]) -> tuple[str, int] | None:
+    """The one file in which the segments' requests follow each other from just after
+    BODY_HEAD, with nothing between them, and where the last one ends; None when they do not."""
+    paths = {result.accepted.body_path for result in segments if len(result.accepted)}
+    if len(paths) != 1 or None in paths:
+        return None
+    expected = len(BODY_HEAD)
+    for result in segments:
+        if not len(result.accepted):
+            continue
+        if result.accepted.body_start != expected:
+            return None
+        expected = result.accepted.body_end
+    path = paths.pop()
+    return None if path is None else (path, expected)
 
 
 def _copy(source, start: int, end: int, out) -> None:
@@ -952,9 +1053,13 @@ def check_file(
             "The workspace's model list could not be read, so model names were not checked."
         )
 
-    def make_check(progress=None) -> Check:
+    def make_check(progress=None, body_place=None) -> Check:
         return Check(
-            models=models, keep_bodies=keep_bodies, report_dir=report_dir, progress=progress
+            models=models,
+            keep_bodies=keep_bodies,
+            report_dir=report_dir,
+            progress=progress,
+            body_place=body_place,
         )
 
     if size == 0:
@@ -978,6 +1083,7 @@ def check_file(
             make_check=make_check,
             limits=limits,
             progress=progress,
+            keep_bodies=keep_bodies,
         )
     else:
         lines = Lines(open_range(0, None), limits)
@@ -1005,5 +1111,7 @@ def discard(merged: Merged) -> None:
     """Remove the temporary files a check left (its bodies and problem rows)."""
     for result in merged.segments:
         result.accepted.discard()
+        if result.accepted.body_path:  # a file the segments shared, or a body not moved
+            Path(result.accepted.body_path).unlink(missing_ok=True)
     for path in merged.report_paths:
         Path(path).unlink(missing_ok=True)

@@ -196,7 +196,7 @@ class Rules:
                     custom_id not in self.first_line
                     and self.within_models(params)
                     and not may_hold_nul(raw, item)
-                    and not (may_break_rules(raw, params) and rule_problems(params))
+                    and not (may_break_rules(params) and rule_problems(params))
                 ):
                     self.first_line[custom_id] = line
                     return None

@@ -90,7 +90,16 @@ def rule_problems(params: dict) -> list[tuple[str, str, str]]:
     return problems
 
 
-def may_break_rules(raw: bytes, params: dict) -> bool:
-    """Whether a request is worth `rule_problems`: only one with thinking, a tool_choice or an
-    empty string anywhere can break them (a scan of the line's bytes, not a walk of it)."""
-    return b'""' in raw or "thinking" in params or "tool_choice" in params
+def may_break_rules(params: dict) -> bool:
+    """Whether a request is worth `rule_problems`: only one with thinking, a tool_choice or a
+    message whose content is an empty string can break them. Runs for every request of a file,
+    after the schema check: a look at the top-level keys and at each message's content, not a
+    scan of the line (a search of every byte costs as much as parsing it)."""
+    if "thinking" in params or "tool_choice" in params:
+        return True
+    messages = params.get("messages")
+    if type(messages) is list:
+        for message in messages:
+            if type(message) is dict and message.get("content") == "":
+                return True
+    return False
