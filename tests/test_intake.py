@@ -522,7 +522,14 @@ def _bodies(path, processes, tmp_path):
 
 @pytest.mark.parametrize(
     "shape",
-    ["clean", "crlf", "broken and duplicate", "a segment of problems only", "split"],
+    [
+        "clean",
+        "no final line break",
+        "crlf",
+        "broken and duplicate",
+        "a segment of problems only",
+        "split",
+    ],
 )
 def test_several_processes_compose_the_bodies_one_does(tmp_path, settings, shape):
     """Byte for byte the same create bodies from one process or three; a file of valid lines
@@ -540,7 +547,8 @@ def test_several_processes_compose_the_bodies_one_does(tmp_path, settings, shape
     elif shape == "split":
         settings.MAX_BATCH_REQUESTS = 1000
     path = tmp_path / "many.jsonl"
-    path.write_text(ending.join(lines) + ending, newline="")
+    final = "" if shape == "no final line break" else ending
+    path.write_text(ending.join(lines) + final, newline="")
     one, one_in_place = _bodies(path, 1, tmp_path)
     three, three_in_place = _bodies(path, 3, tmp_path)
     assert one == three
@@ -552,7 +560,7 @@ def test_several_processes_compose_the_bodies_one_does(tmp_path, settings, shape
     assert len(one) == (3 if shape == "split" else 1)
     assert one_in_place == (shape != "split")
     # A segment with no valid request leaves its room empty: the rest is copied.
-    assert three_in_place == (shape == "clean")
+    assert three_in_place == (shape in ("clean", "no final line break"))
 
 
 def test_previews_hold_a_few_kilobytes_of_a_huge_request(tmp_path):

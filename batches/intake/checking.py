@@ -25,7 +25,8 @@ import warnings
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import accumulate, pairwise, repeat
+from functools import partial
+from itertools import accumulate, repeat
 from operator import add
 from pathlib import Path
 from typing import Any
@@ -89,13 +90,13 @@ class Report:
 
 @dataclass(frozen=True)
 class BodyPlace:
-    """Where a segment writes its requests: from `start` in the file at `path`, at most `room`
-    bytes (None: no limit, nothing follows), so that segments checked at once by several
-    processes write one file side by side."""
+    """Where a segment writes its requests: from `start` in the file at `path`, so that
+    segments checked at once by several processes write one file side by side; another
+    segment's requests follow unless this is the `last`."""
 
     path: str
     start: int
-    room: int | None
+    last: bool
 
 
 class Accepted:
@@ -114,13 +115,13 @@ class Accepted:
         self.body_path: str | None = None
         self.body_start = 0  # where the first request is in the file
         self.body_size = 0
-        self._room: int | None = None
         self._owns_file = False  # a file shared by segments is removed by whoever made it
+        self._bounded = place is not None and not place.last  # another segment's requests follow
         self._body = None
         if place is not None:
             descriptor = os.open(place.path, os.O_WRONLY)
             os.lseek(descriptor, place.start, os.SEEK_SET)
-            self.body_path, self.body_start, self._room = place.path, place.start, place.room
+            self.body_path, self.body_start = place.path, place.start
         elif keep_bodies:
             descriptor, self.body_path = tempfile.mkstemp(
                 dir=scratch_dir(), prefix="check-", suffix=".body"
@@ -135,14 +136,15 @@ class Accepted:
     def __len__(self) -> int:
         return len(self.custom_ids)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, room: int | None = None) -> None:
+        """Append requests; `room`: how much they may take by now, the bytes plus the lines
+        read so far (a request takes one byte more in a body than its line with its line
+        break). The next segment's requests start where this one's room ends: never write past
+        it. (The last line of a file may have no line break, but no segment follows it.)"""
         if self._body is None:
             return
         self.body_size += len(data)
-        if self._room is not None and self.body_size > self._room:
-            # Cannot happen (a request takes one byte more in a body than its line in the
-            # file, and the room is the segment's bytes plus its lines); never overwrite the
-            # next segment's requests if it does.
+        if self._bounded and room is not None and self.body_size > room:
             raise RuntimeError("A segment's requests outgrew the room kept for them.")
         self._body.write(data)
 
@@ -337,7 +339,7 @@ class Check:
             if pieces:
                 # One write a block: each request followed by its separator.
                 pieces.append(b"")
-                accepted.write(SEPARATOR.join(pieces))
+                accepted.write(SEPARATOR.join(pieces), lines.bytes_read + lines.lines_read)
             self._tick()
 
     # CSV
@@ -512,13 +514,19 @@ class Check:
 # Several processes -----------------------------------------------------------------------------
 
 
-def _segment_bounds(open_range, size: int, count: int) -> list[tuple[int, int, int]]:
-    """`count` byte ranges of a plain file, each starting at a line, with the number of its
-    first line: (start, end, first line). Counting the line breaks before each cut runs at
-    memory speed, so every segment names its lines exactly as a single pass would."""
+# Counting line breaks runs about eight times as fast as checking the lines: the last segment,
+# checked by the process that first counts the lines of all the others, is this much shorter.
+COUNTING_SHARE = 1 / 8
+
+
+def _segment_cuts(open_range, size: int, count: int) -> list[int]:
+    """Where `count` segments of a plain file start (each at a line), and its size: the last
+    segment a little shorter than the others (COUNTING_SHARE)."""
+    weights = [1.0] * (count - 1) + [1.0 - COUNTING_SHARE]
+    ends = list(accumulate(weights))
     cuts = [0]
-    for index in range(1, count):
-        guess = max(cuts[-1], size * index // count)
+    for end in ends[:-1]:
+        guess = max(cuts[-1], int(size * end / ends[-1]))
         with open_range(guess, min(size, guess + (1 << 20))) as handle:
             block = handle.read()
         newline = block.find(b"\n")
@@ -526,33 +534,25 @@ def _segment_bounds(open_range, size: int, count: int) -> list[tuple[int, int, i
             break
         cuts.append(guess + newline + 1)
     cuts.append(size)
-    bounds, line = [], 1
-    for start, end in pairwise(cuts):
-        bounds.append((start, end, line))
-        if end == size:
-            break  # the last segment's own lines number nothing after it
-        buffer = bytearray(1 << 22)
-        with open_range(start, end) as handle:
-            while count := handle.readinto(buffer):
-                line += buffer.count(b"\n", 0, count)
-    return bounds
+    return cuts
 
 
-def _body_places(bounds: list[tuple[int, int, int]]) -> list[BodyPlace]:
-    """One file for every segment's requests, BODY_HEAD written, and each segment's place in
-    it (see check_in_segments)."""
+def _count_lines(open_range, start: int, end: int) -> int:
+    """The line breaks in bytes [start, end), at memory speed."""
+    lines = 0
+    buffer = bytearray(1 << 22)
+    with open_range(start, end) as handle:
+        while count := handle.readinto(buffer):
+            lines += buffer.count(b"\n", 0, count)
+    return lines
+
+
+def _shared_body_file() -> str:
+    """The file every segment writes its requests into, BODY_HEAD written (check_in_segments)."""
     descriptor, path = tempfile.mkstemp(dir=scratch_dir(), prefix="check-", suffix=".body")
     with os.fdopen(descriptor, "wb") as body:
         body.write(BODY_HEAD)
-    places, start = [], len(BODY_HEAD)
-    for index, (first, end, first_line) in enumerate(bounds):
-        if index + 1 < len(bounds):
-            room = end - first + bounds[index + 1][2] - first_line
-            places.append(BodyPlace(path, start, room))
-            start += room
-        else:
-            places.append(BodyPlace(path, start, None))
-    return places
+    return path
 
 
 def _pass_over(open_range, start: int, end: int, first_line: int, make_check, limits):
@@ -596,9 +596,13 @@ def check_in_segments(
     progress: Callable[[int, int, int, int], bool] | None,
     keep_bodies: bool = False,
 ) -> list[SegmentResult]:
-    """Check a plain JSONL file of `size` bytes in `processes` segments at once: the first in
+    """Check a plain JSONL file of `size` bytes in `processes` segments at once: the last in
     this process, the others in forked children that send their results back through a pipe.
     `open_range(start, end)` gives a stream of those bytes (a child opens its own).
+
+    A segment names its lines as a single pass would, so it starts once the lines before it are
+    counted: the first at once, each next one as soon as this process has counted the lines of
+    the one before (at memory speed, while the children check), and the last here.
 
     With `keep_bodies`, every segment writes its requests into one file, each from where the
     one before it can end at the most: a segment's bytes plus its lines (a request takes its
@@ -608,69 +612,43 @@ def check_in_segments(
     The children only read the file and compute; they touch no database and no connection of
     this process, and leave with os._exit, so nothing of this process is closed twice.
     """
-    bounds = _segment_bounds(open_range, size, processes)
-    places = _body_places(bounds) if keep_bodies else [None] * len(bounds)
-    shared = Progress(len(bounds))
+    cuts = _segment_cuts(open_range, size, processes)
+    last = len(cuts) - 2
+    shared = Progress(last + 1)
     started = time.monotonic()
+    body_path = _shared_body_file() if keep_bodies else None
 
     def reporter(segment: int):
         def report(lines, raw_bytes, requests, problems) -> bool:
             shared.write(segment, lines, raw_bytes, requests, problems)
-            if segment == 0 and progress is not None:
+            if segment == last and progress is not None:
                 return progress(*shared.total())
             # A child whose parent is gone (killed, or reaped by a time limit) stops.
-            return segment == 0 or os.getppid() != 1
+            return segment == last or os.getppid() != 1
 
         return report
 
-    children = []
-    for segment, (start, end, first_line) in enumerate(bounds[1:], start=1):
-        reader, writer = os.pipe()
-        with warnings.catch_warnings():
-            # Python warns about forking a process that has threads (a Celery worker's, a test
-            # server's): a child that inherited a lock held by another thread could hang on it.
-            # The child here takes no lock of the parent's: it reads a file, computes, writes to
-            # a pipe and leaves with os._exit (logging's and the import system's locks are made
-            # anew in a child).
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:  # the child
-            os.close(reader)
-            code = 0
-            try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                result = _pass_over(
-                    open_range,
-                    start,
-                    end,
-                    first_line,
-                    lambda segment=segment: make_check(
-                        progress=reporter(segment), body_place=places[segment]
-                    ),
-                    _segment_limits(limits, started, first_line),
-                )
-                payload = pickle.dumps(("ok", result), protocol=pickle.HIGHEST_PROTOCOL)
-            except BaseException as error:  # handed to the parent, which reports it
-                payload = pickle.dumps(("error", repr(error)))
-                code = 1
-            with os.fdopen(writer, "wb") as out:
-                out.write(payload)
-            os._exit(code)
-        os.close(writer)
-        children.append((pid, reader))
-    results: list[SegmentResult] = []
-    try:
-        start, end, first_line = bounds[0]
-        results.append(
-            _pass_over(
-                open_range,
-                start,
-                end,
-                first_line,
-                lambda: make_check(progress=reporter(0), body_place=places[0]),
-                _segment_limits(limits, started, first_line),
-            )
+    def pass_over(segment: int, first_line: int, body_start: int) -> SegmentResult:
+        place = None if body_path is None else BodyPlace(body_path, body_start, segment == last)
+        return _pass_over(
+            open_range,
+            cuts[segment],
+            cuts[segment + 1],
+            first_line,
+            lambda: make_check(progress=reporter(segment), body_place=place),
+            _segment_limits(limits, started, first_line),
         )
+
+    children = []
+    try:
+        first_line, body_start = 1, len(BODY_HEAD)
+        for segment in range(last):
+            children.append(_fork(partial(pass_over, segment, first_line, body_start)))
+            lines = _count_lines(open_range, cuts[segment], cuts[segment + 1])
+            first_line += lines
+            body_start += cuts[segment + 1] - cuts[segment] + lines
+        own = pass_over(last, first_line, body_start)
+        results: list[SegmentResult] = []
         for pid, reader in children:
             with os.fdopen(reader, "rb") as incoming:
                 status, value = pickle.loads(incoming.read())  # noqa: S301 (our own child)
@@ -679,9 +657,10 @@ def check_in_segments(
                 raise RuntimeError(f"A checking process failed: {value}")
             results.append(value)
         children = []
+        results.append(own)
     except BaseException:
-        if places[0] is not None:
-            Path(places[0].path).unlink(missing_ok=True)
+        if body_path is not None:
+            Path(body_path).unlink(missing_ok=True)
         raise
     finally:
         for pid, _ in children:
@@ -689,6 +668,34 @@ def check_in_segments(
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
     return results
+
+
+def _fork(work: Callable[[], SegmentResult]) -> tuple[int, int]:
+    """Run `work` in a forked child; its result (or its error) comes back through the pipe
+    whose reading end is returned with the child's pid."""
+    reader, writer = os.pipe()
+    with warnings.catch_warnings():
+        # Python warns about forking a process that has threads (a Celery worker's, a test
+        # server's): a child that inherited a lock held by another thread could hang on it.
+        # The child here takes no lock of the parent's: it reads a file, computes, writes to
+        # a pipe and leaves with os._exit (logging's and the import system's locks are made
+        # anew in a child).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child
+        os.close(reader)
+        code = 0
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            payload = pickle.dumps(("ok", work()), protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException as error:  # handed to the parent, which reports it
+            payload = pickle.dumps(("error", repr(error)))
+            code = 1
+        with os.fdopen(writer, "wb") as out:
+            out.write(payload)
+        os._exit(code)
+    os.close(writer)
+    return pid, reader
 
 
 def _segment_limits(limits: Limits, started: float, first_line: int) -> Limits:
@@ -735,7 +742,7 @@ def merge(results: list[SegmentResult], *, oversize: str, notes: list[str] | Non
     estimate = Estimate()
     complete = True
     used: list[SegmentResult] = []
-    for result in results:
+    for index, result in enumerate(results):
         if not complete:
             # An earlier segment stopped at a cap: what follows it was never meant to be read.
             result.accepted.discard()
@@ -744,9 +751,12 @@ def merge(results: list[SegmentResult], *, oversize: str, notes: list[str] | Non
             continue
         used.append(result)
         drop: set[int] = set()
-        if seen:
+        # Set operations in C: a custom_id used again in a later segment is rare, and only
+        # then are the segment's requests walked one by one.
+        repeated = seen.keys() & result.first_line.keys() if seen else set()
+        if repeated:
             for position, custom_id in enumerate(result.accepted.custom_ids):
-                if custom_id in seen:
+                if custom_id in repeated:
                     drop.add(position)
                     line = result.accepted.lines[position]
                     cross.append(
@@ -759,8 +769,10 @@ def merge(results: list[SegmentResult], *, oversize: str, notes: list[str] | Non
                         )
                     )
                     result.rejected.add(line)
-        for custom_id, line in result.first_line.items():
-            seen.setdefault(custom_id, line)
+        if index + 1 < len(results):  # what the segments after this one are checked against
+            earlier = {custom_id: seen[custom_id] for custom_id in repeated}
+            seen.update(result.first_line)
+            seen.update(earlier)  # a custom_id's first line is the one in the earliest segment
         dropped.append(drop)
         estimate.merge(result.estimate)
         complete = result.complete
