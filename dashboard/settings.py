@@ -13,7 +13,6 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.csp import CSP
 
 from dashboard.env import (
     env_bool,
@@ -247,18 +246,20 @@ if not DEBUG:
 SECURE_CONTENT_TYPE_NOSNIFF = True
 # Django's Content-Security-Policy on every answer: scripts and styles only from our own static
 # files (no inline code anywhere: htmx is told not to add its indicator style, nor to eval), and
-# images also as data: URLs (a request's base64 images shown beside its answer).
+# images also as data: URLs (a request's base64 images shown beside its answer). The keywords are
+# written out rather than taken from django.utils.csp.CSP, whose import costs every process
+# (the lean `validatebatch` included) a fiftieth of a second.
 SECURE_CSP = {
-    "default-src": [CSP.SELF],
-    "script-src": [CSP.SELF],
-    "style-src": [CSP.SELF],
-    "img-src": [CSP.SELF, "data:"],
-    "connect-src": [CSP.SELF],
-    "font-src": [CSP.SELF],
-    "object-src": [CSP.NONE],
-    "base-uri": [CSP.NONE],
-    "form-action": [CSP.SELF],
-    "frame-ancestors": [CSP.NONE],
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "font-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
 }
 # Scripts read the CSRF token from the page (the body's hx-headers), never from the cookie, so
 # the cookie can be closed to them.
