@@ -121,3 +121,11 @@ def test_every_page_has_an_icon_and_a_skip_link(client, user):
     client.force_login(user)
     page = client.get(reverse("home")).content.decode()
     assert 'rel="icon"' in page and 'href="#main"' in page and 'id="main"' in page
+
+
+def test_every_answer_carries_the_content_security_policy(client):
+    policy = client.get("/login/").headers["Content-Security-Policy"]
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert directives["default-src"] == directives["script-src"] == "'self'"
+    assert directives["img-src"] == "'self' data:"
+    assert directives["object-src"] == directives["frame-ancestors"] == "'none'"
