@@ -96,6 +96,8 @@ def workspace_settings(workspace: Workspace, names) -> dict:
     masked_url), with a short fingerprint of the whole URL, so a change of its path alone still
     counts as a change."""
     values = {name: getattr(workspace, name) for name in names}
+    if values.get("monthly_budget") is not None:  # JSON has no decimals: the amount as written
+        values["monthly_budget"] = str(values["monthly_budget"])
     if "notify_webhook_url" in values:
         url = values["notify_webhook_url"]
         values["notify_webhook_url"] = masked_url(url)

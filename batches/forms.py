@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
@@ -6,6 +8,7 @@ from batches.intake.reading import detect_format
 from batches.intake.templating import CsvOptions
 from batches.models import AuditEntry, Membership, Submission, Workspace
 from batches.outbound import validate_outbound_url
+from batches.usage import MAX_BUCKETS, Period, default_period, too_many_buckets
 
 
 def _choice_field(form: forms.Form, name: str) -> forms.ChoiceField:
@@ -29,6 +32,14 @@ class UploadForm(forms.Form):
         initial=Submission.Oversize.SPLIT,
         widget=forms.RadioSelect,
         help_text="A batch holds at most 100,000 requests and 256 MB.",
+    )
+    spend_cap = forms.DecimalField(
+        label="Spend cap (USD)",
+        required=False,
+        min_value=Decimal("0.01"),
+        max_digits=12,
+        decimal_places=2,
+        help_text="Optional. Submit is refused when the file could cost more than this.",
     )
 
     def clean_file(self):
@@ -189,7 +200,7 @@ class ConnectionForm(forms.Form):
 class WorkspaceOptionsForm(forms.ModelForm):
     class Meta:
         model = Workspace
-        fields = ["notify_email", "notify_webhook_url", "results_downloadable"]
+        fields = ["notify_email", "notify_webhook_url", "results_downloadable", "monthly_budget"]
         labels = {
             "notify_email": "Email the submitter when a batch ends",
             "notify_webhook_url": "Webhook URL",
@@ -269,3 +280,35 @@ class AuditFilterForm(forms.Form):
     until = forms.DateField(
         required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
     )
+
+
+class UsagePeriodForm(forms.Form):
+    """The usage page's period: from, to and the bucket. A period the page cannot show (the
+    wrong way round, or too many buckets) is an error that says so, never an error page."""
+
+    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    by = forms.ChoiceField(
+        label="By", choices=[("day", "Day"), ("week", "Week"), ("month", "Month")]
+    )
+
+    def __init__(self, data, *, zone):
+        self.zone = zone
+        default = default_period(zone)
+        initial = {"start": default.start, "end": default.end, "by": default.bucket}
+        super().__init__({**initial, **{k: v for k, v in data.items() if v}}, initial=initial)
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        if self.errors:
+            return cleaned
+        if cleaned["start"] > cleaned["end"]:
+            raise forms.ValidationError("The period ends before it starts: swap the two dates.")
+        period = Period(cleaned["start"], cleaned["end"], cleaned["by"], self.zone)
+        if too_many_buckets(period):
+            raise forms.ValidationError(
+                f"That is more than {MAX_BUCKETS:,} {cleaned['by']}s: choose a shorter period, "
+                "or a longer bucket (week or month)."
+            )
+        cleaned["period"] = period
+        return cleaned

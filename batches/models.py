@@ -1,8 +1,10 @@
 """Workspaces, the mirror of their Message Batches, and the batches' results."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
@@ -70,6 +72,17 @@ class Workspace(models.Model):
         validators=[validate_outbound_url],
         help_text="POST a signed JSON notice here when a batch ends, is canceled, or its "
         "results are stored.",
+    )
+    # A month's spending limit (USD, batch prices). Uploads whose most expensive outcome would
+    # go over what is left need an admin's confirmation; notices go out at 80% and 100%.
+    monthly_budget = models.DecimalField(
+        "Monthly budget (USD)",
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.01"))],
+        help_text="Leave empty for no budget. Months run by the dashboard's time zone.",
     )
     # The webhook's signing secret (Standard Webhooks, "whsec_..."), encrypted like the API key;
     # shown once when it is made (batches.webhooks).
@@ -518,6 +531,58 @@ class ResultText(models.Model):
         return f"search text of result {self.pk}"
 
 
+class BatchUsage(models.Model):
+    """A batch's stored results counted by model, result type and error type, with their usage
+    and cost: what the usage pages add up, so that they read a few rows per batch and never the
+    results. Written with the batch's totals once its results are stored (batches.totals)."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="usage_rows")
+    model = models.CharField(max_length=100, blank=True)
+    result_type = models.CharField(max_length=20, choices=Result.Type.choices)
+    error_type = models.CharField(max_length=64, blank=True)
+    requests = models.PositiveIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_creation_input_tokens = models.BigIntegerField(default=0)
+    cache_read_input_tokens = models.BigIntegerField(default=0)
+    # USD at batch prices; None for a model the price table does not know.
+    cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["batch", "model", "result_type", "error_type"], name="batch_usage_unique"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.batch_id} {self.model} {self.result_type} {self.error_type}".strip()
+
+
+class BudgetNotice(models.Model):
+    """That a workspace's spending reached a share of its monthly budget: told once a month per
+    threshold (email to its admins, the budget webhook event)."""
+
+    THRESHOLDS = (80, 100)
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    month = models.DateField(help_text="The first day of the month.")
+    threshold = models.PositiveSmallIntegerField()
+    spent = models.DecimalField(max_digits=14, decimal_places=6)
+    budget = models.DecimalField(max_digits=12, decimal_places=2)
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "month", "threshold"], name="budget_notice_once"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.workspace_id} {self.month:%Y-%m} {self.threshold}%"
+
+
 def upload_path(submission, filename):
     return f"uploads/{submission.workspace.slug}/{submission.key}/{filename}"
 
@@ -617,6 +682,25 @@ class Submission(models.Model):
     validated_at = models.DateTimeField(null=True, blank=True)
     # When the index of where each request sits was written (just after the report).
     requests_indexed_at = models.DateTimeField(null=True, blank=True)
+
+    # Spending: the upload's own limit (Submit refuses when the estimate is above it), and the
+    # workspace admin who let it go over the workspace's budget.
+    spend_cap = models.DecimalField(
+        "Spend cap (USD)",
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.01"))],
+    )
+    over_budget_confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
 
     # Submitting.
     submit_valid_only = models.BooleanField(
@@ -814,6 +898,7 @@ class WebhookDelivery(models.Model):
         BATCH_ENDED = "batch.ended", "Batch ended"
         BATCH_CANCELED = "batch.canceled", "Batch canceled"
         RESULTS_INGESTED = "results.ingested", "Results stored"
+        BUDGET_THRESHOLD = "budget.threshold_reached", "Budget threshold reached"
 
     workspace = models.ForeignKey(
         Workspace, on_delete=models.CASCADE, related_name="webhook_deliveries"

@@ -18,8 +18,8 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
-from batches import webhooks
-from batches.models import Batch
+from batches import roles, usage, webhooks
+from batches.models import Batch, BudgetNotice, Workspace
 
 Event = webhooks.Event
 
@@ -133,3 +133,53 @@ def announce_results(batch_pk: int, *, http: httpx.Client | None = None) -> bool
     payload = {**webhook_payload(batch), "results_stored": batch.results_ingested}
     delivery = webhooks.enqueue(batch.workspace, Event.RESULTS_INGESTED, payload)
     return delivery is not None and webhooks.deliver(delivery.pk, http=http) == "delivered"
+
+
+def announce_budget(workspace_pk: int, *, http: httpx.Client | None = None) -> list[int]:
+    """Tell a workspace that this month's spending reached 80% or 100% of its budget: its
+    admins by email (when the workspace's email notices are on) and its webhook, once per
+    threshold and month (a BudgetNotice row is the claim). Returns the thresholds told now."""
+    workspace = Workspace.objects.get(pk=workspace_pk)
+    if workspace.monthly_budget is None:
+        return []
+    status = usage.budget_status(workspace)
+    budget = workspace.monthly_budget
+    told = []
+    for threshold in BudgetNotice.THRESHOLDS:
+        if status.spent < budget * threshold / 100:
+            continue
+        _, created = BudgetNotice.objects.get_or_create(
+            workspace=workspace,
+            month=status.month,
+            threshold=threshold,
+            defaults={"spent": status.spent, "budget": budget},
+        )
+        if not created:
+            continue
+        told.append(threshold)
+        summary = (
+            f"{workspace.name} has spent ${status.spent:,.2f} of its ${budget:,.2f} budget for "
+            f"{status.month:%B %Y} ({threshold}% reached)"
+        )
+        link = settings.SITE_URL + reverse("workspace_usage", args=[workspace.slug])
+        admins = roles.admins(workspace).select_related("user")
+        emails = [membership.user.email for membership in admins if membership.user.email]
+        if workspace.notify_email and emails:
+            try:
+                subject = f"Budget {threshold}% reached: {workspace.name}"
+                send_mail(subject, f"{summary}.\n\n{link}\n", settings.DEFAULT_FROM_EMAIL, emails)
+            except (smtplib.SMTPException, OSError) as error:
+                logger.warning("Budget email for %s failed: %s", workspace.slug, error)
+        payload = {
+            "workspace": workspace.slug,
+            "month": status.month.strftime("%Y-%m"),
+            "threshold_percent": threshold,
+            "budget": str(budget),
+            "spent": str(status.spent),
+            "committed": str(status.committed),
+            "url": link,
+        }
+        delivery = webhooks.enqueue(workspace, Event.BUDGET_THRESHOLD, payload)
+        if delivery is not None:
+            webhooks.deliver(delivery.pk, http=http)
+    return told

@@ -47,6 +47,7 @@ def create_submission(
     oversize: str = Submission.Oversize.SPLIT,
     csv_options: dict | None = None,
     resubmission_of: Batch | None = None,
+    spend_cap=None,
 ) -> Submission:
     """Store an upload. A JSONL file, or a CSV with its options, is then `checking`: the caller
     enqueues `tasks.check_submission` (after the commit). A CSV without options waits for them."""
@@ -65,6 +66,7 @@ def create_submission(
         csv_options=csv_options or {},
         resubmission_of=resubmission_of,
         upload_size=uploaded_file.size,
+        spend_cap=spend_cap,
     )
     submission.upload.save(filename, uploaded_file, save=False)
     submission.save()

@@ -48,6 +48,9 @@ def ingest_results(batch_pk: int) -> dict:
             index_results_for_search.delay(batch_pk)
         if Workspace.objects.filter(batches=batch_pk).exclude(notify_webhook_url="").exists():
             announce_results.delay(batch_pk)
+        budgeted = Workspace.objects.filter(batches=batch_pk, monthly_budget__isnull=False)
+        for workspace_pk in budgeted.values_list("pk", flat=True):
+            announce_budget.delay(workspace_pk)
     return {"stored": report.stored, "skipped": report.skipped, "error": report.error}
 
 
@@ -65,6 +68,12 @@ def announce_batch_end(batch_pk: int) -> dict:
 @app.task
 def announce_results(batch_pk: int) -> bool:
     return notices.announce_results(batch_pk)
+
+
+@app.task
+def announce_budget(workspace_pk: int) -> list[int]:
+    """The workspace's notices of its budget reaching 80% or 100% this month, each once."""
+    return notices.announce_budget(workspace_pk)
 
 
 @app.task

@@ -8,6 +8,7 @@ from batches.views import (
     metrics,
     results,
     uploads,
+    usage,
     workspace_settings,
 )
 
@@ -20,6 +21,9 @@ urlpatterns = [
     # Lists
     path("", batch_list.home, name="home"),
     path("workspaces/", batch_list.workspace_list, name="workspace_list"),
+    # Usage, cost and budgets
+    path("usage/", usage.usage_overview, name="usage"),
+    path("w/<slug:slug>/usage/", usage.workspace_usage, name="workspace_usage"),
     path("w/<slug:slug>/", batch_list.workspace_batches, name="workspace_batches"),
     # A workspace's settings and audit log (its admins)
     path(

@@ -61,6 +61,8 @@ def test_no_page_scrolls_sideways_at_any_width(place, live_server):
         upload.get_absolute_url(),
         f"/w/{workspace.slug}/settings/",
         f"/w/{workspace.slug}/audit/",
+        "/usage/",
+        f"/w/{workspace.slug}/usage/",
     ]
     too_wide = []
     with sync_playwright() as playwright:

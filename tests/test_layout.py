@@ -30,8 +30,8 @@ FLOORS = [
         "one concern each, on the models: roles, the audit log, totals, read queries, "
         "workspaces, invitations, forms, the check job",
         ["batches.roles", "batches.audit", "batches.metrics", "batches.totals", "batches.selectors",
-         "batches.search", "batches.workspaces", "batches.invitations", "batches.forms",
-         "batches.intake.job"],
+         "batches.search", "batches.usage", "batches.workspaces", "batches.invitations",
+         "batches.forms", "batches.intake.job"],
     ),
     (
         "the write paths: the mirror, results ingestion, submissions, downloads, notices",
@@ -45,6 +45,7 @@ FLOORS = [
         ["batches.views.access", "batches.views.batch_list", "batches.views.batch_page",
          "batches.views.downloads", "batches.views.header", "batches.views.results",
          "batches.views.uploads", "batches.views.workspace_settings", "batches.views.metrics",
+         "batches.views.usage",
          "batches.templatetags.batch_tags", "batches.admin",
          "batches.apps", "batches.urls"],
     ),

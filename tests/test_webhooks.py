@@ -7,6 +7,7 @@ import json
 import re
 import threading
 from datetime import timedelta
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -217,3 +218,45 @@ def test_rotating_the_encryption_keys_keeps_the_webhook_secret(
         Webhook(secret).verify(body, headers)
     finally:
         crypto._fernet.cache_clear()
+
+
+def test_the_budget_is_announced_at_80_and_100_percent_once_each(
+    owner_client, workspace, receiver, user, teammate, mailoutbox
+):
+    secret = _turn_on(owner_client, workspace, receiver.url)
+    user.email, teammate.email = "owner@example.test", "teammate@example.test"
+    user.save()
+    teammate.save()
+    workspace.monthly_budget = Decimal("10.00")
+    workspace.notify_email = True
+    workspace.save()
+    batch = factories.batch(workspace, created_at=timezone.now() - timedelta(minutes=5))
+
+    def spent(amount):
+        Batch.objects.filter(pk=batch.pk).update(cost=Decimal(amount), totals_at=timezone.now())
+        return notices.announce_budget(workspace.pk)
+
+    assert spent("7.99") == []
+    assert spent("8.00") == [80]
+    assert spent("9.00") == []  # told once a month
+    assert spent("10.00") == [100]
+    events = [Webhook(secret).verify(body, headers) for headers, body in receiver.received]
+    assert [event["type"] for event in events] == ["budget.threshold_reached"] * 2
+    assert events[1]["data"]["threshold_percent"] == 100 and events[1]["data"]["spent"] == "10.0000"
+    # Email to the workspace's admins only (the teammate is a submitter).
+    assert [message.to for message in mailoutbox] == [["owner@example.test"]] * 2
+    assert "80% reached" in mailoutbox[0].body
+
+
+def test_a_stored_batch_checks_the_budget(workspace, settings, monkeypatch):
+    workspace.monthly_budget = Decimal("0.01")
+    workspace.save()
+    asked = []
+    monkeypatch.setattr(tasks.announce_budget, "delay", asked.append)
+    monkeypatch.setattr(tasks.ingestion, "ingest_results", lambda pk: _Stored())
+    tasks.ingest_results(factories.batch(workspace).pk)
+    assert asked == [workspace.pk]
+
+
+class _Stored:
+    stored, skipped, error = 4, 0, ""

@@ -117,6 +117,20 @@ def percent(part, whole) -> float:
 
 
 @register.filter
+def negate(value):
+    return -value
+
+
+@register.filter
+def share(value) -> str:
+    """A share (0.1234) as a percentage with two decimals: 12.34%."""
+    try:
+        return f"{float(value):.2%}"
+    except (TypeError, ValueError):
+        return ""
+
+
+@register.filter
 def until(value: datetime) -> str:
     """`in 4 h 12 m` or `3 m ago`."""
     if not value:
@@ -277,3 +291,15 @@ def intdot(value) -> str:
 @register.filter
 def get_item(mapping, key):
     return (mapping or {}).get(key)
+
+
+@register.simple_tag
+def bar_width(share, before=0.0) -> str:
+    """The width (out of 100) of a bar's segment from `before` to `share`, both shares of the
+    whole, kept inside the bar."""
+    try:
+        start = min(max(float(before or 0), 0.0), 1.0)
+        end = min(max(float(share or 0), 0.0), 1.0)
+    except (TypeError, ValueError):
+        return "0"
+    return f"{max(end - start, 0.0) * 100:.2f}"

@@ -2,6 +2,7 @@
 template, see the price, submit it once. (Its downloads are in `batches.views.downloads`.)"""
 
 import logging
+from decimal import Decimal
 
 import orjson
 from django.contrib import messages
@@ -10,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from batches import audit, mirror, polling, roles, submissions, tasks
+from batches import audit, mirror, polling, roles, submissions, tasks, usage
 from batches.client import ApiClient, ApiError
 from batches.forms import CsvOptionsForm, UploadForm
 from batches.intake import job
@@ -60,6 +61,7 @@ def _context(request, submission: Submission, csv_form=None, key=None) -> dict:
         "batches": [part.batch for part in parts if part.batch is not None],
         "more_problems": max(0, submission.problem_count - len(submission.problems)),
         "can": roles.abilities(request.user, submission.workspace),
+        "spending": usage.spend_check(submission) if submission.estimate else None,
     }
     return polling.render_region(request, TEMPLATE, "live", context, key)
 
@@ -84,6 +86,7 @@ def upload(request, slug):
                 form.cleaned_data["file"],
                 name=form.cleaned_data["name"],
                 oversize=form.cleaned_data["oversize"],
+                spend_cap=form.cleaned_data["spend_cap"],
             )
             audit.record(
                 AuditEntry.Action.UPLOAD,
@@ -99,9 +102,40 @@ def upload(request, slug):
     return render(
         request,
         "batches/upload.html",
-        {"workspace": workspace, "form": form, "recent": recent},
+        {
+            "workspace": workspace,
+            "form": form,
+            "recent": recent,
+            "budget": usage.budget_status(workspace) if workspace.monthly_budget else None,
+        },
         status=400 if form.errors else 200,
     )
+
+
+def _spending_refusal(request, submission: Submission, spending: usage.SpendCheck) -> str:
+    """Why Submit may not go ahead for what the file could cost, or "": above the upload's own
+    spend cap (never), or above what is left of the workspace's budget (only with an admin's
+    explicit confirmation)."""
+    if not submission.estimate:
+        return ""
+    if spending.over_cap:
+        return (
+            f"This file could cost up to ${spending.estimate:,.2f}, above its spend cap of "
+            f"${spending.cap:,.2f}: nothing was sent. Upload it again with a higher cap, or "
+            "lower max_tokens."
+        )
+    if not spending.over_budget:
+        return ""
+    left = spending.budget.left or Decimal(0)
+    why = (
+        f"This file could cost up to ${spending.estimate:,.2f}, but ${max(left, Decimal(0)):,.2f} "
+        f"is left of the workspace's budget for {spending.budget.month:%B}"
+    )
+    if not roles.may(request.user, submission.workspace, Ability.MANAGE):
+        return f"{why}. A workspace admin must confirm going over the budget: ask one to submit it."
+    if request.POST.get("over_budget") != "1":
+        return f"{why}. Confirm going over the budget to submit it."
+    return ""
 
 
 @require_GET
@@ -212,9 +246,18 @@ def submission_check(request, slug, key):
 def submission_submit(request, slug, key):
     submission = submission_for(request, slug, key, Ability.SUBMIT)
     valid_only = request.POST.get("valid_only") == "1"
+    spending = usage.spend_check(submission)
+    refusal = _spending_refusal(request, submission, spending)
+    if refusal:
+        messages.error(request, refusal)
+        return redirect(submission)
     with transaction.atomic():
         started = submissions.request_submit(submission, valid_only=valid_only)
         if started:
+            if spending.over_budget:
+                Submission.objects.filter(pk=submission.pk).update(
+                    over_budget_confirmed_by=request.user
+                )
             tasks.submit_submission.delay_on_commit(submission.pk)
     if started:
         audit.record(
@@ -222,7 +265,12 @@ def submission_submit(request, slug, key):
             request=request,
             workspace=submission.workspace,
             target=f"upload {submission.display_name}",
-            after={"requests": submission.request_count, "valid_only": valid_only},
+            after={
+                "requests": submission.request_count,
+                "valid_only": valid_only,
+                "estimate": str(spending.estimate),
+                **({"over_budget": True} if spending.over_budget else {}),
+            },
         )
         left_out = (
             f", leaving out {submission.rejected_count:,} lines with problems" if valid_only else ""

@@ -37,7 +37,7 @@ Action = AuditEntry.Action
 SETTINGS = "batches/workspace_settings.html"
 AUDIT = "batches/workspace_audit.html"
 AUDIT_PAGE = 50
-OPTION_FIELDS = ["notify_email", "notify_webhook_url", "results_downloadable"]
+OPTION_FIELDS = ["notify_email", "notify_webhook_url", "results_downloadable", "monthly_budget"]
 
 
 def _settings_page(request, workspace, *, status=200, new_secret="", **forms):
@@ -116,7 +116,7 @@ def workspace_options(request, slug):
                 Action.SETTINGS_CHANGE,
                 request=request,
                 workspace=workspace,
-                target="notices and downloads",
+                target="notices, downloads and budget",
                 before=changed_before,
                 after=changed_after,
             )
