@@ -10,16 +10,17 @@ A batch counts in the bucket (and the budget month) of its creation: that is whe
 and a batch's cost is known only once its results are stored, days later at most.
 """
 
-import statistics
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q, Sum
+from django.db import connection, transaction
+from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
 
@@ -99,6 +100,22 @@ class Table:
     columns: list[str]
     rows: list[list[Any]] = field(default_factory=list)
 
+    def shown(self) -> list[list[str]]:
+        """The rows as the page shows them: thousands separated, money to four places.
+        (Formatted here rather than by a template filter per cell: a year by week is
+        thousands of cells.)"""
+        return [[_shown(cell) for cell in row] for row in self.rows]
+
+
+def _shown(cell) -> str:
+    if isinstance(cell, bool) or cell is None:
+        return ""
+    if isinstance(cell, int):
+        return f"{cell:,}"
+    if isinstance(cell, Decimal):
+        return f"{cell:,}"
+    return str(cell)
+
 
 @dataclass
 class Usage:
@@ -143,205 +160,282 @@ class Usage:
 
 
 def usage(workspaces: list[Workspace], period: Period) -> Usage:
-    """Every figure of the usage page for these workspaces and this period."""
+    """Every figure of the usage page for these workspaces and this period: one grouped query
+    of the usage rows, and two of the batches (three on a database without percentiles)."""
     found = Usage(period, workspaces)
     ids = [workspace.pk for workspace in workspaces]
+    trunc = BUCKETS[period.bucket]
+    grouped = (
+        BatchUsage.objects.filter(
+            batch__workspace_id__in=ids,
+            batch__created_at__gte=period.start_at,
+            batch__created_at__lt=period.end_at,
+        )
+        .annotate(bucket=trunc("batch__created_at", tzinfo=period.zone))
+        .values(
+            "bucket",
+            "model",
+            "batch__submitted_by",
+            "batch__workspace",
+            "result_type",
+            "error_type",
+        )
+        .annotate(
+            requests_sum=Sum("requests"),
+            **{name: Sum(name) for name in TOKEN_FIELDS},
+            cost_sum=Sum("cost"),
+            unpriced=Count("pk", filter=Q(cost__isnull=True)),
+        )
+        .order_by()
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Grouped in memory (a hash) rather than sorted on disk: the planner counts on a
+            # group per row, more than the default 4 MB holds. For this query only.
+            cursor.execute("SET LOCAL work_mem = '64MB'")
+        groups = [_UsageGroup.of(row) for row in grouped]
+    _from_usage_rows(found, groups)
     batches = Batch.objects.filter(
         workspace_id__in=ids, created_at__gte=period.start_at, created_at__lt=period.end_at
     )
-    rows = BatchUsage.objects.filter(
-        batch__workspace_id__in=ids,
-        batch__created_at__gte=period.start_at,
-        batch__created_at__lt=period.end_at,
-    )
-    _cost_and_tokens(found, rows)
-    _by_person(found, rows)
-    _by_workspace(found, rows)
-    _errors(found, rows)
-    _batches(found, batches)
+    _from_batches(found, batches.annotate(bucket=trunc("created_at", tzinfo=period.zone)))
     return found
 
 
-def _sums(**filters):
-    """The sums of a group of usage rows: requests, tokens, cost and the unpriced rows."""
-    return {
-        "requests_sum": Sum("requests", **filters),
-        **{name: Sum(name, **filters) for name in TOKEN_FIELDS},
-        "cost_sum": Sum("cost", **filters),
-        "unpriced": Count("pk", filter=Q(cost__isnull=True)),
-    }
+@dataclass
+class _UsageGroup:
+    """One row of the grouped usage query."""
+
+    day: date
+    model: str
+    person: int | None
+    workspace: int
+    result_type: str
+    error_type: str
+    requests: int
+    tokens: list[int]
+    cost: Decimal
+    unpriced: bool
+
+    @classmethod
+    def of(cls, row) -> "_UsageGroup":
+        tokens = [row.get(name) or 0 for name in TOKEN_FIELDS]
+        return cls(
+            day=_day(row["bucket"]),
+            model=row["model"] or "(none)",
+            person=row["batch__submitted_by"],
+            workspace=row["batch__workspace"],
+            result_type=row["result_type"],
+            error_type=row["error_type"],
+            requests=row["requests_sum"] or 0,
+            tokens=tokens,
+            cost=row["cost_sum"] or Decimal(0),
+            # A row without a price that has tokens (errored results have none to price).
+            unpriced=bool(row["unpriced"]) and any(tokens),
+        )
+
+
+def _day(bucket) -> date:
+    return bucket.date() if isinstance(bucket, datetime) else bucket
 
 
 def _money(value) -> Decimal:
     return (value or Decimal(0)).quantize(Decimal("0.0001"))
 
 
-def _cost_and_tokens(found: Usage, rows) -> None:
+class _Totals:
+    """Requests, the four token counts and the cost of a group of usage rows."""
+
+    def __init__(self):
+        self.requests = 0
+        self.tokens = [0, 0, 0, 0]
+        self.cost = Decimal(0)
+
+    def add(self, group: _UsageGroup) -> None:
+        self.requests += group.requests
+        tokens = self.tokens
+        for index, value in enumerate(group.tokens):
+            tokens[index] += value
+        self.cost += group.cost
+
+    def row(self, name: str) -> list:
+        return [name, self.requests, *self.tokens, _money(self.cost)]
+
+
+def _totals_by(groups: list[_UsageGroup], key) -> dict[Any, _Totals]:
+    found: dict[Any, _Totals] = {}
+    for group in groups:
+        name = key(group)
+        totals = found.get(name)
+        if totals is None:
+            totals = found[name] = _Totals()
+        totals.add(group)
+    return found
+
+
+def _most_costly_first(totals: dict[Any, _Totals]) -> list:
+    return sorted(totals, key=lambda name: (-totals[name].cost, -totals[name].requests, str(name)))
+
+
+def _from_usage_rows(found: Usage, groups: list[_UsageGroup]) -> None:
     period = found.period
-    grouped = (
-        rows.annotate(bucket=BUCKETS[period.bucket]("batch__created_at", tzinfo=period.zone))
-        .values("bucket", "model")
-        .annotate(**_sums())
-        .order_by()
-    )
     buckets = period.buckets()
-    cost: dict[tuple[date, str], Decimal] = {}
-    tokens = {day: [0, 0, 0, 0] for day in buckets}
-    per_model: dict[str, list] = {}
-    unpriced = set()
-    for row in grouped:
-        day = row["bucket"].date() if isinstance(row["bucket"], datetime) else row["bucket"]
-        model = row["model"] or "(none)"
-        values = [row.get(name) or 0 for name in TOKEN_FIELDS]
-        cost[day, model] = cost.get((day, model), Decimal(0)) + (row["cost_sum"] or 0)
-        if day in tokens:
-            tokens[day] = [a + b for a, b in zip(tokens[day], values, strict=True)]
-        totals = per_model.setdefault(model, [0, 0, 0, 0, 0, Decimal(0)])
-        totals[0] += row["requests_sum"] or 0
-        for index, value in enumerate(values, start=1):
-            totals[index] += value
-        totals[5] += row["cost_sum"] or 0
-        if row["unpriced"] and any(values):
-            unpriced.add(model)
-    models = sorted(per_model, key=lambda name: -per_model[name][5])
+    columns = ["Requests", *TOKEN_LABELS, "Cost (USD)"]
+    by_model = _totals_by(groups, lambda group: group.model)
+    models = _most_costly_first(by_model)
+    found.by_model = Table(["Model", *columns], [by_model[model].row(model) for model in models])
+    by_day_and_model = _totals_by(groups, lambda group: (group.day, group.model))
+    by_day = _totals_by(groups, lambda group: group.day)
     priced_models = [model for model in models if model != "(none)"]
     found.cost_by_model = Table(
         ["Period", *priced_models, "Total"],
         [
             [
                 period.label(day),
-                *[_money(cost.get((day, model))) for model in priced_models],
-                _money(sum((cost.get((day, model), Decimal(0)) for model in models), Decimal(0))),
+                *[
+                    _money(by_day_and_model[day, model].cost)
+                    if (day, model) in by_day_and_model
+                    else _money(0)
+                    for model in priced_models
+                ],
+                _money(by_day[day].cost if day in by_day else 0),
             ]
             for day in buckets
         ],
     )
     found.tokens_over_time = Table(
-        ["Period", *TOKEN_LABELS], [[period.label(day), *tokens[day]] for day in buckets]
+        ["Period", *TOKEN_LABELS],
+        [
+            [period.label(day), *(by_day[day].tokens if day in by_day else [0, 0, 0, 0])]
+            for day in buckets
+        ],
     )
-    found.by_model = Table(
-        ["Model", "Requests", *TOKEN_LABELS, "Cost (USD)"],
-        [[model, *per_model[model][:5], _money(per_model[model][5])] for model in models],
-    )
-    found.requests = sum(per_model[model][0] for model in models)
-    found.tokens = {
-        name: sum(per_model[model][index] for model in models)
-        for index, name in enumerate(TOKEN_FIELDS, start=1)
-    }
-    found.cost = _money(sum((per_model[model][5] for model in models), Decimal(0)))
-    found.unpriced_models = sorted(unpriced)
+    everything = _Totals()
+    for group in groups:
+        everything.add(group)
+    found.requests = everything.requests
+    found.tokens = dict(zip(TOKEN_FIELDS, everything.tokens, strict=True))
+    found.cost = _money(everything.cost)
+    found.unpriced_models = sorted({group.model for group in groups if group.unpriced})
 
-
-def _grouped_by(rows, key: str) -> list[dict]:
-    return list(rows.values(key).annotate(**_sums()).order_by("-cost_sum", key))
-
-
-def _dimension_row(name: str, row: dict) -> list:
-    return [
-        name,
-        row["requests_sum"] or 0,
-        *[row.get(field_name) or 0 for field_name in TOKEN_FIELDS],
-        _money(row["cost_sum"]),
-    ]
-
-
-def _by_person(found: Usage, rows) -> None:
-    grouped = _grouped_by(rows, "batch__submitted_by")
-    ids = [row["batch__submitted_by"] for row in grouped if row["batch__submitted_by"]]
+    by_person = _totals_by(groups, lambda group: group.person)
+    ids = [person for person in by_person if person is not None]
     names = {user.pk: user.get_username() for user in get_user_model().objects.filter(pk__in=ids)}
     found.by_person = Table(
-        ["Person", "Requests", *TOKEN_LABELS, "Cost (USD)"],
-        [_dimension_row(names.get(row["batch__submitted_by"], OUTSIDE), row) for row in grouped],
+        ["Person", *columns],
+        [
+            by_person[person].row(names.get(person, OUTSIDE))
+            for person in _most_costly_first(by_person)
+        ],
     )
-
-
-def _by_workspace(found: Usage, rows) -> None:
-    grouped = _grouped_by(rows, "batch__workspace")
-    names = {workspace.pk: workspace.name for workspace in found.workspaces}
+    by_workspace = _totals_by(groups, lambda group: group.workspace)
+    workspace_names = {workspace.pk: workspace.name for workspace in found.workspaces}
     found.by_workspace = Table(
-        ["Workspace", "Requests", *TOKEN_LABELS, "Cost (USD)"],
-        [_dimension_row(names[row["batch__workspace"]], row) for row in grouped],
+        ["Workspace", *columns],
+        [
+            by_workspace[workspace].row(workspace_names[workspace])
+            for workspace in _most_costly_first(by_workspace)
+        ],
     )
-
-
-def _errors(found: Usage, rows) -> None:
-    grouped = (
-        rows.filter(result_type=Result.Type.ERRORED)
-        .values("error_type")
-        .annotate(count=Sum("requests"))
-        .order_by("-count", "error_type")
-    )
-    stored = rows.aggregate(total=Sum("requests"))["total"] or 0
+    errors: dict[str, int] = {}
+    for group in groups:
+        if group.result_type == Result.Type.ERRORED:
+            kind = group.error_type or "(none given)"
+            errors[kind] = errors.get(kind, 0) + group.requests
+    stored = everything.requests
     found.errors = Table(
         ["Error type", "Requests", "Share of stored results"],
         [
-            [
-                row["error_type"] or "(none given)",
-                row["count"],
-                f"{row['count'] / stored:.2%}" if stored else "",
-            ]
-            for row in grouped
+            [kind, count, f"{count / stored:.2%}" if stored else ""]
+            for kind, count in sorted(errors.items(), key=lambda item: (-item[1], item[0]))
         ],
     )
 
 
-def _batches(found: Usage, batches) -> None:
+class Percentile(Aggregate):
+    """PostgreSQL's nearest-rank percentile (one of the values, never between two), as
+    `_percentile` works it out in Python elsewhere."""
+
+    function = "PERCENTILE_DISC"
+    template = "%(function)s(%(share)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = DurationField()
+
+    def __init__(self, expression, share: float):
+        super().__init__(expression, share=float(share))
+
+
+def _from_batches(found: Usage, batches) -> None:
     """What the batches' own rows tell: outcomes over time, turnaround, batch sizes."""
     period = found.period
     buckets = period.buckets()
-    outcomes = {day: [0, 0, 0, 0, 0] for day in buckets}
-    durations: dict[date, list[float]] = {day: [] for day in buckets}
-    sizes = [0] * len(SIZE_BINS)
-    rows = batches.values_list(
-        "created_at",
-        "ended_at",
-        "processing_status",
-        "succeeded",
-        "errored",
-        "canceled",
-        "expired",
-        "processing",
-        "results_ingested_at",
+    ended = Q(processing_status=Batch.Status.ENDED, ended_at__isnull=False)
+    duration = ExpressionWrapper(F("ended_at") - F("created_at"), output_field=DurationField())
+    in_sql = connection.vendor == "postgresql"
+    per_bucket = batches.values("bucket").annotate(
+        succeeded_sum=Sum("succeeded"),
+        errored_sum=Sum("errored"),
+        canceled_sum=Sum("canceled"),
+        expired_sum=Sum("expired"),
+        ended_count=Count("pk", filter=ended),
+        **(
+            {
+                "median": Percentile(duration, 0.5),
+                "p95": Percentile(duration, 0.95),
+            }
+            if in_sql
+            else {}
+        ),
     )
-    for created, ended, status, succeeded, errored, canceled, expired, processing, stored in rows:
-        found.batches += 1
-        day = period.bucket_of(timezone.localtime(created, period.zone).date())
-        if day not in outcomes:
-            continue
-        counts = outcomes[day]
-        counts[0] += succeeded
-        counts[1] += errored
-        counts[2] += canceled
-        counts[3] += expired
-        counts[4] += processing
-        if status == Batch.Status.ENDED and ended is not None:
-            durations[day].append((ended - created).total_seconds())
-            if stored is None:
-                found.without_results += 1
-        total = succeeded + errored + canceled + expired + processing
-        if total:
-            sizes[max(i for i, edge in enumerate(SIZE_BINS) if total >= edge)] += 1
+    rows = {_day(row["bucket"]): row for row in per_bucket.order_by()}
+    if not in_sql:  # the percentiles in Python: the durations of each bucket's ended batches
+        durations: dict[date, list[float]] = {}
+        for bucket, took in batches.filter(ended).values_list("bucket", duration):
+            durations.setdefault(_day(bucket), []).append(took.total_seconds())
+        for day, row in rows.items():
+            values = sorted(durations.get(day, []))
+            row["median"] = timedelta(seconds=_percentile(values, 0.5)) if values else None
+            row["p95"] = timedelta(seconds=_percentile(values, 0.95)) if values else None
     found.outcomes = Table(
-        ["Period", "Succeeded", "Errored", "Canceled", "Expired", "Ended requests", "Error rate"],
+        ["Period", "Succeeded", "Errored", "Canceled", "Expired", "Ended requests", "Error rate"]
     )
-    for day in buckets:
-        succeeded, errored, canceled, expired, _ = outcomes[day]
-        ended = succeeded + errored + canceled + expired
-        rate = f"{errored / ended:.2%}" if ended else ""
-        found.outcomes.rows.append(
-            [period.label(day), succeeded, errored, canceled, expired, ended, rate]
-        )
     found.turnaround = Table(
         ["Period", "Batches ended", "Median (hours)", "95th percentile (hours)"]
     )
     for day in buckets:
-        values = sorted(durations[day])
-        median = _hours(statistics.median(values)) if values else ""
-        p95 = _hours(_percentile(values, 0.95)) if values else ""
-        found.turnaround.rows.append([period.label(day), len(values), median, p95])
+        row = rows.get(day, {})
+        counts = [
+            row.get(f"{name}_sum") or 0 for name in ("succeeded", "errored", "canceled", "expired")
+        ]
+        total = sum(counts)
+        rate = f"{counts[1] / total:.2%}" if total else ""
+        found.outcomes.rows.append([period.label(day), *counts, total, rate])
+        median, p95 = row.get("median"), row.get("p95")
+        found.turnaround.rows.append(
+            [
+                period.label(day),
+                row.get("ended_count") or 0,
+                _hours(median.total_seconds()) if median is not None else "",
+                _hours(p95.total_seconds()) if p95 is not None else "",
+            ]
+        )
+    size = F("succeeded") + F("errored") + F("canceled") + F("expired") + F("processing")
+    edges = [*SIZE_BINS, None]
+    counted = batches.annotate(size=size).aggregate(
+        batches=Count("pk"),
+        without_results=Count("pk", filter=ended & Q(results_ingested_at__isnull=True)),
+        **{
+            f"bin{index}": Count(
+                "pk",
+                filter=Q(size__gte=low) & (Q(size__lt=high) if high is not None else Q()),
+            )
+            for index, (low, high) in enumerate(pairwise(edges))
+        },
+    )
+    found.batches = counted["batches"]
+    found.without_results = counted["without_results"]
     found.sizes = Table(
         ["Requests in the batch", "Batches"],
-        [[_size_label(index), count] for index, count in enumerate(sizes)],
+        [[_size_label(index), counted[f"bin{index}"]] for index in range(len(SIZE_BINS))],
     )
 
 

@@ -82,6 +82,7 @@ def test_the_usage_page_draws_its_charts_on_a_laptop_and_a_phone(workspace, live
         assert "of the budget spent" in label
         assert page.locator("#budget .stat-bad").count() == 1
         shot(page, "60-usage-1366")
+        shot(page, "60-usage-1366-top", full=False)
         page.click("text=Last 12 months")
         page.wait_for_selector("canvas[data-drawn]")
         rows = page.locator("#tokens tbody tr")
@@ -94,6 +95,8 @@ def test_the_usage_page_draws_its_charts_on_a_laptop_and_a_phone(workspace, live
         )
         assert 250 < width <= 390
         shot(page, "61-usage-390")
+        page.locator("#cost-by-model").scroll_into_view_if_needed()
+        shot(page, "62-usage-390-chart", full=False)
         assert_no_problems(page)
         context.close()
         browser.close()
