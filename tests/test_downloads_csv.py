@@ -42,3 +42,19 @@ def test_it_keeps_each_rows_answer_when_a_cell_holds_an_inch_mark(
         assert row[3:] == ["succeeded", ""], row
     # The rows intake read as text keep their bytes.
     assert 'r1,The 27" monitor is great,' in text and 'r4,A 15" laptop and a 13" one,' in text
+
+
+def test_exportresults_gives_the_csv_with_answers_too(owner_client, workspace, user, frozen_now):
+    from django.core.management import call_command
+
+    upload = SimpleUploadedFile("reviews.csv", UPLOAD.encode())
+    options = {"template": "{review}", "model": "claude-haiku-4-5", "max_tokens": 64,
+               "id_column": "review_id"}  # fmt: skip
+    submission = submit(workspace, user, upload, csv_options=options)
+    finish(workspace, frozen_now)
+    batch = Batch.objects.get(submission=submission)
+    page = owner_client.get(f"{batch.get_absolute_url()}download/answers.csv")
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    call_command("exportresults", batch.api_id, "--format", "answers", stdout=out)
+    out.flush()
+    assert out.buffer.getvalue() == b"".join(page.streaming_content)

@@ -6,9 +6,11 @@ import io
 
 import pytest
 from django.core.files.base import ContentFile
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from batches import totals
+from batches.models import AuditEntry
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -77,3 +79,37 @@ def test_the_flat_csv_is_the_same_on_every_database_and_never_a_formula(owner_cl
     batch.save(update_fields=["results_ingested"])
     body = streamed(owner_client.get(url(batch, "download/results.csv"))).decode("utf-8")
     assert body == EXPECTED_FLAT
+
+
+def export(*args) -> bytes:
+    """`manage.py exportresults ARGS` to standard output, as bytes."""
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    call_command("exportresults", *args, stdout=out)
+    out.flush()
+    return out.buffer.getvalue()
+
+
+def test_exportresults_writes_what_the_download_buttons_give(owner_client, workspace, tmp_path):
+    batch = factories.with_results(factories.batch(workspace, name="Nightly eval"), 8)
+    original = b'{"custom_id":"req-0000","result":{"type":"succeeded"}}\n'
+    batch.results_file.save("r.jsonl.gz", ContentFile(gzip.compress(original)))
+    assert export(batch.api_id) == original
+    page_csv = streamed(owner_client.get(url(batch, "download/results.csv")))
+    assert export(batch.api_id, "--format", "csv") == page_csv
+    target = tmp_path / "results.csv"
+    call_command("exportresults", batch.api_id, "--format", "csv", "--output", str(target))
+    assert target.read_bytes() == page_csv
+    assert not list(tmp_path.glob("*.partial"))
+    assert AuditEntry.objects.filter(action="download", target__contains=batch.api_id).count() == 4
+
+
+def test_exportresults_says_why_it_cannot(workspace):
+    running = factories.running_batch(workspace)
+    with pytest.raises(CommandError, match="No batch 'msgbatch_nope' is known here"):
+        export("msgbatch_nope")
+    with pytest.raises(CommandError, match="has no stored results file"):
+        export(running.api_id)
+    with pytest.raises(CommandError, match="did not come from a CSV upload"):
+        export(running.api_id, "--format", "answers")
+    with pytest.raises(CommandError, match="invalid choice: 'xml'"):
+        export(running.api_id, "--format", "xml")
