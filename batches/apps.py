@@ -25,14 +25,22 @@ class BatchesConfig(AppConfig):
         from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 
         from batches import audit, changes  # noqa: F401  (audit: its signal receivers)
-        from batches.models import Batch, Membership, Submission, SubmissionPart, Workspace
+        from batches.models import (
+            Batch,
+            BatchLabel,
+            Membership,
+            Submission,
+            SubmissionPart,
+            Workspace,
+        )
 
         # Every saved or deleted row a page shows moves its workspace's change stamp.
         changes.register(Workspace, "pk")
         changes.register(Batch, "workspace_id")
+        changes.register(BatchLabel, "batch__workspace_id")
         changes.register(Submission, "workspace_id")
         changes.register(SubmissionPart, "submission__workspace_id")
-        for model in (Workspace, Batch, Submission, SubmissionPart):
+        for model in (Workspace, Batch, BatchLabel, Submission, SubmissionPart):
             post_save.connect(changes.stamp_saved, sender=model, dispatch_uid=f"stamp-{model}")
             post_delete.connect(changes.stamp_saved, sender=model, dispatch_uid=f"unstamp-{model}")
         m2m_changed.connect(

@@ -47,6 +47,8 @@ FLAT_COLUMNS = [
     "cache_read_input_tokens",
     "error_type",
     "error_message",
+    "batch_name",
+    "batch_labels",
 ]
 APPENDED_COLUMNS = ["answer", "result_type", "error"]
 
@@ -132,10 +134,15 @@ def flat_csv(batch: Batch) -> Iterator[str | bytes]:
     Both write the same CSV: minimal quoting, "\n" line ends, empty text as an empty cell."""
     yield BOM
     yield ",".join(FLAT_COLUMNS) + "\n"
+    # The batch's name and labels on every row, so rows of several files can be put together.
+    about = [
+        safe_cell(batch.name) or None,
+        safe_cell(", ".join(label.name for label in batch.labels.all())) or None,
+    ]
     if connection.vendor == "postgresql":
-        yield from _flat_rows_by_copy(batch)
+        yield from _flat_rows_by_copy(batch, about)
     else:
-        yield from _flat_rows_by_key(batch)
+        yield from _flat_rows_by_key(batch, about)
 
 
 def _sql_literal(character: str) -> str:
@@ -152,16 +159,28 @@ def _safe_sql(column: str) -> str:
     )
 
 
-def _flat_rows_by_copy(batch: Batch) -> Iterator[bytes]:
+def _flat_rows_by_copy(batch: Batch, about: list[str | None]) -> Iterator[bytes]:
+    from psycopg import sql
+
     quote = connection.ops.quote_name
-    cells = ", ".join(_safe_sql(quote(name)) if text else quote(name) for name, text in FLAT_FIELDS)
+    connection.ensure_connection()
+    # COPY takes no parameters: the batch's own cells go in as literals, quoted by psycopg.
+    constants = [
+        "NULL" if value is None else sql.Literal(value).as_string(connection.connection)
+        for value in about
+    ]
+    cells = ", ".join(
+        [
+            *(_safe_sql(quote(name)) if text else quote(name) for name, text in FLAT_FIELDS),
+            *constants,
+        ]
+    )
     table = quote(Result._meta.db_table)
     query = (
         # The id is an int we hold, inlined: Django's debug cursor takes no COPY parameters.
         f"COPY (SELECT {cells} FROM {table} WHERE batch_id = {int(batch.pk)} "  # noqa: S608
         "ORDER BY custom_id) TO STDOUT WITH (FORMAT csv)"
     )
-    connection.ensure_connection()
     with connection.cursor() as cursor, cursor.copy(query) as copy:
         pending: list[bytes] = []
         size = 0
@@ -174,7 +193,7 @@ def _flat_rows_by_copy(batch: Batch) -> Iterator[bytes]:
         yield b"".join(pending)
 
 
-def _flat_rows_by_key(batch: Batch) -> Iterator[str]:
+def _flat_rows_by_key(batch: Batch, about: list[str | None]) -> Iterator[str]:
     """Rows read by key in chunks (no OFFSET, no server cursor), written out in blocks."""
     names = [name for name, _ in FLAT_FIELDS]
     text = [is_text for _, is_text in FLAT_FIELDS]
@@ -188,7 +207,10 @@ def _flat_rows_by_key(batch: Batch) -> Iterator[str]:
             .values_list(*names)[:CHUNK]
         )
         writer.writerows(
-            [safe_cell(v) if is_text else v for v, is_text in zip(row, text, strict=True)]
+            [
+                *(safe_cell(v) if is_text else v for v, is_text in zip(row, text, strict=True)),
+                *about,
+            ]
             for row in rows
         )
         if buffer.tell() >= FLUSH_CHARS or len(rows) < CHUNK:

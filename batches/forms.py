@@ -4,6 +4,7 @@ from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
+from batches import labels
 from batches.intake.reading import detect_format
 from batches.intake.templating import CsvOptions
 from batches.models import AuditEntry, Membership, Submission, Workspace
@@ -33,6 +34,11 @@ class UploadForm(forms.Form):
         widget=forms.RadioSelect,
         help_text="A batch holds at most 100,000 requests and 256 MB.",
     )
+    labels = forms.CharField(
+        required=False,
+        max_length=500,
+        help_text="Optional, separated by commas: e.g. eval, nightly. The list filters by them.",
+    )
     spend_cap = forms.DecimalField(
         label="Spend cap (USD)",
         required=False,
@@ -41,6 +47,12 @@ class UploadForm(forms.Form):
         decimal_places=2,
         help_text="Optional. Submit is refused when the file could cost more than this.",
     )
+
+    def clean_labels(self):
+        try:
+            return labels.parse(self.cleaned_data["labels"])
+        except labels.LabelError as error:
+            raise forms.ValidationError(str(error)) from None
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
@@ -280,6 +292,27 @@ class AuditFilterForm(forms.Form):
     until = forms.DateField(
         required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
     )
+
+
+class BatchNameForm(forms.Form):
+    """A batch's name and labels, as a submitter changes them on its page."""
+
+    name = forms.CharField(max_length=200, required=False, help_text="Empty: the batch's id.")
+    labels = forms.CharField(
+        required=False, max_length=500, help_text="Separated by commas, at most 10."
+    )
+
+    def clean_name(self):
+        name = " ".join(self.cleaned_data["name"].split())
+        if any(ord(character) < 32 for character in name):
+            raise forms.ValidationError("A name cannot hold control characters.")
+        return name
+
+    def clean_labels(self):
+        try:
+            return labels.parse(self.cleaned_data["labels"])
+        except labels.LabelError as error:
+            raise forms.ValidationError(str(error)) from None
 
 
 class UsagePeriodForm(forms.Form):

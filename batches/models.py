@@ -531,6 +531,31 @@ class ResultText(models.Model):
         return f"search text of result {self.pk}"
 
 
+LABEL_PATTERN = r"\A[^\x00-\x1f,]{1,40}\Z"
+
+
+class BatchLabel(models.Model):
+    """A free-text label on a batch (several per batch): set by a submitter on the batch page or
+    at upload, and filtered on in the lists."""
+
+    MAX_PER_BATCH = 10
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=40)
+
+    objects = StampedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "name"], name="batch_label_once"),
+        ]
+        indexes = [models.Index(fields=["name", "batch"], name="batch_label_by_name")]
+
+    def __str__(self):
+        return self.name
+
+
 class BatchUsage(models.Model):
     """A batch's stored results counted by model, result type and error type, with their usage
     and cost: what the usage pages add up, so that they read a few rows per batch and never the
@@ -683,6 +708,8 @@ class Submission(models.Model):
     # When the index of where each request sits was written (just after the report).
     requests_indexed_at = models.DateTimeField(null=True, blank=True)
 
+    # The name and labels its batches get (the name is `name` above).
+    labels = models.JSONField(default=list, blank=True)
     # Spending: the upload's own limit (Submit refuses when the estimate is above it), and the
     # workspace admin who let it go over the workspace's budget.
     spend_cap = models.DecimalField(
@@ -985,6 +1012,7 @@ class AuditEntry(models.Model):
         WORKSPACE_DELETE = "workspace_delete", "Deleted the workspace"
         BATCH_ENDED = "batch_ended", "Batch ended"
         BATCH_GONE = "batch_gone", "Batch found deleted in the API"
+        RENAME = "rename", "Renamed or labeled a batch"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     # None: the system (a worker, the sync, a command run without a person).

@@ -76,6 +76,7 @@ def webhook_payload(batch: Batch) -> dict:
     return {
         "id": batch.api_id,
         "name": batch.display_name,
+        "labels": [label.name for label in batch.labels.all()],
         "workspace": batch.workspace.slug,
         "processing_status": batch.processing_status,
         "request_counts": batch.counts,

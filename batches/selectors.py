@@ -20,6 +20,7 @@ from django.utils.functional import cached_property
 from batches import changes, search
 from batches.models import (
     Batch,
+    BatchLabel,
     BatchRequest,
     Result,
     ResultText,
@@ -82,6 +83,8 @@ def filter_batches(batches, chosen: dict):
         batches = batches.filter(submitted_by=None)
     elif USER_ID.fullmatch(submitter):
         batches = batches.filter(submitted_by_id=int(submitter))
+    if label := chosen.get("label"):
+        batches = batches.filter(labels__name=label)
     if q := chosen.get("q"):
         batches = batches.filter(
             Q(name__icontains=q) | Q(api_id__icontains=q) | Q(source_filename__icontains=q)
@@ -94,8 +97,10 @@ def batch_page(user, chosen: dict, page_number, *, workspace=None) -> Page:
     batches = Batch.objects.visible_to(user)
     if workspace is not None:
         batches = batches.filter(workspace=workspace)
-    batches = filter_batches(batches, chosen).select_related(
-        "workspace", "submitted_by", "submission"
+    batches = (
+        filter_batches(batches, chosen)
+        .select_related("workspace", "submitted_by", "submission")
+        .prefetch_related("labels")
     )
     batches = batches.order_by("-created_at", "-id")
     # The page count comes from the cache while no batch of the user's workspaces changed.
@@ -131,6 +136,20 @@ class _CountedPaginator(Paginator):
         ids = list(self.batches.values_list("pk", flat=True)[bottom:top])
         rows = {row.pk: row for row in self.batches.filter(pk__in=ids)}
         return Page([rows[pk] for pk in ids if pk in rows], number, self)
+
+
+def labels_in_use(workspaces, chosen: str = "", limit: int = 200) -> list[str]:
+    """The labels on these workspaces' batches (the list's label filter), the chosen one
+    included even when no batch has it any more."""
+    found = list(
+        BatchLabel.objects.filter(batch__workspace__in=workspaces)
+        .values_list("name", flat=True)
+        .distinct()
+        .order_by("name")[:limit]
+    )
+    if chosen and chosen not in found:
+        found.append(chosen)
+    return found
 
 
 def submitters(workspaces) -> list:

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from batches import labels
 from batches.claims import Claim
 from batches.client import ApiClient, ApiError
 from batches.intake import job
@@ -48,6 +49,7 @@ def create_submission(
     csv_options: dict | None = None,
     resubmission_of: Batch | None = None,
     spend_cap=None,
+    labels: list[str] | None = None,
 ) -> Submission:
     """Store an upload. A JSONL file, or a CSV with its options, is then `checking`: the caller
     enqueues `tasks.check_submission` (after the commit). A CSV without options waits for them."""
@@ -67,6 +69,7 @@ def create_submission(
         resubmission_of=resubmission_of,
         upload_size=uploaded_file.size,
         spend_cap=spend_cap,
+        labels=labels or [],
     )
     submission.upload.save(filename, uploaded_file, save=False)
     submission.save()
@@ -189,6 +192,8 @@ def _record_batch(submission: Submission, part: SubmissionPart, item: dict) -> B
             "next_poll_at": now + timedelta(seconds=settings.SYNC_INTERVAL_SECONDS),
         },
     )
+    if submission.labels:
+        labels.set_labels(batch, submission.labels)
     SubmissionPart.objects.filter(pk=part.pk).update(
         batch=batch, claimed_until=None, error="", create_started_at=None
     )

@@ -82,6 +82,7 @@ urlpatterns = [
     path(f"{batch}cancel/", batch_page.batch_cancel, name="batch_cancel"),
     path(f"{batch}delete/", batch_page.batch_delete, name="batch_delete"),
     path(f"{batch}refresh/", batch_page.batch_refresh, name="batch_refresh"),
+    path(f"{batch}name/", batch_page.batch_rename, name="batch_rename"),
     path(f"{batch}resubmit/", batch_page.batch_resubmit, name="batch_resubmit"),
     # Its results
     path(f"{batch}results/", results.batch_results, name="batch_results"),

@@ -65,6 +65,7 @@ RULES = {
     "submission_check": ("submit", "POST"),
     "batch_cancel": ("submit", "GET"),
     "batch_refresh": ("submit", "POST"),
+    "batch_rename": ("submit", "POST"),
     "batch_resubmit": ("submit", "GET"),
     "batch_delete": ("delete", "GET"),
     "workspace_settings": ("manage", "GET"),

@@ -6,7 +6,7 @@ import os
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from batches import submissions
+from batches import labels, submissions
 from batches.models import Batch
 from batches.workspaces import create_workspace
 from tests import factories
@@ -36,6 +36,9 @@ def place(live_server, transactional_db, django_user_model):
         factories.batch(workspace, api_id="msgbatch_01LongIdentifierWithoutBreaks0000000001")
     )
     Batch.objects.filter(pk=ended.pk).update(cost="1234.567890", input_tokens=123_456_789)
+    labels.set_labels(
+        ended, ["evaluation", "nightly", "a label of forty characters nearly all of"[:40]]
+    )
     first = ended.results.order_by("custom_id").first()
     # An upload with a problem on a long line: the report's table.
     bad = b'{"custom_id": "a-very-long-custom-id-that-keeps-going-and-going-0001", "params": {}}\n'
@@ -85,6 +88,13 @@ def test_no_page_scrolls_sideways_at_any_width(place, live_server):
                     too_wide.append((width, address, overflow, culprits))
                     shot(page, f"width-{width}-{address.strip('/').replace('/', '_') or 'home'}")
         shot(page, "50-batch-list-1920")
+        page.set_viewport_size({"width": 1366, "height": 900})
+        page.goto(f"{live_server.url}{batch.get_absolute_url()}")
+        page.click("#rename summary")
+        shot(page, "51-batch-labels-1366", full=False)
+        page.goto(f"{live_server.url}/?label=nightly")
+        assert page.locator("tbody tr").count() == 1
+        shot(page, "52-list-by-label-1366", full=False)
         assert_no_problems(page)
         context.close()
         browser.close()

@@ -57,10 +57,12 @@ def test_validatebatch_checks_a_csv_with_a_template():
 def test_submitbatch_validates_and_submits(api_in_process, user, capsys):
     create_workspace("Research", BASE_URL, KEY, members=[user])
     call_command("submitbatch", str(SAMPLES / "questions.jsonl"), "--workspace", "Research",
-                 "--name", "Capitals", "--user", "owner")  # fmt: skip
+                 "--name", "Capitals", "--user", "owner", "--label", "geography",
+                 "--label", "quiz, eval")  # fmt: skip
     out = capsys.readouterr().out
     batch = Batch.objects.get()
     assert f"Created {batch.api_id} (4 requests): Capitals" in out
+    assert [label.name for label in batch.labels.all()] == ["eval", "geography", "quiz"]
     assert batch.submitted_by == user
     assert EmulatedBatch.objects.count() == 1
     assert Submission.objects.get().state == Submission.State.SUBMITTED
@@ -77,6 +79,8 @@ def test_submitbatch_refuses_a_file_with_problems(api_in_process, tmp_path, user
     assert not EmulatedBatch.objects.exists()
     with pytest.raises(CommandError, match="No workspace named"):
         call_command("submitbatch", str(bad), "--workspace", "Nope")
+    with pytest.raises(CommandError, match="at most 40 characters"):
+        call_command("submitbatch", str(bad), "--workspace", "Research", "--label", "x" * 41)
 
 
 @pytest.mark.django_db

@@ -30,8 +30,8 @@ FLOORS = [
         "one concern each, on the models: roles, the audit log, totals, read queries, "
         "workspaces, invitations, forms, the check job",
         ["batches.roles", "batches.audit", "batches.metrics", "batches.totals", "batches.selectors",
-         "batches.search", "batches.usage", "batches.workspaces", "batches.invitations",
-         "batches.forms", "batches.intake.job"],
+         "batches.search", "batches.usage", "batches.labels", "batches.workspaces",
+         "batches.invitations", "batches.forms", "batches.intake.job"],
     ),
     (
         "the write paths: the mirror, results ingestion, submissions, downloads, notices",

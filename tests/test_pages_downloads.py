@@ -9,7 +9,7 @@ from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from batches import totals
+from batches import labels, totals
 from batches.models import AuditEntry
 from tests import factories
 
@@ -53,21 +53,26 @@ def test_totals_price_results_per_model(workspace):
 
 
 # Every database writes the same bytes: PostgreSQL's COPY and the rows read by key elsewhere.
+# The batch's name and labels end every row (a name that looks like a formula, too).
+ABOUT = '"\'=HYPERLINK(""x"")","eval, night\'s run"'
 EXPECTED_FLAT = (
     "\ufeffcustom_id,result_type,answer,stop_reason,model,input_tokens,output_tokens,"
-    "cache_creation_input_tokens,cache_read_input_tokens,error_type,error_message\n"
-    "'-leading-dash,succeeded,'=SUM(A1:A9),end_turn,claude-haiku-4-5,100,50,0,0,,\n"
-    'a-comma,succeeded,"one, two ""three""",end_turn,claude-haiku-4-5,100,50,0,0,,\n'
-    'b-lines,succeeded,"first\nsecond\r\nthird",end_turn,claude-haiku-4-5,100,50,0,0,,\n'
-    "c-tab,succeeded,'\tindented \\N \\. back\\slash,end_turn,claude-haiku-4-5,100,50,0,0,,\n"
-    "d-error,errored,,,,0,0,0,0,invalid_request_error,'@mention: bad\n"
+    "cache_creation_input_tokens,cache_read_input_tokens,error_type,error_message,batch_name,"
+    "batch_labels\n"
+    f"'-leading-dash,succeeded,'=SUM(A1:A9),end_turn,claude-haiku-4-5,100,50,0,0,,,{ABOUT}\n"
+    f'a-comma,succeeded,"one, two ""three""",end_turn,claude-haiku-4-5,100,50,0,0,,,{ABOUT}\n'
+    f'b-lines,succeeded,"first\nsecond\r\nthird",end_turn,claude-haiku-4-5,100,50,0,0,,,{ABOUT}\n'
+    "c-tab,succeeded,'\tindented \\N \\. back\\slash,end_turn,claude-haiku-4-5,100,50,0,0,,,"
+    f"{ABOUT}\n"
+    f"d-error,errored,,,,0,0,0,0,invalid_request_error,'@mention: bad,{ABOUT}\n"
 )
 
 
 def test_the_flat_csv_is_the_same_on_every_database_and_never_a_formula(owner_client, workspace):
     from batches.models import Result
 
-    batch = factories.batch(workspace)
+    batch = factories.batch(workspace, name='=HYPERLINK("x")')
+    labels.set_labels(batch, ["eval", "night's run"])
     Result.objects.bulk_create([
         factories.succeeded(batch, "-leading-dash", text="=SUM(A1:A9)"),
         factories.succeeded(batch, "a-comma", text='one, two "three"'),

@@ -17,6 +17,7 @@ def _chosen_filters(params, *, fixed_workspace) -> dict:
         "status": query_text(params, "status", 20),
         "problems": query_text(params, "problems", 20),
         "submitter": query_text(params, "submitter", 20),
+        "label": query_text(params, "label", 40),
         "q": query_text(params, "q"),
     }
 
@@ -50,6 +51,7 @@ def _batch_list(request, template: str, *, slug=None):
         status_filters=selectors.STATUS_FILTERS,
         problem_filters=selectors.PROBLEM_FILTERS,
         submitters=selectors.submitters(workspaces),
+        labels_in_use=selectors.labels_in_use(workspaces, chosen["label"]),
         has_workspaces=bool(workspaces),
     )
     if workspace is None:

@@ -11,7 +11,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from batches import actions, audit, polling, roles, selectors, tasks
+from batches import actions, audit, labels, polling, roles, selectors, tasks
+from batches.forms import BatchNameForm
 from batches.models import AuditEntry, Batch
 from batches.roles import Ability
 from batches.views.access import batch_for, poll_key
@@ -24,7 +25,7 @@ REMOVED_SESSION_KEY = "removed_batches"
 REMOVED_KEPT = 20
 
 
-def _detail_context(request, batch: Batch, dialog: str = "", key=None) -> dict:
+def _detail_context(request, batch: Batch, dialog: str = "", key=None, name_form=None) -> dict:
     resubmit_counts = (
         actions.resubmit_counts(batch) if not batch.resubmit_unavailable_reason else {}
     )
@@ -45,6 +46,8 @@ def _detail_context(request, batch: Batch, dialog: str = "", key=None) -> dict:
         "dialog": dialog,
         "resubmissions": selectors.recent_resubmissions(batch),
         "can": roles.abilities(request.user, batch.workspace),
+        "name_form": name_form
+        or BatchNameForm(initial={"name": batch.name, "labels": ", ".join(labels.names(batch))}),
     }
     return polling.render_region(request, DETAIL, "live", context, key)
 
@@ -148,6 +151,34 @@ def batch_delete(request, slug, api_id):
         removed = request.session.get(REMOVED_SESSION_KEY) or {}
         removed[f"{slug}/{api_id}"] = batch.display_name
         request.session[REMOVED_SESSION_KEY] = dict(list(removed.items())[-REMOVED_KEPT:])
+    return redirect(batch.get_absolute_url())
+
+
+@require_POST
+def batch_rename(request, slug, api_id):
+    """A submitter names and labels a batch (any batch, one made outside the dashboard too)."""
+    batch = batch_for(request, slug, api_id, Ability.SUBMIT)
+    form = BatchNameForm(request.POST)
+    if not form.is_valid():
+        context = _detail_context(request, batch, name_form=form)
+        return render(request, DETAIL, context, status=400)
+    before = {"name": batch.name, "labels": labels.names(batch)}
+    after = {"name": form.cleaned_data["name"], "labels": form.cleaned_data["labels"]}
+    if before == after:
+        messages.info(request, "Nothing changed.")
+        return redirect(batch.get_absolute_url())
+    with transaction.atomic():
+        Batch.objects.filter(pk=batch.pk).update(name=after["name"])
+        labels.set_labels(batch, after["labels"])
+        audit.record(
+            AuditEntry.Action.RENAME,
+            request=request,
+            workspace=batch.workspace,
+            target=audit.batch_target(batch),
+            before=before,
+            after=after,
+        )
+    messages.success(request, "Saved the name and labels.")
     return redirect(batch.get_absolute_url())
 
 

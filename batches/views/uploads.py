@@ -87,6 +87,7 @@ def upload(request, slug):
                 name=form.cleaned_data["name"],
                 oversize=form.cleaned_data["oversize"],
                 spend_cap=form.cleaned_data["spend_cap"],
+                labels=form.cleaned_data["labels"],
             )
             audit.record(
                 AuditEntry.Action.UPLOAD,

@@ -6,7 +6,7 @@ from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from batches import mirror, submissions
+from batches import labels, mirror, submissions
 from batches.client import ApiClient, ApiError
 from batches.intake import job
 from batches.intake.command_line import (
@@ -27,6 +27,12 @@ class Command(BaseCommand):
         parser.add_argument("file", type=Path)
         parser.add_argument("--workspace", required=True)
         parser.add_argument("--name", default="")
+        parser.add_argument(
+            "--label",
+            action="append",
+            default=[],
+            help="a label for its batches (repeat for several)",
+        )
         parser.add_argument("--user", help="the username recorded as the submitter")
         add_csv_arguments(parser)
 
@@ -53,13 +59,14 @@ class Command(BaseCommand):
                 self.stderr.write(f"Could not read the model list: {error}")
         try:
             csv_options = csv_options_from(options).as_dict() if fmt == "csv" else None
-        except UsageError as error:
+            chosen_labels = labels.parse(options["label"])
+        except (UsageError, labels.LabelError) as error:
             raise CommandError(str(error)) from None
         with file.open("rb") as handle:
             upload = File(handle, name=file.name)
             upload.size = file.stat().st_size
             submission = submissions.create_submission(
-                target, submitter, upload, name=name, csv_options=csv_options
+                target, submitter, upload, name=name, csv_options=csv_options, labels=chosen_labels
             )
         # The check runs here, in the foreground, as the worker would run it.
         job.run_check(submission.pk)
