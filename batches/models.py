@@ -509,6 +509,8 @@ class Result(models.Model):
         indexes = [
             # The explorer's filters within one batch.
             models.Index(fields=["batch", "result_type", "custom_id"], name="result_by_type"),
+            # "Which batch answered this custom_id?", across every batch.
+            models.Index(fields=["custom_id"], name="result_by_custom_id"),
         ]
 
     def __str__(self):

@@ -269,6 +269,44 @@ def recent_resubmissions(batch: Batch, limit: int = 5) -> list[Submission]:
 # Results ----------------------------------------------------------------------------------------
 
 
+# Results across batches ------------------------------------------------------------------------
+
+FOUND_RESULTS = 10
+
+
+def results_across_batches(user, text: str, workspace=None) -> dict:
+    """What the batch list's search box finds among results: those whose custom_id is exactly
+    `text` in every batch the person sees (an index lookup), and, within one workspace, those
+    whose answer holds it (the trigram index on PostgreSQL, where the batch's search text is
+    written). At most FOUND_RESULTS of each, newest batch first."""
+    text = text.strip()
+    if not text or len(text) > 64:
+        return {"by_id": [], "by_text": []}
+    batches = Batch.objects.visible_to(user)
+    if workspace is not None:
+        batches = batches.filter(workspace=workspace)
+    by_id = list(
+        Result.objects.filter(custom_id=text, batch__in=batches)
+        .select_related("batch__workspace")
+        .order_by("-batch__created_at")[:FOUND_RESULTS]
+    )
+    by_text: list[Result] = []
+    if workspace is not None and len(text) >= search.MIN_INDEXED_LENGTH:
+        if search.supported():
+            found = ResultText.objects.filter(batch__workspace=workspace, haystack__ilike=text)
+            matching = Result.objects.filter(pk__in=found.values("result_id")[:FOUND_RESULTS])
+        else:
+            matching = Result.objects.filter(
+                batch__workspace=workspace, answer_text__icontains=text
+            )
+        by_text = list(
+            matching.exclude(pk__in=[result.pk for result in by_id])
+            .select_related("batch__workspace")
+            .order_by("-batch__created_at", "custom_id")[:FOUND_RESULTS]
+        )
+    return {"by_id": by_id, "by_text": by_text}
+
+
 def filter_results(batch: Batch, chosen: dict):
     """The results explorer's filters (cleaned text) applied to the batch's results."""
     results = Result.objects.filter(batch=batch)

@@ -1,4 +1,5 @@
-"""Time the usage pages at 10,000 batches and 1,000,000 results, against Django's admin.
+"""Time the usage pages, and the batch list's search across batches, at 10,000 batches and
+1,000,000 results, against Django's admin.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test REDIS_URL=redis://127.0.0.1:6379/0 \\
         .venv/bin/python bench/bench_usage.py [runs]
@@ -107,6 +108,13 @@ def populate():
     each = spent / len(ids) * 1000
     print(f"totals and usage rows of {len(ids):,} batches in {spent:.1f} s "
           f"({each:.1f} ms a batch, once after its results are stored)")  # fmt: skip
+    from batches import search
+
+    if search.supported():
+        began = time.perf_counter()
+        for batch_id in ids:
+            search.index_results(batch_id)
+        print(f"search text of {stored:,} results written in {time.perf_counter() - began:.1f} s")
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("ANALYZE")
@@ -132,6 +140,11 @@ def main():
             "usage, one workspace and its budget": (research, month),
             "usage, one workspace, a year by month": (research, year),
             "usage CSV, by person over a year": ("/usage/", {**year, "csv": "people"}),
+            # The batch list's search box, across batches: a custom_id every batch has, one
+            # only one has, and words of answers within a workspace.
+            "batch list, custom_id in 10,000 batches": ("/", {"q": "req-0042"}),
+            "batch list, a custom_id nobody has": ("/", {"q": "req-9999"}),
+            "one workspace's list, answer text": (f"/w/{workspaces[0].slug}/", {"q": "Answer 42"}),
         }
         timings: dict[str, list[float]] = {name: [] for name in ["admin changelist", *pages]}
         queries: dict[str, int] = {}

@@ -6,7 +6,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from batches import labels, notices
+from batches import labels, notices, search
 from batches.models import AuditEntry, Batch, BatchLabel
 from tests import factories
 from tests.test_dashboard_flows import SAMPLES, submit
@@ -87,3 +87,25 @@ def test_the_upload_form_reads_the_labels(owner_client, workspace):
     upload.seek(0)
     owner_client.post(url, {"file": upload, "oversize": "split", "labels": "eval, Eval, q4"})
     assert workspace.submissions.get().labels == ["eval", "q4"]
+
+
+def test_the_search_box_finds_a_custom_id_in_every_batch_and_answers_in_a_workspace(
+    owner_client, workspace
+):
+    first = factories.with_results(factories.batch(workspace, name="Monday"), 4)
+    factories.with_results(factories.batch(workspace, name="Tuesday"), 2)
+    if search.supported():  # PostgreSQL: answers are found in the search text, written apart
+        for batch in Batch.objects.all():
+            search.index_results(batch.pk)
+    page = owner_client.get(reverse("home"), {"q": "req-0001"}).content.decode()
+    assert "custom_id “req-0001”</strong> in\n    2 batches" in page
+    assert reverse("result_detail", args=[workspace.slug, first.api_id, "req-0001"]) in page
+    # Answers only within one workspace: the factories answer "Answer <b>N</b>".
+    answers = owner_client.get(workspace.get_absolute_url(), {"q": "<b>2</b>"}).content.decode()
+    assert "Answers holding" in answers and "req-0002" in answers
+    assert "&lt;b&gt;2&lt;/b&gt;" in answers  # shown as text, never as markup
+    fragment = owner_client.get(reverse("home"), {"q": "req-0002"}, headers={"HX-Request": "true"})
+    assert "req-0002" in fragment.content.decode()
+    assert (
+        "custom_id" not in owner_client.get(reverse("home"), {"q": "nothing-here"}).content.decode()
+    )

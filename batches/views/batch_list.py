@@ -35,6 +35,10 @@ def _batch_list(request, template: str, *, slug=None):
     query.pop("page", None)
     query.pop("v", None)
     context = {
+        "found": selectors.results_across_batches(request.user, chosen["q"], workspace)
+        if chosen["q"]
+        else None,
+        "search_text": chosen["q"],
         "page": page,
         "rows": rows,
         "workspace": workspace,
