@@ -564,6 +564,13 @@ class BatchUsage(models.Model):
     results. Written with the batch's totals once its results are stored (batches.totals)."""
 
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="usage_rows")
+    # The batch's own workspace, creation time and submitter, copied: the usage pages group
+    # these rows alone, without joining the batches (a third of their time at a year of them).
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField()
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     model = models.CharField(max_length=100, blank=True)
     result_type = models.CharField(max_length=20, choices=Result.Type.choices)
     error_type = models.CharField(max_length=64, blank=True)
@@ -581,6 +588,7 @@ class BatchUsage(models.Model):
                 fields=["batch", "model", "result_type", "error_type"], name="batch_usage_unique"
             ),
         ]
+        indexes = [models.Index(fields=["workspace", "created_at"], name="usage_by_time")]
 
     def __str__(self):
         return f"{self.batch_id} {self.model} {self.result_type} {self.error_type}".strip()

@@ -31,11 +31,11 @@ def stale_totals(batches) -> list[Batch]:
     ]
 
 
-def usage_rows(batch_ids) -> list[BatchUsage]:
-    """The stored results of these batches counted by model, result type and error type, with
-    their usage priced: one grouped query, whatever the number of results."""
+def usage_rows(batches: dict[int, Batch]) -> list[BatchUsage]:
+    """The stored results of these batches (by id) counted by model, result type and error
+    type, with their usage priced: one grouped query, whatever the number of results."""
     rows = (
-        Result.objects.filter(batch_id__in=batch_ids)
+        Result.objects.filter(batch_id__in=batches)
         .values("batch_id", "model", "result_type", "error_type")
         .annotate(requests=Count("pk"), **{name: Sum(name) for name in USAGE_FIELDS})
         .order_by()
@@ -44,9 +44,13 @@ def usage_rows(batch_ids) -> list[BatchUsage]:
     for row in rows:
         # .get: the stubs know the keys values() names, not the ones annotate() takes from a dict.
         usage = {name: row.get(name) or 0 for name in USAGE_FIELDS}
+        batch = batches[row["batch_id"]]
         found.append(
             BatchUsage(
-                batch_id=row["batch_id"],
+                batch_id=batch.pk,
+                workspace_id=batch.workspace_id,
+                created_at=batch.created_at,
+                submitted_by_id=batch.submitted_by_id,
                 model=row["model"],
                 result_type=row["result_type"],
                 error_type=row["error_type"],
@@ -73,7 +77,7 @@ def store_totals(batches) -> None:
         for name in USAGE_FIELDS:
             setattr(batch, name, 0)
         batch.cost, batch.cost_incomplete, batch.totals_at = Decimal(0), False, now
-    rows = usage_rows(list(by_id))
+    rows = usage_rows(by_id)
     for row in rows:
         batch = by_id[row.batch_id]
         for name in USAGE_FIELDS:

@@ -374,3 +374,10 @@ def test_an_admin_sets_the_budget_in_the_settings(client, user, workspace):
         {"monthly_budget": "-5", "results_downloadable": "on"},
     )
     assert bad_amount.status_code == 400
+
+
+def test_names_in_the_tables_are_text_never_markup(client, user, workspace):
+    stored_batch(workspace, at(2), [ok("a", model="<i>odd</i>")], submitted_by=user)
+    client.force_login(user)
+    html = client.get(reverse("usage"), {"start": "2026-11-01", "end": "2026-11-30"}).content
+    assert b"&lt;i&gt;odd&lt;/i&gt;" in html and b"<i>odd</i>" not in html
