@@ -11,7 +11,7 @@ and a batch's cost is known only once its results are stored, days later at most
 """
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any
@@ -20,7 +20,21 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models import (
+    Aggregate,
+    Case,
+    CharField,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    Func,
+    Q,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
 from django.utils import timezone
 from django.utils.html import format_html_join
@@ -83,6 +97,68 @@ class Period:
         if self.bucket == "week":
             return f"Week of {day:%-d %b %Y}"
         return f"{day:%a %-d %b %Y}"
+
+
+def bucket_of(field: str, period: Period):
+    """An expression for the first day of the bucket that `field` (a UTC time) falls in, in the
+    period's time zone.
+
+    PostgreSQL truncates in its own time zone arithmetic. SQLite would call a Python function
+    per row for that (Django's), a quarter of a second at a year of batches; there the zone's
+    offsets during the period (two changes a year at most) become a CASE of SQLite's own
+    datetime(), and the bucket is text, "YYYY-MM-DD"."""
+    if connection.vendor != "sqlite":
+        return BUCKETS[period.bucket](field, tzinfo=period.zone)
+    segments = _offsets(period)
+    local: Any = _shifted(field, segments[-1][1])
+    if len(segments) > 1:
+        local = Case(
+            *(
+                When(**{f"{field}__lt": until}, then=_shifted(field, offset))
+                for until, offset in segments[:-1]
+            ),
+            default=local,
+            output_field=CharField(),
+        )
+    if period.bucket == "month":
+        return Func(Value("%Y-%m-01"), local, function="strftime", output_field=CharField())
+    if period.bucket == "week":  # back to the Monday on or before the day
+        modifiers = (Value("-6 days"), Value("weekday 1"))
+        return Func(local, *modifiers, function="date", output_field=CharField())
+    return Func(local, function="date", output_field=CharField())
+
+
+def _shifted(field: str, seconds: int):
+    return Func(F(field), Value(f"{seconds:+d} seconds"), function="datetime")
+
+
+def _offsets(period: Period) -> list[tuple[datetime, int]]:
+    """The zone's UTC offsets (seconds) over the period: (until when, offset), the last one's
+    "until" the end. Each change is found to the minute by halving the day it happens in."""
+
+    def offset(moment: datetime) -> int:
+        delta = moment.astimezone(period.zone).utcoffset()
+        return int(delta.total_seconds()) if delta else 0
+
+    start = period.start_at.astimezone(UTC) - timedelta(days=1)
+    end = period.end_at.astimezone(UTC) + timedelta(days=1)
+    segments: list[tuple[datetime, int]] = []
+    moment, current = start, offset(start)
+    while moment < end:
+        following = min(moment + timedelta(days=1), end)
+        if offset(following) != current:
+            low, high = moment, following
+            while high - low > timedelta(minutes=1):
+                middle = low + (high - low) / 2
+                if offset(middle) == current:
+                    low = middle
+                else:
+                    high = middle
+            segments.append((high, current))
+            current = offset(high)
+        moment = following
+    segments.append((end, current))
+    return segments
 
 
 def default_period(zone: ZoneInfo, today: date | None = None) -> Period:
@@ -175,12 +251,11 @@ def usage(workspaces: list[Workspace], period: Period) -> Usage:
     of the usage rows, and two of the batches (three on a database without percentiles)."""
     found = Usage(period, workspaces)
     ids = [workspace.pk for workspace in workspaces]
-    trunc = BUCKETS[period.bucket]
     grouped = (
         BatchUsage.objects.filter(
             workspace_id__in=ids, created_at__gte=period.start_at, created_at__lt=period.end_at
         )
-        .annotate(bucket=trunc("created_at", tzinfo=period.zone))
+        .annotate(bucket=bucket_of("created_at", period))
         .values("bucket", "model", "submitted_by", "workspace", "result_type", "error_type")
         .annotate(
             requests_sum=Sum("requests"),
@@ -200,7 +275,7 @@ def usage(workspaces: list[Workspace], period: Period) -> Usage:
     batches = Batch.objects.filter(
         workspace_id__in=ids, created_at__gte=period.start_at, created_at__lt=period.end_at
     )
-    _from_batches(found, batches.annotate(bucket=trunc("created_at", tzinfo=period.zone)))
+    _from_batches(found, batches.annotate(bucket=bucket_of("created_at", period)))
     return found
 
 
@@ -238,6 +313,8 @@ class _UsageGroup:
 
 
 def _day(bucket) -> date:
+    if isinstance(bucket, str):  # SQLite's (see bucket_of)
+        return date.fromisoformat(bucket)
     return bucket.date() if isinstance(bucket, datetime) else bucket
 
 
@@ -390,9 +467,17 @@ def _from_batches(found: Usage, batches) -> None:
     )
     rows = {_day(row["bucket"]): row for row in per_bucket.order_by()}
     if not in_sql:  # the percentiles in Python: the durations of each bucket's ended batches
+        # In seconds by SQLite's own julianday() (Django's duration would call Python per row).
+        julian = {
+            name: Func(F(name), function="julianday", output_field=FloatField())
+            for name in ("ended_at", "created_at")
+        }
+        seconds = ExpressionWrapper(
+            (julian["ended_at"] - julian["created_at"]) * 86400.0, output_field=FloatField()
+        )
         durations: dict[date, list[float]] = {}
-        for bucket, took in batches.filter(ended).values_list("bucket", duration):
-            durations.setdefault(_day(bucket), []).append(took.total_seconds())
+        for bucket, took in batches.filter(ended).values_list("bucket", seconds):
+            durations.setdefault(_day(bucket), []).append(round(took, 3))
         for day, row in rows.items():
             values = sorted(durations.get(day, []))
             row["median"] = timedelta(seconds=_percentile(values, 0.5)) if values else None

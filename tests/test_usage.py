@@ -381,3 +381,27 @@ def test_names_in_the_tables_are_text_never_markup(client, user, workspace):
     client.force_login(user)
     html = client.get(reverse("usage"), {"start": "2026-11-01", "end": "2026-11-30"}).content
     assert b"&lt;i&gt;odd&lt;/i&gt;" in html and b"<i>odd</i>" not in html
+
+
+def test_buckets_follow_the_zone_across_a_change_of_its_offset(workspace):
+    """Paris leaves summer time at 01:00 UTC on 25 October 2026: the same 22:30 UTC is past
+    midnight before the change and not after it (SQLite's CASE of offsets, PostgreSQL's own)."""
+    for created in (
+        datetime(2026, 10, 24, 22, 30, tzinfo=UTC),  # 00:30 on the 25th, summer time
+        datetime(2026, 10, 25, 22, 30, tzinfo=UTC),  # 23:30 on the 25th, winter time
+        datetime(2026, 10, 26, 23, 30, tzinfo=UTC),  # 00:30 on the 27th
+    ):
+        stored_batch(workspace, created, [ok("a")])
+    paris = ZoneInfo("Europe/Paris")
+    by_day = usage.usage(
+        [workspace], usage.Period(date(2026, 10, 24), date(2026, 10, 27), "day", paris)
+    )
+    assert [row[1] for row in by_day.tokens_over_time.rows] == [0, 200, 0, 100]
+    by_week = usage.usage(
+        [workspace], usage.Period(date(2026, 10, 19), date(2026, 11, 1), "week", paris)
+    )
+    assert [row[1] for row in by_week.tokens_over_time.rows] == [200, 100]  # Sunday 25, Tuesday 27
+    by_month = usage.usage(
+        [workspace], usage.Period(date(2026, 10, 1), date(2026, 10, 31), "month", paris)
+    )
+    assert by_month.tokens_over_time.rows[0][1] == 300
