@@ -81,6 +81,51 @@
     }
   }, true);
 
+  // Copy buttons: the text in data-copy to the clipboard, said in the button and to screen
+  // readers (the page's polite status region).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button[data-copy]");
+    if (!button || !navigator.clipboard) return;
+    navigator.clipboard.writeText(button.getAttribute("data-copy")).then(function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      var status = document.getElementById("copy-status");
+      if (status) status.textContent = "Copied to the clipboard.";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    });
+  });
+
+  // Keyboard shortcuts (listed on the ? overlay), never while typing in a field.
+  var pendingG = false;
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.defaultPrevented) return;
+    var target = event.target;
+    if (target.closest && target.closest("input, textarea, select, [contenteditable], dialog")) return;
+    var key = event.key;
+    var go = function (path) { event.preventDefault(); window.location.href = path; };
+    if (pendingG) {
+      pendingG = false;
+      if (key === "b") return go("/");
+      if (key === "w") return go("/workspaces/");
+      if (key === "u") return go("/usage/");
+    }
+    if (key === "g") { pendingG = true; setTimeout(function () { pendingG = false; }, 1500); return; }
+    if (key === "/") {
+      var search = document.querySelector("input[type=search]");
+      if (search) { event.preventDefault(); search.focus(); search.select(); }
+      return;
+    }
+    if (key === "u") {
+      var upload = document.querySelector("a[href$='/upload/']");
+      if (upload) { event.preventDefault(); upload.click(); }
+      return;
+    }
+    if (key === "?") {
+      var overlay = document.getElementById("shortcuts");
+      if (overlay && overlay.showModal) { event.preventDefault(); overlay.showModal(); }
+    }
+  });
+
   function upgradeOpenDialogs(root) {
     root.querySelectorAll("dialog[data-open][open]").forEach(function (dialog) {
       if (dialog.showModal && !dialog.matches(":modal")) {

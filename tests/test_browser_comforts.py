@@ -1,0 +1,70 @@
+"""Small comforts in Chromium: copy buttons that put the id on the clipboard (and say so), and
+keyboard shortcuts listed on a ? overlay, never taken from a field being typed in."""
+
+import os
+
+import pytest
+
+from batches.workspaces import create_workspace
+from tests import factories
+from tests.browser import assert_no_problems, needs_chromium, open_page, shot
+
+pytestmark = [pytest.mark.browser, needs_chromium]
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+
+@pytest.fixture
+def batch(live_server, transactional_db, django_user_model):
+    ada = django_user_model.objects.create_user("ada", password="pw-ada-12345")
+    workspace = create_workspace("Research", f"{live_server.url}/emulator", "sk-ant-comfort-1",
+                                 members=[(ada, "admin")])  # fmt: skip
+    return factories.with_results(factories.batch(workspace, name="Nightly eval"))
+
+
+def test_copy_buttons_and_keyboard_shortcuts(batch, live_server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser, context, page = open_page(playwright, live_server.url,
+                                           viewport={"width": 1366, "height": 900})  # fmt: skip
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+        page.goto(f"{live_server.url}/login/")
+        page.fill("input[name=username]", "ada")
+        page.fill("input[name=password]", "pw-ada-12345")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server.url}/")
+        # / goes to the search box; typing there types, it does not jump anywhere.
+        page.keyboard.press("/")
+        assert page.evaluate("document.activeElement.id") == "f-q"
+        page.keyboard.type("gu")
+        assert page.url == f"{live_server.url}/" and page.input_value("#f-q") == "gu"
+        page.locator("#f-q").fill("")
+        page.locator("h1").click()
+        # ? lists the shortcuts; Escape closes the list.
+        page.keyboard.press("?")
+        assert page.locator("#shortcuts").is_visible()
+        shot(page, "70-shortcuts", full=False)
+        page.keyboard.press("Escape")
+        assert not page.locator("#shortcuts").is_visible()
+        page.keyboard.press("g")
+        page.keyboard.press("u")
+        page.wait_for_url(f"{live_server.url}/usage/")
+        page.keyboard.press("g")
+        page.keyboard.press("w")
+        page.wait_for_url(f"{live_server.url}/workspaces/")
+        page.keyboard.press("g")
+        page.keyboard.press("b")
+        page.wait_for_url(f"{live_server.url}/")
+        # The batch page's copy button.
+        page.goto(f"{live_server.url}{batch.get_absolute_url()}")
+        page.click("button[data-copy]")
+        assert page.evaluate("navigator.clipboard.readText()") == batch.api_id
+        assert page.locator("button[data-copy]").inner_text() == "Copied"
+        assert page.locator("#copy-status").inner_text() == "Copied to the clipboard."
+        # u opens the upload page of a workspace the person may upload to.
+        page.goto(f"{live_server.url}/w/{batch.workspace.slug}/")
+        page.keyboard.press("u")
+        page.wait_for_url(f"{live_server.url}/w/{batch.workspace.slug}/upload/")
+        assert_no_problems(page)
+        context.close()
+        browser.close()
