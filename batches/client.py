@@ -31,6 +31,7 @@ from tenacity import (
 
 from batches import call_stats, ratelimit
 from batches.outbound_http import BlockedDestination, GuardedTransport
+from dashboard.betas import header as betas_header
 
 logger = logging.getLogger(__name__)
 
@@ -317,6 +318,7 @@ class ApiClient:
         *,
         before_send: Callable[[], None] = lambda: None,
         find_existing: Callable[[], dict | None] = lambda: None,
+        betas: list[str] | None = None,
     ) -> dict:
         """Create a batch from a body of `size` bytes that `open_body()` streams (from storage).
 
@@ -341,7 +343,11 @@ class ApiClient:
                         "POST",
                         "/v1/messages/batches",
                         content=_chunks(body),
-                        headers={"content-type": "application/json", "content-length": str(size)},
+                        headers={
+                            "content-type": "application/json",
+                            "content-length": str(size),
+                            **betas_header(betas),
+                        },
                     )
                 )
             except ApiError as error:

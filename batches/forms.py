@@ -10,6 +10,7 @@ from batches.intake.templating import CsvOptions
 from batches.models import AuditEntry, Membership, Submission, Workspace
 from batches.outbound import validate_outbound_url
 from batches.usage import MAX_BUCKETS, Period, default_period, too_many_buckets
+from dashboard import betas
 
 
 def _choice_field(form: forms.Form, name: str) -> forms.ChoiceField:
@@ -39,6 +40,13 @@ class UploadForm(forms.Form):
         max_length=500,
         help_text="Optional, separated by commas: e.g. eval, nightly. The list filters by them.",
     )
+    betas = forms.CharField(
+        label="Beta features",
+        required=False,
+        max_length=400,
+        help_text="Optional: names sent in the anthropic-beta header of the create call, "
+        "separated by commas.",
+    )
     spend_cap = forms.DecimalField(
         label="Spend cap (USD)",
         required=False,
@@ -52,6 +60,12 @@ class UploadForm(forms.Form):
         try:
             return labels.parse(self.cleaned_data["labels"])
         except labels.LabelError as error:
+            raise forms.ValidationError(str(error)) from None
+
+    def clean_betas(self):
+        try:
+            return betas.parse(self.cleaned_data["betas"])
+        except betas.BetaError as error:
             raise forms.ValidationError(str(error)) from None
 
     def clean_file(self):

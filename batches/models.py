@@ -720,6 +720,8 @@ class Submission(models.Model):
 
     # The name and labels its batches get (the name is `name` above).
     labels = models.JSONField(default=list, blank=True)
+    # Beta features named in its create calls (the anthropic-beta header; dashboard.betas).
+    betas = models.JSONField(default=list, blank=True)
     # Spending: the upload's own limit (Submit refuses when the estimate is above it), and the
     # workspace admin who let it go over the workspace's budget.
     spend_cap = models.DecimalField(

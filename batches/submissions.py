@@ -50,6 +50,7 @@ def create_submission(
     resubmission_of: Batch | None = None,
     spend_cap=None,
     labels: list[str] | None = None,
+    betas: list[str] | None = None,
 ) -> Submission:
     """Store an upload. A JSONL file, or a CSV with its options, is then `checking`: the caller
     enqueues `tasks.check_submission` (after the commit). A CSV without options waits for them."""
@@ -70,6 +71,7 @@ def create_submission(
         upload_size=uploaded_file.size,
         spend_cap=spend_cap,
         labels=labels or [],
+        betas=betas or [],
     )
     submission.upload.save(filename, uploaded_file, save=False)
     submission.save()
@@ -227,6 +229,7 @@ def _create_part(
                 part.request_bytes,
                 before_send=before_send,
                 find_existing=lambda: _find_lost_batch(client, part),
+                betas=submission.betas,
             )
         except ApiError as error:
             if not error.may_have_made_it:

@@ -45,6 +45,9 @@ class EmulatedBatch(models.Model):
     seconds_per_request = models.FloatField()
     cancel_initiated_at = models.DateTimeField(null=True, blank=True)
     cancel_seconds = models.FloatField(default=0.0)
+    # The beta features its create call named (anthropic-beta): they change what its requests
+    # may ask for (dashboard.betas).
+    betas = models.JSONField(default=list, blank=True)
     # Set once, when the batch is first seen past its end, with the final counts below.
     ended_at = models.DateTimeField(null=True, blank=True)
     succeeded = models.PositiveIntegerField(default=0)

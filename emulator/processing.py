@@ -59,7 +59,9 @@ def rfc3339(moment) -> str | None:
 # Creating ------------------------------------------------------------------------------------
 
 
-def create_batch(workspace: str, requests: list, *, slow: bool = False) -> EmulatedBatch:
+def create_batch(
+    workspace: str, requests: list, *, slow: bool = False, betas: list[str] | None = None
+) -> EmulatedBatch:
     """Store a batch whose requests have passed `validation.parse_create_body`.
 
     `slow` makes it take 48 h, so it is still running at its 24 h expiry: about half of its
@@ -81,6 +83,7 @@ def create_batch(workspace: str, requests: list, *, slow: bool = False) -> Emula
             base_seconds=base,
             seconds_per_request=per_request,
             cancel_seconds=settings.EMULATOR_CANCEL_SECONDS,
+            betas=betas or [],
         )
         pending = []
         for number, start in enumerate(range(0, count, CHUNK_SIZE)):
@@ -91,7 +94,9 @@ def create_batch(workspace: str, requests: list, *, slow: bool = False) -> Emula
                     number=number,
                     first_index=start,
                     data=EmulatedRequestChunk.pack([[r["custom_id"], r["params"]] for r in part]),
-                    outcomes="".join("e" if check_params(r["params"]) else "s" for r in part),
+                    outcomes="".join(
+                        "e" if check_params(r["params"], betas) else "s" for r in part
+                    ),
                 )
             )
             if len(pending) == _CHUNKS_PER_INSERT:
@@ -248,7 +253,7 @@ def results_lines(batch: EmulatedBatch) -> Iterator[bytes]:
         entries.sort(key=lambda entry: hashlib.md5(entry[1][0].encode()).digest())  # noqa: S324
         for index, (custom_id, params) in entries:
             if index < processed:
-                result = outcome(batch.batch_id, custom_id, params)
+                result = outcome(batch.batch_id, custom_id, params, batch.betas)
             else:
                 result = {"type": fate}
             yield (json.dumps({"custom_id": custom_id, "result": result}) + "\n").encode()
@@ -257,9 +262,9 @@ def results_lines(batch: EmulatedBatch) -> Iterator[bytes]:
 # One request's outcome -------------------------------------------------------------------------
 
 
-def outcome(batch_id: str, custom_id: str, params: dict) -> dict:
+def outcome(batch_id: str, custom_id: str, params: dict, betas=()) -> dict:
     """The result of one processed request: `succeeded` with a message, or `errored`."""
-    problem = check_params(params)
+    problem = check_params(params, betas)
     if problem:
         return {
             "type": "errored",

@@ -9,6 +9,7 @@ import json
 import math
 import re
 
+from dashboard.betas import output_limit
 from dashboard.schemas import is_custom_id, rule_problems, validator
 from emulator import catalog
 
@@ -153,8 +154,9 @@ def _schema_error(params: dict) -> str | None:
     return _pydantic_style(_dotted(chosen["instanceLocation"]), chosen["error"])
 
 
-def check_params(params: dict) -> str | None:
-    """Why the Messages API would refuse `params`, or None if it would answer it."""
+def check_params(params: dict, betas=()) -> str | None:
+    """Why the Messages API would refuse `params` (sent with these beta features), or None if
+    it would answer it."""
     problem = _schema_error(params)
     if problem:
         return problem
@@ -167,9 +169,10 @@ def check_params(params: dict) -> str | None:
     spec = catalog.find(params["model"])
     if spec is None:
         return f"model: {params['model']} is not a valid model"
-    if params["max_tokens"] > spec.max_tokens:
+    limit = output_limit(spec.id, spec.max_tokens, betas) or spec.max_tokens
+    if params["max_tokens"] > limit:
         return (
-            f"max_tokens: {params['max_tokens']} > {spec.max_tokens}, which is the maximum "
+            f"max_tokens: {params['max_tokens']} > {limit}, which is the maximum "
             f"allowed number of output tokens for {catalog.resolved_id(spec.id)}"
         )
     return None

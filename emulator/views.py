@@ -194,11 +194,13 @@ def _create(request, workspace, plan):
     except InvalidBatch as exc:
         raise ErrorAnswer(400, "invalid_request_error", str(exc)) from None
     del raw
-    batch = processing.create_batch(workspace, requests, slow=plan.slow_batches)
+    betas = [name.strip() for name in request.headers.get("anthropic-beta", "").split(",")]
+    betas = [name for name in betas if name][:10]
+    batch = processing.create_batch(workspace, requests, slow=plan.slow_batches, betas=betas)
     if plan.lose_create_answers and faults.take_lost_create_answer(workspace):
         # The batch exists, but the client hears only an error (a rehearsal of a lost answer).
         for _ in range(plan.lookalikes_with_lost_answer):
-            processing.create_batch(workspace, requests, slow=plan.slow_batches)
+            processing.create_batch(workspace, requests, slow=plan.slow_batches, betas=betas)
         raise ErrorAnswer(500, "api_error", "Internal server error")
     return JsonResponse(_batch_json(request, batch))
 

@@ -15,9 +15,9 @@ FLOORS = [
     (
         "foundations: storage, settings helpers, the API client, outbound rules, claims, change "
         "stamps, polls, and intake's parsing and rules (no model)",
-        ["dashboard.env", "dashboard.errors", "dashboard.schemas", "dashboard.storage",
-         "dashboard.object_storage", "dashboard.local_files", "dashboard.celery", "batches.text",
-         "batches.spreadsheets",
+        ["dashboard.env", "dashboard.errors", "dashboard.schemas", "dashboard.betas",
+         "dashboard.storage", "dashboard.object_storage", "dashboard.local_files",
+         "dashboard.celery", "batches.text", "batches.spreadsheets",
          "batches.pricing", "batches.changes", "batches.outbound", "batches.outbound_http",
          "batches.bulk", "batches.claims", "batches.crypto", "batches.client", "batches.polling",
          "batches.ratelimit", "batches.call_stats",

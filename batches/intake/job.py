@@ -27,6 +27,7 @@ from batches.intake.problems import REPORT_HEADER, Problem
 from batches.intake.templating import CsvOptions
 from batches.models import BatchRequest, Submission, SubmissionPart
 from dashboard import storage
+from dashboard.betas import output_limit
 from dashboard.local_files import scratch_dir
 from dashboard.storage import LocalFile, sweep_scratch
 
@@ -70,6 +71,17 @@ def _open_range(name: str, backend):
         return storage.stream(name, start, end, storage=backend)
 
     return open_range
+
+
+def _with_betas(models: list[dict], betas: list[str]) -> list[dict] | None:
+    """The workspace's models with the output limits the upload's betas allow (None: no model
+    list is known, so none is checked)."""
+    if not models:
+        return None
+    return [
+        {**model, "max_tokens": output_limit(model["id"], model.get("max_tokens"), betas)}
+        for model in models
+    ]
 
 
 def _forget_outputs(submission: Submission) -> None:
@@ -147,7 +159,7 @@ def run_check(submission_pk: int) -> str:
             _open_range(upload.name, backend),
             submission.upload_size,
             submission.source_format,
-            models=submission.workspace.models_available or None,
+            models=_with_betas(submission.workspace.models_available, submission.betas),
             csv_options=options,
             oversize=submission.oversize,
             keep_bodies=True,

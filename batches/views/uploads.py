@@ -19,6 +19,7 @@ from batches.intake.templating import CsvOptions
 from batches.models import AuditEntry, Submission, Workspace
 from batches.roles import Ability
 from batches.views.access import poll_key, submission_for, workspace_for
+from dashboard import betas
 
 logger = logging.getLogger(__name__)
 TEMPLATE = "batches/submission.html"
@@ -88,6 +89,7 @@ def upload(request, slug):
                 oversize=form.cleaned_data["oversize"],
                 spend_cap=form.cleaned_data["spend_cap"],
                 labels=form.cleaned_data["labels"],
+                betas=form.cleaned_data["betas"],
             )
             audit.record(
                 AuditEntry.Action.UPLOAD,
@@ -108,6 +110,7 @@ def upload(request, slug):
             "form": form,
             "recent": recent,
             "budget": usage.budget_status(workspace) if workspace.monthly_budget else None,
+            "known_betas": betas.KNOWN,
         },
         status=400 if form.errors else 200,
     )

@@ -18,6 +18,7 @@ from batches.intake.command_line import (
 )
 from batches.intake.reading import detect_format
 from batches.models import Submission, Workspace
+from dashboard import betas
 
 
 class Command(BaseCommand):
@@ -32,6 +33,13 @@ class Command(BaseCommand):
             action="append",
             default=[],
             help="a label for its batches (repeat for several)",
+        )
+        parser.add_argument(
+            "--beta",
+            action="append",
+            default=[],
+            help="a beta feature for the create call's anthropic-beta header (repeatable), "
+            "e.g. output-128k-2025-02-19",
         )
         parser.add_argument("--user", help="the username recorded as the submitter")
         add_csv_arguments(parser)
@@ -60,13 +68,20 @@ class Command(BaseCommand):
         try:
             csv_options = csv_options_from(options).as_dict() if fmt == "csv" else None
             chosen_labels = labels.parse(options["label"])
-        except (UsageError, labels.LabelError) as error:
+            chosen_betas = betas.parse(options["beta"])
+        except (UsageError, labels.LabelError, betas.BetaError) as error:
             raise CommandError(str(error)) from None
         with file.open("rb") as handle:
             upload = File(handle, name=file.name)
             upload.size = file.stat().st_size
             submission = submissions.create_submission(
-                target, submitter, upload, name=name, csv_options=csv_options, labels=chosen_labels
+                target,
+                submitter,
+                upload,
+                name=name,
+                csv_options=csv_options,
+                labels=chosen_labels,
+                betas=chosen_betas,
             )
         # The check runs here, in the foreground, as the worker would run it.
         job.run_check(submission.pk)
