@@ -46,6 +46,7 @@ def test_copy_buttons_and_keyboard_shortcuts(batch, live_server):
         shot(page, "70-shortcuts", full=False)
         page.keyboard.press("Escape")
         assert not page.locator("#shortcuts").is_visible()
+        page.locator("h1").click()
         page.keyboard.press("g")
         page.keyboard.press("u")
         page.wait_for_url(f"{live_server.url}/usage/")

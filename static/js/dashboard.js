@@ -100,7 +100,7 @@
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey || event.defaultPrevented) return;
     var target = event.target;
-    if (target.closest && target.closest("input, textarea, select, [contenteditable], dialog")) return;
+    if (target.closest && target.closest("input, textarea, select, [contenteditable], dialog[open]")) return;
     var key = event.key;
     var go = function (path) { event.preventDefault(); window.location.href = path; };
     if (pendingG) {
