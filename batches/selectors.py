@@ -14,7 +14,16 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import (
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+)
 from django.utils.functional import cached_property
 
 from batches import changes, search
@@ -92,8 +101,47 @@ def filter_batches(batches, chosen: dict):
     return batches
 
 
+# The batch list's sortable columns: the sort's name in the query string, and its order.
+SORTS = {
+    "created": ("created_at",),
+    "requests": ("requests_total",),
+    "duration": ("duration",),
+    "cost": ("cost",),
+}
+
+
+def sort_key(text: str) -> tuple[str, bool]:
+    """(column, descending) from the query string's `sort` ("-cost", "requests"...); newest
+    first for anything else."""
+    name = text.removeprefix("-")
+    if name not in SORTS:
+        return "created", True
+    return name, text.startswith("-")
+
+
+def _sorted(batches, sort: str):
+    name, descending = sort_key(sort)
+    if name == "requests":
+        batches = batches.annotate(
+            requests_total=F("processing")
+            + F("succeeded")
+            + F("errored")
+            + F("canceled")
+            + F("expired")
+        )
+    elif name == "duration":
+        batches = batches.annotate(
+            duration=ExpressionWrapper(F("ended_at") - F("created_at"), DurationField())
+        )
+    field = F(SORTS[name][0])
+    # Batches without a cost or an end (still running) come last either way.
+    order = field.desc(nulls_last=True) if descending else field.asc(nulls_last=True)
+    return batches.order_by(order, "-created_at", "-id")
+
+
 def batch_page(user, chosen: dict, page_number, *, workspace=None) -> Page:
-    """One page of the batches `user` can see, newest first, filtered."""
+    """One page of the batches `user` can see, filtered and sorted (newest first unless the
+    person chose a column)."""
     batches = Batch.objects.visible_to(user)
     if workspace is not None:
         batches = batches.filter(workspace=workspace)
@@ -102,7 +150,7 @@ def batch_page(user, chosen: dict, page_number, *, workspace=None) -> Page:
         .select_related("workspace", "submitted_by", "submission")
         .prefetch_related("labels")
     )
-    batches = batches.order_by("-created_at", "-id")
+    batches = _sorted(batches, chosen.get("sort", ""))
     # The page count comes from the cache while no batch of the user's workspaces changed.
     filters = (workspace.pk if workspace else None, tuple(sorted(chosen.items())))
     paginator = _CountedPaginator(

@@ -109,3 +109,32 @@ def test_the_search_box_finds_a_custom_id_in_every_batch_and_answers_in_a_worksp
     assert (
         "custom_id" not in owner_client.get(reverse("home"), {"q": "nothing-here"}).content.decode()
     )
+
+
+def test_the_list_sorts_by_a_column_and_keeps_its_filters(owner_client, workspace):
+    cheap = factories.batch(workspace, name="Cheap run", hours_ago=1)
+    dear = factories.batch(workspace, name="Dear run", hours_ago=2)
+    # Two requests, no cost or end yet (last either way for those).
+    factories.running_batch(workspace, name="Running run", processing=2)
+    Batch.objects.filter(pk=cheap.pk).update(cost="1.00")
+    Batch.objects.filter(pk=dear.pk).update(cost="9.00")
+
+    def order(**query):
+        html = owner_client.get(reverse("home"), query).content.decode()
+        names = ("Cheap run", "Dear run", "Running run")
+        return sorted(names, key=html.index), html
+
+    assert order()[0] == ["Running run", "Cheap run", "Dear run"]  # newest first
+    most, html = order(sort="-cost")
+    assert most == ["Dear run", "Cheap run", "Running run"]
+    assert 'aria-sort="descending"' in html and "sort=cost" in html  # the next click: least first
+    assert order(sort="cost")[0] == ["Cheap run", "Dear run", "Running run"]
+    labels.set_labels(dear, ["eval"])
+    labels.set_labels(cheap, ["eval"])
+    page = owner_client.get(reverse("home"), {"sort": "-cost", "label": "eval"}).content.decode()
+    assert "Running run" not in page and page.index("Dear run") < page.index("Cheap run")
+    assert "label=eval" in page.split('title="Sort by requests"')[0].rsplit("href=", 1)[1]
+    assert '<input type="hidden" name="sort" value="-cost">' in page
+    assert order(sort="nonsense")[0] == ["Running run", "Cheap run", "Dear run"]
+    assert order(sort="-requests")[0] == ["Cheap run", "Dear run", "Running run"]  # ties: newest
+    assert order(sort="duration")[0][:2] == ["Cheap run", "Dear run"]

@@ -18,8 +18,24 @@ def _chosen_filters(params, *, fixed_workspace) -> dict:
         "problems": query_text(params, "problems", 20),
         "submitter": query_text(params, "submitter", 20),
         "label": query_text(params, "label", 40),
+        "sort": query_text(params, "sort", 20),
         "q": query_text(params, "q"),
     }
+
+
+def _sort_links(params, current: str) -> dict[str, dict]:
+    """Each sortable column's link (the filters kept, back to the first page) and its state:
+    a first click sorts most first, a second least first."""
+    name, descending = selectors.sort_key(current)
+    links = {}
+    for column in selectors.SORTS:
+        query = params.copy()
+        for key in ("page", "v"):
+            query.pop(key, None)
+        query["sort"] = column if column == name and descending else f"-{column}"
+        state = ("descending" if descending else "ascending") if column == name else ""
+        links[column] = {"query": query.urlencode(), "state": state}
+    return links
 
 
 def _batch_list(request, template: str, *, slug=None):
@@ -39,6 +55,7 @@ def _batch_list(request, template: str, *, slug=None):
         if chosen["q"]
         else None,
         "search_text": chosen["q"],
+        "sorts": _sort_links(request.GET, chosen["sort"]),
         "page": page,
         "rows": rows,
         "workspace": workspace,
