@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.utils.text import slugify
 
+from batches import labels
 from batches.intake.reading import CsvError, Limits, Lines, csv_records
 from batches.models import Batch, BatchRequest, Result, Submission
 from batches.spreadsheets import (
@@ -137,7 +138,7 @@ def flat_csv(batch: Batch) -> Iterator[str | bytes]:
     # The batch's name and labels on every row, so rows of several files can be put together.
     about = [
         safe_cell(batch.name) or None,
-        safe_cell(", ".join(label.name for label in batch.labels.all())) or None,
+        safe_cell(", ".join(labels.names(batch))) or None,
     ]
     if connection.vendor == "postgresql":
         yield from _flat_rows_by_copy(batch, about)

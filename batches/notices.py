@@ -18,7 +18,7 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
-from batches import roles, usage, webhooks
+from batches import labels, roles, usage, webhooks
 from batches.models import Batch, BudgetNotice, Workspace
 
 Event = webhooks.Event
@@ -76,7 +76,7 @@ def webhook_payload(batch: Batch) -> dict:
     return {
         "id": batch.api_id,
         "name": batch.display_name,
-        "labels": [label.name for label in batch.labels.all()],
+        "labels": labels.names(batch),
         "workspace": batch.workspace.slug,
         "processing_status": batch.processing_status,
         "request_counts": batch.counts,
@@ -107,33 +107,43 @@ def announce(batch_pk: int, *, http: httpx.Client | None = None) -> dict:
     sent = {"email": False, "webhook": False}
     user = batch.submitted_by
     if workspace.notify_email and user is not None and user.email:
-        try:
-            send_mail(
-                f"Batch ended: {batch.display_name}",
-                f"Your batch {batch.display_name} ({batch.api_id}) in {workspace.name} has "
-                f"ended: {batch.ended_summary}.\n\n{batch_link(batch)}\n",
-                settings.DEFAULT_FROM_EMAIL,
-                [user.email],
-            )
-            sent["email"] = True
-        except (smtplib.SMTPException, OSError) as error:
-            # A mail server that is down loses one notice, not the webhook or the sync.
-            logger.warning("Email for %s failed: %s", batch.api_id, error)
-    # A batch that ended after a cancel is announced as canceled. The first attempt is made
-    # now; a failed one is retried by the beat's sweep (batches.webhooks).
+        sent["email"] = _email(
+            f"Batch ended: {batch.display_name}",
+            f"Your batch {batch.display_name} ({batch.api_id}) in {workspace.name} has "
+            f"ended: {batch.ended_summary}.\n\n{batch_link(batch)}\n",
+            [user.email],
+            about=batch.api_id,
+        )
+    # A batch that ended after a cancel is announced as canceled.
     event = Event.BATCH_CANCELED if batch.cancel_initiated_at else Event.BATCH_ENDED
-    delivery = webhooks.enqueue(workspace, event, webhook_payload(batch))
-    if delivery is not None:
-        sent["webhook"] = webhooks.deliver(delivery.pk, http=http) == "delivered"
+    sent["webhook"] = _webhook(workspace, event, webhook_payload(batch), http)
     return sent
+
+
+def _email(subject: str, body: str, recipients: list[str], *, about: str) -> bool:
+    """Send one notice by email; True when the mail server took it. A mail server that is down
+    loses that notice, not the webhook or the sync."""
+    try:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+    except (smtplib.SMTPException, OSError) as error:
+        logger.warning("Email about %s failed: %s", about, error)
+        return False
+    return True
+
+
+def _webhook(workspace: Workspace, event: str, data: dict, http) -> bool:
+    """Record an event for the workspace's webhook (when it has one) and make its first
+    attempt now; a failed one is retried by the beat's sweep (batches.webhooks). True when
+    that attempt was accepted."""
+    delivery = webhooks.enqueue(workspace, event, data)
+    return delivery is not None and webhooks.deliver(delivery.pk, http=http) == "delivered"
 
 
 def announce_results(batch_pk: int, *, http: httpx.Client | None = None) -> bool:
     """The workspace's webhook for a batch whose results are now all stored."""
     batch = Batch.objects.select_related("workspace", "submitted_by").get(pk=batch_pk)
     payload = {**webhook_payload(batch), "results_stored": batch.results_ingested}
-    delivery = webhooks.enqueue(batch.workspace, Event.RESULTS_INGESTED, payload)
-    return delivery is not None and webhooks.deliver(delivery.pk, http=http) == "delivered"
+    return _webhook(batch.workspace, Event.RESULTS_INGESTED, payload, http)
 
 
 def announce_budget(workspace_pk: int, *, http: httpx.Client | None = None) -> list[int]:
@@ -166,11 +176,8 @@ def announce_budget(workspace_pk: int, *, http: httpx.Client | None = None) -> l
         admins = roles.admins(workspace).select_related("user")
         emails = [membership.user.email for membership in admins if membership.user.email]
         if workspace.notify_email and emails:
-            try:
-                subject = f"Budget {threshold}% reached: {workspace.name}"
-                send_mail(subject, f"{summary}.\n\n{link}\n", settings.DEFAULT_FROM_EMAIL, emails)
-            except (smtplib.SMTPException, OSError) as error:
-                logger.warning("Budget email for %s failed: %s", workspace.slug, error)
+            subject = f"Budget {threshold}% reached: {workspace.name}"
+            _email(subject, f"{summary}.\n\n{link}\n", emails, about=workspace.slug)
         payload = {
             "workspace": workspace.slug,
             "month": status.month.strftime("%Y-%m"),
@@ -180,7 +187,5 @@ def announce_budget(workspace_pk: int, *, http: httpx.Client | None = None) -> l
             "committed": str(status.committed),
             "url": link,
         }
-        delivery = webhooks.enqueue(workspace, Event.BUDGET_THRESHOLD, payload)
-        if delivery is not None:
-            webhooks.deliver(delivery.pk, http=http)
+        _webhook(workspace, Event.BUDGET_THRESHOLD, payload, http)
     return told
