@@ -21,6 +21,19 @@ def _choice_field(form: forms.Form, name: str) -> forms.ChoiceField:
     return field
 
 
+class LabelsField(forms.CharField):
+    """Labels typed separated by commas, cleaned to a list (batches.labels.parse)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, max_length=500, **kwargs)
+
+    def clean(self, value):
+        try:
+            return labels.parse(super().clean(value))
+        except labels.LabelError as error:
+            raise forms.ValidationError(str(error)) from None
+
+
 class UploadForm(forms.Form):
     file = forms.FileField(
         help_text="JSONL (one request per line) or CSV (one row per request); .gz is fine too."
@@ -35,10 +48,8 @@ class UploadForm(forms.Form):
         widget=forms.RadioSelect,
         help_text="A batch holds at most 100,000 requests and 256 MB.",
     )
-    labels = forms.CharField(
-        required=False,
-        max_length=500,
-        help_text="Optional, separated by commas: e.g. eval, nightly. The list filters by them.",
+    labels = LabelsField(
+        help_text="Optional, separated by commas: e.g. eval, nightly. The list filters by them."
     )
     betas = forms.CharField(
         label="Beta features",
@@ -55,12 +66,6 @@ class UploadForm(forms.Form):
         decimal_places=2,
         help_text="Optional. Submit is refused when the file could cost more than this.",
     )
-
-    def clean_labels(self):
-        try:
-            return labels.parse(self.cleaned_data["labels"])
-        except labels.LabelError as error:
-            raise forms.ValidationError(str(error)) from None
 
     def clean_betas(self):
         try:
@@ -312,21 +317,13 @@ class BatchNameForm(forms.Form):
     """A batch's name and labels, as a submitter changes them on its page."""
 
     name = forms.CharField(max_length=200, required=False, help_text="Empty: the batch's id.")
-    labels = forms.CharField(
-        required=False, max_length=500, help_text="Separated by commas, at most 10."
-    )
+    labels = LabelsField(help_text="Separated by commas, at most 10.")
 
     def clean_name(self):
         name = " ".join(self.cleaned_data["name"].split())
         if any(ord(character) < 32 for character in name):
             raise forms.ValidationError("A name cannot hold control characters.")
         return name
-
-    def clean_labels(self):
-        try:
-            return labels.parse(self.cleaned_data["labels"])
-        except labels.LabelError as error:
-            raise forms.ValidationError(str(error)) from None
 
 
 class UsagePeriodForm(forms.Form):

@@ -197,9 +197,7 @@ class Table:
 def _shown(cell) -> str:
     if isinstance(cell, bool) or cell is None:
         return ""
-    if isinstance(cell, int):
-        return f"{cell:,}"
-    if isinstance(cell, Decimal):
+    if isinstance(cell, int | Decimal):
         return f"{cell:,}"
     return str(cell)
 
