@@ -54,6 +54,38 @@ FLAT_COLUMNS = [
 APPENDED_COLUMNS = ["answer", "result_type", "error"]
 
 
+class NotAvailable(Exception):
+    """Why a batch cannot give the file asked for (the message says, for a page or a command)."""
+
+
+# A batch's files: the end of its name, and the stream (below).
+BATCH_FILES = {"jsonl": "-results.jsonl", "csv": "-results.csv", "answers": "-with-answers.csv"}
+
+
+def batch_file(batch: Batch, fmt: str) -> tuple[Iterator[bytes | str], str]:
+    """One of a batch's files (`fmt`, a key of BATCH_FILES) as a stream, and its file name; the
+    download pages and `exportresults` alike. Raises NotAvailable with the reason."""
+    if fmt == "jsonl":
+        if not batch.results_file:
+            raise NotAvailable(
+                f"{batch.api_id} has no stored results file ({batch.results_state}): results "
+                "are stored once the batch has ended and they were fetched."
+            )
+        chunks: Iterator[bytes | str] = raw_jsonl(batch)
+    elif fmt == "csv":
+        if not batch.results_complete and not batch.results_ingested:
+            raise NotAvailable(f"{batch.api_id} has no stored results yet ({batch.results_state}).")
+        chunks = flat_csv(batch)
+    else:
+        if not batch.can_append_answers:
+            raise NotAvailable(
+                f"{batch.api_id} did not come from a CSV upload that is still stored, so it has "
+                "no CSV to add answers to."
+            )
+        chunks = csv_with_answers(batch)
+    return chunks, filename(batch, BATCH_FILES[fmt])
+
+
 def filename(batch: Batch, suffix: str) -> str:
     base = slugify(batch.display_name)[:60] or batch.api_id
     day = timezone.localdate().isoformat()

@@ -25,34 +25,29 @@ def _recorded(request, batch: Batch, name: str) -> None:
     )
 
 
+def _batch_download(request, slug, api_id, fmt: str, content_type: str):
+    batch = batch_for(request, slug, api_id, Ability.DOWNLOAD)
+    try:
+        chunks, name = downloads.batch_file(batch, fmt)
+    except downloads.NotAvailable as reason:
+        raise Http404(str(reason)) from None
+    _recorded(request, batch, name)
+    return downloads.attachment(chunks, name, content_type)
+
+
 @require_GET
 def download_jsonl(request, slug, api_id):
-    batch = batch_for(request, slug, api_id, Ability.DOWNLOAD)
-    if not batch.results_file:
-        raise Http404("The results file is not stored.")
-    name = downloads.filename(batch, "-results.jsonl")
-    _recorded(request, batch, name)
-    return downloads.attachment(downloads.raw_jsonl(batch), name, JSONL)
+    return _batch_download(request, slug, api_id, "jsonl", JSONL)
 
 
 @require_GET
 def download_csv(request, slug, api_id):
-    batch = batch_for(request, slug, api_id, Ability.DOWNLOAD)
-    if not batch.results_complete and not batch.results_ingested:
-        raise Http404("The results are not stored yet.")
-    name = downloads.filename(batch, "-results.csv")
-    _recorded(request, batch, name)
-    return downloads.attachment(downloads.flat_csv(batch), name, CSV)
+    return _batch_download(request, slug, api_id, "csv", CSV)
 
 
 @require_GET
 def download_answers(request, slug, api_id):
-    batch = batch_for(request, slug, api_id, Ability.DOWNLOAD)
-    if not batch.can_append_answers:
-        raise Http404("This batch did not come from a CSV upload that is still stored.")
-    name = downloads.filename(batch, "-with-answers.csv")
-    _recorded(request, batch, name)
-    return downloads.attachment(downloads.csv_with_answers(batch), name, CSV)
+    return _batch_download(request, slug, api_id, "answers", CSV)
 
 
 # An upload's files ------------------------------------------------------------------------------

@@ -9,10 +9,10 @@ from django.core.management.base import BaseCommand, CommandError
 from batches import audit, downloads
 from batches.models import AuditEntry, Batch
 
-FORMATS = {
-    "jsonl": ("-results.jsonl", "the results as the API gave them, one JSON object a line"),
-    "csv": ("-results.csv", "one row a result: custom_id, outcome, answer, tokens, error"),
-    "answers": ("-with-answers.csv", "the uploaded CSV with each row's answer appended"),
+FORMATS = {  # what each of downloads.BATCH_FILES is
+    "jsonl": "the results as the API gave them, one JSON object a line",
+    "csv": "one row a result: custom_id, outcome, answer, tokens, error",
+    "answers": "the uploaded CSV with each row's answer appended",
 }
 
 
@@ -25,15 +25,20 @@ class Command(BaseCommand):
             "--format",
             choices=FORMATS,
             default="jsonl",
-            help="; ".join(f"{name}: {what}" for name, (_, what) in FORMATS.items()),
+            help="; ".join(f"{name}: {what}" for name, what in FORMATS.items()),
         )
         parser.add_argument("--output", type=Path, help="a file to write (default: stdout)")
         parser.add_argument("--workspace", help="the workspace's slug, when two hold the id")
 
     def handle(self, *args, **options):
         batch = self._batch(options["batch_id"], options["workspace"])
-        fmt = options["format"]
-        chunks = self._chunks(batch, fmt)
+        try:
+            chunks, name = downloads.batch_file(batch, options["format"])
+        except downloads.NotAvailable as reason:
+            message = str(reason)
+            if options["format"] == "answers":
+                message += " Use --format csv."
+            raise CommandError(message) from None
         output: Path | None = options["output"]
         written = 0
         if output is None:
@@ -63,7 +68,7 @@ class Command(BaseCommand):
             AuditEntry.Action.DOWNLOAD,
             workspace=batch.workspace,
             target=audit.batch_target(batch),
-            after={"file": downloads.filename(batch, FORMATS[fmt][0]), "from": "exportresults"},
+            after={"file": name, "from": "exportresults"},
         )
         if output is not None:
             sys.stderr.write(f"Wrote {written:,} bytes to {output}.\n")
@@ -82,25 +87,3 @@ class Command(BaseCommand):
                 f"({', '.join(batch.workspace.slug for batch in batches)})."
             )
         return batches[0]
-
-    def _chunks(self, batch: Batch, fmt: str):
-        """The format's stream, or why this batch cannot give it (as the download pages say)."""
-        if fmt == "jsonl":
-            if not batch.results_file:
-                raise CommandError(
-                    f"{batch.api_id} has no stored results file ({batch.results_state}): "
-                    "results are stored once the batch has ended and they were fetched."
-                )
-            return downloads.raw_jsonl(batch)
-        if fmt == "csv":
-            if not batch.results_complete and not batch.results_ingested:
-                raise CommandError(
-                    f"{batch.api_id} has no stored results yet ({batch.results_state})."
-                )
-            return downloads.flat_csv(batch)
-        if not batch.can_append_answers:
-            raise CommandError(
-                f"{batch.api_id} did not come from a CSV upload that is still stored, so it has "
-                "no CSV to add answers to: use --format csv."
-            )
-        return downloads.csv_with_answers(batch)
