@@ -62,6 +62,15 @@ def open_page(playwright, base_url: str, **context_options):
     return browser, context, page
 
 
+def log_in(page, username: str, password: str) -> None:
+    """Log in through the login page and land on the batch list."""
+    page.goto(f"{page.base}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{page.base}/")
+
+
 def assert_no_problems(page) -> None:
     try:
         violations = page.evaluate("window.__violations || []")

@@ -7,7 +7,7 @@ import pytest
 
 from batches.workspaces import create_workspace
 from tests import factories
-from tests.browser import assert_no_problems, needs_chromium, open_page, shot
+from tests.browser import assert_no_problems, log_in, needs_chromium, open_page, shot
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -28,11 +28,7 @@ def test_copy_buttons_and_keyboard_shortcuts(batch, live_server):
         browser, context, page = open_page(playwright, live_server.url,
                                            viewport={"width": 1366, "height": 900})  # fmt: skip
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
-        page.goto(f"{live_server.url}/login/")
-        page.fill("input[name=username]", "ada")
-        page.fill("input[name=password]", "pw-ada-12345")
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server.url}/")
+        log_in(page, "ada", "pw-ada-12345")
         # / goes to the search box; typing there types, it does not jump anywhere.
         page.keyboard.press("/")
         assert page.evaluate("document.activeElement.id") == "f-q"

@@ -11,7 +11,7 @@ from django.db import connection
 from batches.models import AuditEntry
 from batches.workspaces import create_workspace
 from tests import factories
-from tests.browser import assert_no_problems, needs_chromium, open_page, shot
+from tests.browser import assert_no_problems, log_in, needs_chromium, open_page, shot
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 # Playwright's sync API runs an event loop in this thread: the test's own queries are safe here.
@@ -50,14 +50,6 @@ def browser_pages(live_server):
             context.close()
             browser.close()
         connection.close()
-
-
-def log_in(page, username, password):
-    page.goto(f"{page.base}/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{page.base}/")
 
 
 def test_an_invited_viewer_sets_a_password_and_sees_only_what_a_viewer_may(team, browser_pages):

@@ -12,7 +12,7 @@ from batches import totals
 from batches.models import Batch, Result
 from batches.workspaces import create_workspace
 from tests import factories
-from tests.browser import assert_no_problems, needs_chromium, open_page, shot
+from tests.browser import assert_no_problems, log_in, needs_chromium, open_page, shot
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -65,11 +65,7 @@ def test_the_usage_page_draws_its_charts_on_a_laptop_and_a_phone(workspace, live
     with sync_playwright() as playwright:
         browser, context, page = open_page(playwright, live_server.url,
                                            viewport={"width": 1366, "height": 900})  # fmt: skip
-        page.goto(f"{live_server.url}/login/")
-        page.fill("input[name=username]", "ada")
-        page.fill("input[name=password]", "pw-ada-12345")
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server.url}/")
+        log_in(page, "ada", "pw-ada-12345")
         page.click("nav.nav >> text=Usage")
         page.wait_for_selector("canvas[data-drawn]")
         assert page.locator("canvas[data-drawn]").count() == 5

@@ -10,7 +10,7 @@ from batches import labels, submissions
 from batches.models import Batch
 from batches.workspaces import create_workspace
 from tests import factories
-from tests.browser import assert_no_problems, needs_chromium, open_page, shot
+from tests.browser import assert_no_problems, log_in, needs_chromium, open_page, shot
 from tests.helpers import run_checks
 
 pytestmark = [pytest.mark.browser, needs_chromium]
@@ -71,11 +71,7 @@ def test_no_page_scrolls_sideways_at_any_width(place, live_server):
     with sync_playwright() as playwright:
         browser, context, page = open_page(playwright, live_server.url,
                                            viewport={"width": 1366, "height": 900})  # fmt: skip
-        page.goto(f"{live_server.url}/login/")
-        page.fill("input[name=username]", "ada")
-        page.fill("input[name=password]", "pw-ada-12345")
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server.url}/")
+        log_in(page, "ada", "pw-ada-12345")
         for width in WIDTHS:
             page.set_viewport_size({"width": width, "height": 900})
             for address in pages:

@@ -21,15 +21,20 @@ UPLOAD = (
 )
 
 
-def test_it_keeps_each_rows_answer_when_a_cell_holds_an_inch_mark(
-    owner_client, workspace, user, frozen_now
-):
+def answered(workspace, user, frozen_now, template: str) -> Batch:
+    """The batch of UPLOAD with this template, ended and its results stored."""
     upload = SimpleUploadedFile("inches.csv", UPLOAD.encode())
-    options = {"template": "{review_id} {review}", "model": "claude-haiku-4-5", "max_tokens": 64,
+    options = {"template": template, "model": "claude-haiku-4-5", "max_tokens": 64,
                "id_column": "review_id"}  # fmt: skip
     submission = submit(workspace, user, upload, csv_options=options)
     finish(workspace, frozen_now)
-    batch = Batch.objects.get(submission=submission)
+    return Batch.objects.get(submission=submission)
+
+
+def test_it_keeps_each_rows_answer_when_a_cell_holds_an_inch_mark(
+    owner_client, workspace, user, frozen_now
+):
+    batch = answered(workspace, user, frozen_now, "{review_id} {review}")
     response = owner_client.get(f"{batch.get_absolute_url()}download/answers.csv")
     text = b"".join(response.streaming_content).decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
@@ -45,16 +50,8 @@ def test_it_keeps_each_rows_answer_when_a_cell_holds_an_inch_mark(
 
 
 def test_exportresults_gives_the_csv_with_answers_too(owner_client, workspace, user, frozen_now):
-    from django.core.management import call_command
+    from tests.test_pages_downloads import export
 
-    upload = SimpleUploadedFile("reviews.csv", UPLOAD.encode())
-    options = {"template": "{review}", "model": "claude-haiku-4-5", "max_tokens": 64,
-               "id_column": "review_id"}  # fmt: skip
-    submission = submit(workspace, user, upload, csv_options=options)
-    finish(workspace, frozen_now)
-    batch = Batch.objects.get(submission=submission)
+    batch = answered(workspace, user, frozen_now, "{review}")
     page = owner_client.get(f"{batch.get_absolute_url()}download/answers.csv")
-    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
-    call_command("exportresults", batch.api_id, "--format", "answers", stdout=out)
-    out.flush()
-    assert out.buffer.getvalue() == b"".join(page.streaming_content)
+    assert export(batch.api_id, "--format", "answers") == b"".join(page.streaming_content)

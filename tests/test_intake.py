@@ -459,6 +459,19 @@ def test_a_check_stops_at_the_time_cap_and_says_so(tmp_path, settings):
     assert not merged.report.complete
 
 
+def check_in(path, processes, tmp_path):
+    """A check of a JSONL file in `processes` segments, keeping its bodies and problem rows."""
+    return check_file(
+        local_ranges(path),
+        path.stat().st_size,
+        "jsonl",
+        models=WORKSPACE_MODELS,
+        processes=processes,
+        keep_bodies=True,
+        report_dir=str(tmp_path),
+    )
+
+
 def test_several_processes_find_what_one_does(tmp_path, settings):
     """A file checked in segments by forked processes gives the report a single pass gives,
     a custom_id repeated across the segments included."""
@@ -471,15 +484,7 @@ def test_several_processes_find_what_one_does(tmp_path, settings):
     path.write_text("\n".join(lines) + "\n")
     reports = []
     for processes in (1, 3):
-        merged = check_file(
-            local_ranges(path),
-            path.stat().st_size,
-            "jsonl",
-            models=WORKSPACE_MODELS,
-            processes=processes,
-            keep_bodies=True,
-            report_dir=str(tmp_path),
-        )
+        merged = check_in(path, processes, tmp_path)
         assert len(merged.segments) == processes
         reports.append(merged.report)
         discard(merged)
@@ -497,15 +502,7 @@ def test_several_processes_find_what_one_does(tmp_path, settings):
 def _bodies(path, processes, tmp_path):
     """The create bodies of a check of `path` in `processes` segments, and whether the one
     body is the file the segments wrote (no copy)."""
-    merged = check_file(
-        local_ranges(path),
-        path.stat().st_size,
-        "jsonl",
-        models=WORKSPACE_MODELS,
-        processes=processes,
-        keep_bodies=True,
-        report_dir=str(tmp_path),
-    )
+    merged = check_in(path, processes, tmp_path)
     try:
         bodies = compose_bodies(merged, str(tmp_path))
         in_place = [body.path for body in bodies] == [merged.segments[0].accepted.body_path]
