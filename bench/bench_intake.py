@@ -49,6 +49,29 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_until_idle(timeout: float = 60.0) -> None:
+    """Until the machine's processors are at least 90% idle over half a second (or `timeout`):
+    what one run leaves behind (PostgreSQL's autovacuum and checkpoint after 100,000 new rows of
+    request index, the kernel writing back the files) must not be timed as part of the next."""
+    deadline = time.monotonic() + timeout
+
+    def busy_and_total() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            values = [int(value) for value in stat.readline().split()[1:]]
+        idle = values[3] + values[4]  # idle and iowait
+        return sum(values) - idle, sum(values)
+
+    if not os.path.exists("/proc/stat"):
+        time.sleep(2)
+        return
+    while time.monotonic() < deadline:
+        busy_before, total_before = busy_and_total()
+        time.sleep(0.5)
+        busy, total = busy_and_total()
+        if (busy - busy_before) <= 0.1 * max(1, total - total_before):
+            return
+
+
 def timed(argv: list[str], env: dict) -> tuple[float, float, str]:
     """Wall time and peak RSS (MB, the process or its largest child) of one whole process."""
     started = time.perf_counter()
@@ -212,7 +235,7 @@ def _wait_for_index(dashboard: Dashboard, key: str) -> None:
     while time.monotonic() < deadline:
         if _query(dashboard, "SELECT requests_indexed_at FROM batches_submission WHERE key = %s",
                   key):  # fmt: skip
-            time.sleep(1.0)  # and the database's own work after 100,000 new rows (autovacuum)
+            return
             return
         time.sleep(0.1)
     sys.exit("The worker never wrote the upload's index of requests.")
@@ -257,10 +280,13 @@ def main(runs: int, count: int) -> None:
         anchors, checks, uploads, rss = [], [], [], []
         try:
             for run in range(1, runs + 1):
+                wait_until_idle()
                 anchor, _, _ = timed([PYTHON, "-c", anchor_code, str(path)], env)
+                wait_until_idle()
                 check, peak, output = timed([PYTHON, "manage.py", "validatebatch", str(path)], env)
                 if f"{count:,} requests ready" not in output:
                     sys.exit(output[-2000:])
+                wait_until_idle()
                 upload, posted = upload_once(dashboard, path)
                 anchors.append(anchor)
                 checks.append(check)

@@ -105,6 +105,30 @@ def test_the_estimate_walks_blocks_system_and_tools_and_sees_caching(tmp_path):
     assert report.estimate["cached_requests"] == 1
 
 
+def test_the_check_counts_the_usual_request_as_the_estimate_does(tmp_path):
+    """The hot loop counts a request of one text message inline; every shape it counts must
+    give what Estimate.add gives, per model."""
+    from batches.intake.estimating import Estimate
+
+    lines = [
+        good("usual", max_tokens=300, messages=[{"role": "user", "content": "x" * 41}]),
+        good("haiku", model="claude-haiku-4-5", messages=[{"role": "user", "content": "hé" * 9}]),
+        good("system", system="s" * 8),
+        good(
+            "two",
+            messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+        ),
+        good("blocks", messages=[{"role": "user", "content": [{"type": "text", "text": "yo"}]}]),
+    ]
+    expected = Estimate()
+    for line in lines:
+        expected.add(json.loads(line)["params"])
+    report = check(tmp_path, "\n".join(lines))
+    assert report.ok, report.problems
+    assert report.estimate == expected.as_dict()
+    assert report.estimate["input_tokens"] == 15 + 9 + 8 + 9 + 5
+
+
 BAD_JSONL = [
     ("empty file", "", None, "The file is empty."),
     ("only blank lines", "\n\n  \n", None, "The file holds no requests."),

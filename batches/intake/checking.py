@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from batches.intake.estimating import Estimate
+from batches.intake.estimating import CHARS_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, Estimate
 from batches.intake.problems import FIRST_PROBLEMS, Problem, ProblemLog
 from batches.intake.reading import (
     GZIP_MAGIC,
@@ -295,7 +295,8 @@ class Check:
             accepted.lengths.append,
         )
         keep = accepted.body_path is not None
-        add_estimate = self.estimate.add
+        estimate = self.estimate
+        add_estimate, per_model = estimate.add, estimate.per_model
         max_requests = self.max_requests
         count = 0
         for first, block in lines.blocks():
@@ -315,11 +316,21 @@ class Check:
                 if valid:
                     custom_id = item["custom_id"]
                     params = item["params"]
+                    messages = params["messages"]
+                    # The usual request: a model, max_tokens and one message of text, nothing
+                    # else. It cannot break a rule the schema states only in words, and its
+                    # estimate is its text's length: no function call for either.
+                    usual = (
+                        len(params) == 3
+                        and len(messages) == 1
+                        and type(text := messages[0]["content"]) is str
+                        and text != ""
+                    )
                     if (
                         custom_id not in first_line
                         and (limits is None or within_models(params))
                         and (b"\\" not in raw or not may_hold_nul(raw, item))
-                        and not (may_break_rules(params) and rule_problems(params))
+                        and (usual or not (may_break_rules(params) and rule_problems(params)))
                     ):
                         first_line[custom_id] = number
                         count += 1
@@ -328,7 +339,13 @@ class Check:
                         add_id(custom_id)
                         add_line(number)
                         add_length(len(raw))
-                        add_estimate(params)
+                        if usual:  # as Estimate.add counts it
+                            row = per_model.get(params["model"]) or estimate.row(params["model"])
+                            row[0] += 1
+                            row[1] += -(-len(text) // CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS
+                            row[2] += params["max_tokens"]
+                        else:
+                            add_estimate(params)
                         if keep_piece is not None:
                             keep_piece(raw)
                         if count <= PREVIEW_REQUESTS:

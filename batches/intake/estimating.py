@@ -89,13 +89,16 @@ class Estimate:
     def __init__(self):
         self.per_model: dict[str, list[int]] = {}
 
+    def row(self, model: str) -> list[int]:
+        """The model's row, made when its first request is counted."""
+        return self.per_model.setdefault(model, [0, 0, 0, 0])
+
     def add(self, params: dict) -> None:
         """Runs for every request of a file. The usual request (model, max_tokens and one user
-        message whose content is a string, nothing else) is counted without the walk."""
+        message whose content is a string, nothing else) is counted without the walk;
+        `Check.run_jsonl` counts it inline the same way: keep the two alike."""
         model = params["model"]
-        row = self.per_model.get(model)
-        if row is None:
-            row = self.per_model[model] = [0, 0, 0, 0]
+        row = self.per_model.get(model) or self.row(model)
         messages = params["messages"]
         if len(params) == 3 and len(messages) == 1 and type(messages[0]["content"]) is str:
             row[1] += -(-len(messages[0]["content"]) // CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS
