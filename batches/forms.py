@@ -67,6 +67,14 @@ class UploadForm(forms.Form):
         help_text="Optional. Submit is refused when the file could cost more than this.",
     )
 
+    def __init__(self, *args, file_problem: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        # Why a file sent as a request's body was not taken (the view read it): said in place of
+        # "This field is required."
+        self.file_problem = file_problem
+        if file_problem:
+            self.fields["file"].required = False
+
     def clean_betas(self):
         try:
             return betas.parse(self.cleaned_data["betas"])
@@ -74,6 +82,8 @@ class UploadForm(forms.Form):
             raise forms.ValidationError(str(error)) from None
 
     def clean_file(self):
+        if self.file_problem:
+            raise forms.ValidationError(self.file_problem)
         upload = self.cleaned_data["file"]
         if detect_format(upload.name) is None:
             raise forms.ValidationError(

@@ -129,6 +129,67 @@ def test_the_check_shows_its_progress_then_its_report_and_can_be_stopped(
     shot(page, "32-upload-ready")
 
 
+def test_the_upload_itself_shows_its_progress_can_be_canceled_and_says_what_to_fix(
+    person, page, live_server, tmp_path
+):
+    """The page sends the file as the request's body: a slowed network shows the bytes sent and
+    the time left; Cancel keeps nothing; a refused file brings back the form with its message,
+    without a reload, and the same form then uploads."""
+    workspace = create_workspace("Research", f"{live_server.url}/emulator", "sk-ant-p-1",
+                                 members=[person])  # fmt: skip
+    path = tmp_path / "questions.jsonl"
+    path.write_bytes(jsonl(20_000))  # about 3 MB
+    log_in(page)
+    network = page.context.new_cdp_session(page)
+    network.send("Network.enable")
+    slow = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 400_000}
+    network.send("Network.emulateNetworkConditions", slow)
+
+    page.goto(f"{page.base}/w/{workspace.slug}/upload/")
+    page.evaluate("window.__marker = 'no reload'")
+    page.set_input_files("input[name=file]", str(path))
+    page.click("text=Check the file")
+    page.locator("[data-upload-status]", has_text=" s left").wait_for()
+    status = page.inner_text("[data-upload-status]")
+    assert "Uploading" in status and "MB of 3." in status and "MB/s" in status, status
+    meter = "[data-upload-progress] [role=progressbar]"
+    assert int(page.get_attribute(meter, "aria-valuenow")) < 100
+    assert page.is_disabled("text=Check the file")
+    shot(page, "29-upload-sending", full=False)
+    page.click("text=Cancel the upload")
+    page.locator("text=Upload canceled: nothing was kept.").wait_for()
+    assert page.is_enabled("text=Check the file")
+    assert not Submission.objects.exists()
+
+    # A file that is not one: the form comes back with its message, in place.
+    network.send("Network.emulateNetworkConditions", {**slow, "uploadThroughput": -1})
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    page.set_input_files("input[name=file]", str(notes))
+    page.click("text=Check the file")
+    page.locator("#id_file_error", has_text="notes.txt is not a .jsonl or .csv file").wait_for()
+    assert page.evaluate("window.__marker") == "no reload"
+    assert page.evaluate("document.activeElement.id") == "id_file"
+    assert not Submission.objects.exists()
+
+    # Too large for the dashboard: said before a byte is sent.
+    page.evaluate("document.querySelector('form[data-raw-upload]').dataset.maxBytes = '1000'")
+    page.set_input_files("input[name=file]", str(path))
+    page.click("text=Check the file")
+    page.locator("[data-upload-status]", has_text="the limit is 0.0 MB").wait_for()
+
+    # The same page, the right file: stored whole, and the check's page follows.
+    page.evaluate("delete document.querySelector('form[data-raw-upload]').dataset.maxBytes")
+    page.fill("input[name=name]", "Questions")
+    page.click("text=Check the file")
+    page.wait_for_url("**/submissions/**")
+    submission = Submission.objects.get()
+    assert submission.name == "Questions" and submission.source_filename == "questions.jsonl"
+    assert submission.upload_size == path.stat().st_size
+    with submission.upload.open("rb") as stored:
+        assert stored.read() == path.read_bytes()
+
+
 class Beat(threading.Thread):
     """Asks the worker for a sync of every workspace each second, as the beat does."""
 

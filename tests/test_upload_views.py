@@ -1,9 +1,12 @@
 import gzip
+import io
 import random
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.urls import reverse
 
 from batches.models import Submission
@@ -167,3 +170,71 @@ def test_outsiders_get_404_on_every_submission_url(client, outsider, owner_clien
     assert client.post(reverse("submission_preview", args=args)).status_code == 404
     assert client.post(reverse("submission_submit", args=args)).status_code == 404
     assert client.post(reverse("submission_template", args=args)).status_code == 404
+
+
+# The upload page's script sends the file as the request's body (a progress bar, no multipart).
+
+
+def post_raw(client, workspace, filename, data, *, query="oversize=split", **extra):
+    # (The test client leaves out the type and length of an empty body; a browser sends them.)
+    extra = {"CONTENT_TYPE": "application/octet-stream", "CONTENT_LENGTH": str(len(data)), **extra}
+    response = client.generic(
+        "POST",
+        reverse("upload", args=[workspace.slug]) + "?" + query,
+        data,
+        content_type="application/octet-stream",
+        headers={"X-Upload-Filename": quote(filename)} if filename is not None else {},
+        **extra,
+    )
+    run_checks()
+    return response
+
+
+def test_a_file_sent_as_the_body_is_stored_whole_and_checked(owner_client, workspace):
+    data = (SAMPLES / "questions.jsonl").read_bytes()
+    query = "oversize=split&name=Capitals&labels=eval%2C+nightly"
+    response = post_raw(owner_client, workspace, "quêtes du 1er.jsonl", data, query=query)
+    submission = Submission.objects.get()
+    assert response.status_code == 201
+    assert response.json() == {"location": submission.get_absolute_url()}
+    assert submission.source_filename == "quêtes du 1er.jsonl"
+    assert submission.name == "Capitals" and submission.labels == ["eval", "nightly"]
+    with submission.upload.open("rb") as stored:
+        assert stored.read() == data
+    assert submission.state == Submission.State.READY and submission.request_count == 4
+
+
+@pytest.mark.parametrize(
+    ("filename", "data", "extra", "message"),
+    [
+        ("notes.txt", b"hello", {}, "notes.txt is not a .jsonl or .csv file"),
+        ("empty.jsonl", b"", {}, "The submitted file is empty."),
+        (None, b"{}", {}, "The file&#x27;s name is missing"),
+        ("../../etc/" + "x" * 300 + ".jsonl", b"{}", {}, "longer than 255 characters"),
+        # The body ends before the length it declared: the connection dropped.
+        ("cut.jsonl", b"{}", {"CONTENT_LENGTH": "5000"}, "cut off after 2\xa0bytes of 4.9\xa0KB"),
+        ("huge.jsonl", b"{}", {"CONTENT_LENGTH": str(10**12)}, "the limit is"),
+    ],
+)
+def test_a_file_sent_as_the_body_is_refused_with_what_to_do(
+    owner_client, workspace, filename, data, extra, message
+):
+    if "CONTENT_LENGTH" in extra:
+        extra["wsgi.input"] = io.BytesIO(data)  # what actually arrives
+    response = post_raw(owner_client, workspace, filename, data, **extra)
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert message in html
+    assert 'id="id_file"' in html and "This field is required." not in html
+    assert not Submission.objects.exists()
+
+
+def test_a_file_sent_as_the_body_needs_the_csrf_token_in_its_header(user, workspace):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    page = client.get(reverse("upload", args=[workspace.slug]))
+    token = page.cookies["csrftoken"].value
+    data = (SAMPLES / "questions.jsonl").read_bytes()
+    assert post_raw(client, workspace, "q.jsonl", data).status_code == 403
+    assert not Submission.objects.exists()
+    assert post_raw(client, workspace, "q.jsonl", data, HTTP_X_CSRFTOKEN=token).status_code == 201

@@ -3,11 +3,17 @@ template, see the price, submit it once. (Its downloads are in `batches.views.do
 
 import logging
 from decimal import Decimal
+from pathlib import Path
+from urllib.parse import unquote
 
 import orjson
+from django.conf import settings
 from django.contrib import messages
+from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.db import transaction
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -74,10 +80,68 @@ def _still_changing(context: dict) -> bool:
     )
 
 
+# The upload page's script sends the file as the whole body of the request, with the form's
+# other fields in the query string: the browser reports how much is sent (a progress bar for a
+# 2 GB file), and the server copies the bytes to disk instead of parsing them as multipart.
+RAW_BODY = "application/octet-stream"
+RAW_CHUNK_BYTES = 1024 * 1024
+
+
+class RawUploadError(Exception):
+    """Why a file sent as the request's body was not taken; the message says what to do."""
+
+
+def _raw_upload(request) -> TemporaryUploadedFile:
+    """The file the upload page's script sent as the request's body, copied to a temporary file
+    (which storage then moves into place). Never reads more than the declared length, nor a
+    declared length above the upload limit."""
+    name = Path(unquote(request.headers.get("X-Upload-Filename", ""))).name.strip()
+    if not name or len(name) > 255 or "\x00" in name:
+        raise RawUploadError("The file's name is missing or longer than 255 characters.")
+    try:
+        size = int(request.META.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        raise RawUploadError(
+            "The browser did not say how large the file is: choose it again and upload."
+        ) from None
+    if size > settings.MAX_UPLOAD_BYTES:
+        raise RawUploadError(
+            f"{name} is {filesizeformat(size)}; the limit is "
+            f"{filesizeformat(settings.MAX_UPLOAD_BYTES)}."
+        )
+    received = TemporaryUploadedFile(name, RAW_BODY, size, None)
+    left = size
+    try:
+        while left:
+            try:
+                chunk = request.read(min(RAW_CHUNK_BYTES, left))
+            except OSError:  # the connection dropped (the person canceled, or the network)
+                chunk = b""
+            if not chunk:
+                raise RawUploadError(
+                    f"The upload of {name} was cut off after {filesizeformat(size - left)} of "
+                    f"{filesizeformat(size)}: upload it again."
+                )
+            received.write(chunk)
+            left -= len(chunk)
+        received.seek(0)
+    except BaseException:
+        received.close()
+        raise
+    return received
+
+
 @require_http_methods(["GET", "POST"])
 def upload(request, slug):
     workspace = workspace_for(request, slug, Ability.SUBMIT)
-    form = UploadForm(request.POST or None, request.FILES or None)
+    raw = request.method == "POST" and request.content_type == RAW_BODY
+    if raw:
+        try:
+            form = UploadForm(request.GET, {"file": _raw_upload(request)})
+        except RawUploadError as error:
+            form = UploadForm(request.GET, {}, file_problem=str(error))
+    else:
+        form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         _ensure_models(workspace)
         with transaction.atomic():
@@ -100,6 +164,8 @@ def upload(request, slug):
             )
             if submission.is_checking:
                 tasks.check_submission.delay_on_commit(submission.pk)
+        if raw:  # the script goes there itself
+            return JsonResponse({"location": submission.get_absolute_url()}, status=201)
         return redirect(submission)
     recent = workspace.submissions.select_related("created_by").order_by("-created_at")[:8]
     return render(
@@ -111,6 +177,7 @@ def upload(request, slug):
             "recent": recent,
             "budget": usage.budget_status(workspace) if workspace.monthly_budget else None,
             "known_betas": betas.KNOWN,
+            "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
         },
         status=400 if form.errors else 200,
     )

@@ -70,6 +70,93 @@
     });
   });
 
+  // The upload form sends its file as the whole body of the request, its other fields in the
+  // query string (batches.views.uploads): the page shows what is sent, the rate and the time
+  // left, and can cancel. Without this script the form posts as multipart, as any form does.
+  function megabytes(bytes) {
+    return bytes >= 1e9 ? (bytes / 1e9).toFixed(2) + " GB" : (bytes / 1e6).toFixed(1) + " MB";
+  }
+
+  function uploadProblem(form, text) {
+    var box = form.querySelector("[data-upload-progress]");
+    box.hidden = false;
+    box.querySelector("[data-upload-status]").textContent = text;
+    box.querySelector("[data-upload-cancel]").hidden = true;
+    form.querySelector("button[type=submit]").disabled = false;
+  }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target.closest("form[data-raw-upload]");
+    var input = form && form.querySelector("input[type=file]");
+    var file = input && input.files && input.files[0];
+    if (!file || !window.XMLHttpRequest || !window.URLSearchParams) return;
+    event.preventDefault();
+    var limit = Number(form.getAttribute("data-max-bytes"));
+    if (limit && file.size > limit) {
+      uploadProblem(form, file.name + " is " + megabytes(file.size) + "; the limit is " + megabytes(limit) + ".");
+      return;
+    }
+    var query = new URLSearchParams();
+    new FormData(form).forEach(function (value, name) {
+      if (typeof value === "string" && name !== "csrfmiddlewaretoken") query.append(name, value);
+    });
+    var box = form.querySelector("[data-upload-progress]");
+    var bar = box.querySelector(".seg-ok");
+    var meter = box.querySelector("[role=progressbar]");
+    var status = box.querySelector("[data-upload-status]");
+    var cancel = box.querySelector("[data-upload-cancel]");
+    var submit = form.querySelector("button[type=submit]");
+    var xhr = new XMLHttpRequest();
+    var started = Date.now();
+    var said = 0;
+    xhr.open("POST", window.location.pathname + "?" + query.toString());
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.setRequestHeader("X-CSRFToken", form.querySelector("[name=csrfmiddlewaretoken]").value);
+    xhr.setRequestHeader("X-Upload-Filename", encodeURIComponent(file.name));
+    xhr.upload.onprogress = function (progress) {
+      if (!progress.lengthComputable) return;
+      var percent = (100 * progress.loaded) / progress.total;
+      bar.setAttribute("width", percent.toFixed(2));
+      meter.setAttribute("aria-valuenow", Math.round(percent));
+      var now = Date.now();
+      if (now - said < 500 && progress.loaded < progress.total) return;  // a calm live region
+      said = now;
+      var seconds = (now - started) / 1000;
+      var text = "Uploading " + megabytes(progress.loaded) + " of " + megabytes(progress.total);
+      if (seconds > 0.5 && progress.loaded < progress.total) {
+        var rate = progress.loaded / seconds;
+        text += " · " + megabytes(rate) + "/s · about " + Math.ceil((progress.total - progress.loaded) / rate) + " s left";
+      }
+      status.textContent = text;
+    };
+    xhr.upload.onload = function () {
+      status.textContent = "Uploaded " + megabytes(file.size) + ": storing it…";
+      cancel.hidden = true;
+    };
+    xhr.onload = function () {
+      if (xhr.status === 201) {
+        window.location.href = JSON.parse(xhr.responseText).location;
+      } else if (xhr.status === 400) {  // the form again, with what to fix
+        var fresh = new DOMParser().parseFromString(xhr.responseText, "text/html").querySelector("form[data-raw-upload]");
+        if (!fresh) return uploadProblem(form, "The upload was refused: reload the page and try again.");
+        form.replaceWith(fresh);
+        var invalid = fresh.querySelector("[aria-invalid=true]");
+        if (invalid) invalid.focus();
+      } else {
+        uploadProblem(form, "The upload failed (the server answered " + xhr.status + "): reload the page and try again.");
+      }
+    };
+    xhr.onerror = function () {
+      uploadProblem(form, "The upload was interrupted: check the connection and try again.");
+    };
+    xhr.onabort = function () { uploadProblem(form, "Upload canceled: nothing was kept."); };
+    cancel.onclick = function () { xhr.abort(); };
+    submit.disabled = true;
+    cancel.hidden = false;
+    box.hidden = false;
+    xhr.send(file);
+  });
+
   // Asking for browser-notification permission must come from a click: do it when the user
   // turns the preference on.
   document.addEventListener("submit", function (event) {
