@@ -376,21 +376,106 @@ def _tool_input(schema: dict, prompt: str) -> dict:
     }
 
 
-def generate_message(batch_id: str, custom_id: str, params: dict) -> dict:
-    """A `Message` as Claude might answer, derived only from the request."""
+# Tokens a non-text block costs in the emulator's count (a tool call, a search, a thought).
+BLOCK_TOKENS = 8
+# Words in the last user message that ask the emulator for the API's rarer answers, so tests and
+# the sandbox can show them: a refusal, and a turn paused while a server tool works.
+REFUSAL_WORD = "[refusal]"
+PAUSE_WORD = "[pause_turn]"
+
+
+def _web_search(batch_id: str, custom_id: str, prompt: str) -> tuple[list[dict], dict]:
+    """A server tool call to web search and its results, and a citation of the first."""
+    tool_use_id = stable_id("srvtoolu_", batch_id, custom_id)
+    query = " ".join(prompt.split()[:8]) or "sandbox"
+    slug = re.sub(r"[^a-z0-9]+", "-", query.lower()).strip("-")[:40] or "sandbox"
+    results: list[dict[str, Any]] = [
+        {
+            "type": "web_search_result",
+            "url": f"https://example.com/{slug}/{number}",
+            "title": f"{query[:60]}: sandbox source {number}",
+            "encrypted_content": stable_id("enc_", tool_use_id, str(number), length=40),
+            "page_age": "2 days ago" if number == 1 else None,
+        }
+        for number in (1, 2)
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "server_tool_use", "id": tool_use_id, "name": "web_search",
+         "input": {"query": query}, "caller": {"type": "direct"}},
+        {"type": "web_search_tool_result", "tool_use_id": tool_use_id, "content": results,
+         "caller": {"type": "direct"}},
+    ]  # fmt: skip
+    citation = {
+        "type": "web_search_result_location",
+        "url": results[0]["url"],
+        "title": results[0]["title"],
+        "encrypted_index": stable_id("idx_", tool_use_id, length=20),
+        "cited_text": "A sandbox source, found by the emulator's pretend search.",
+    }
+    return blocks, citation
+
+
+def _within(content: list[dict], cap: int) -> tuple[list[dict], int, bool]:
+    """The blocks that fit in `cap` output tokens (a text cut at its last fitting word), their
+    tokens, and whether anything was cut: the API never answers more than max_tokens."""
+    kept: list[dict] = []
+    spent = 0
+    for block in content:
+        if block["type"] == "text":
+            words = block["text"].split(" ")
+            if spent + len(words) > cap:
+                if cap > spent:
+                    kept.append({**block, "text": " ".join(words[: cap - spent])})
+                return kept, cap, True
+            spent += len(words)
+        else:
+            if spent + BLOCK_TOKENS > cap:
+                return kept, spent, True
+            spent += BLOCK_TOKENS
+        kept.append(block)
+    return kept, spent, False
+
+
+def generate_message(
+    batch_id: str, custom_id: str, params: dict, service_tier: str = "batch"
+) -> dict:
+    """A `Message` as Claude might answer, derived only from the request.
+
+    A client tool is called when one is defined (and tool_choice allows); a web search server
+    tool is used when it is offered; the last message's words `[refusal]` and `[pause_turn]`
+    ask for those stop reasons. Output tokens never exceed `max_tokens`.
+    """
     prompt = _text_of(params["messages"][-1]["content"]).strip()
     seed = int(hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8], 16)
     wanted = 12 + seed % 40 + len(prompt.split()) // 2
-    cap = params["max_tokens"]
     words = _answer_words(prompt, seed, wanted)
     content: list[dict[str, Any]] = []
     stop_reason = "end_turn"
+    searches = 0
     tools = [t for t in params.get("tools") or [] if "input_schema" in t]
+    searching = any(
+        str(t.get("type", "")).startswith("web_search_") for t in params.get("tools") or []
+    )
     choice = params.get("tool_choice") or {"type": "auto"}
-    if tools and choice.get("type") != "none":
+    thinking = params.get("thinking") or {}
+    if thinking.get("type") == "enabled":
+        content.append(
+            {
+                "type": "thinking",
+                "thinking": f"The user asks: {prompt[:80]}",
+                "signature": stable_id("sig_", batch_id, custom_id, length=40),
+            }
+        )
+    if REFUSAL_WORD in prompt.lower():
+        content.append(
+            {"type": "text", "text": "I can't help with that request.", "citations": None}
+        )
+        stop_reason = "refusal"
+    elif tools and choice.get("type") != "none":
         tool = next((t for t in tools if t["name"] == choice.get("name")), tools[0])
-        words = [f"I'll use the {tool['name']} tool."]
-        content.append({"type": "text", "text": " ".join(words), "citations": None})
+        content.append(
+            {"type": "text", "text": f"I'll use the {tool['name']} tool.", "citations": None}
+        )
         content.append(
             {
                 "type": "tool_use",
@@ -401,21 +486,19 @@ def generate_message(batch_id: str, custom_id: str, params: dict) -> dict:
             }
         )
         stop_reason = "tool_use"
-    else:
-        if len(words) > cap:
-            words, stop_reason = words[:cap], "max_tokens"
-        if words:
-            content.append({"type": "text", "text": " ".join(words), "citations": None})
-    thinking = params.get("thinking") or {}
-    if thinking.get("type") == "enabled":
-        content.insert(
-            0,
-            {
-                "type": "thinking",
-                "thinking": f"The user asks: {prompt[:80]}",
-                "signature": stable_id("sig_", batch_id, custom_id, length=40),
-            },
-        )
+    elif searching or PAUSE_WORD in prompt.lower():
+        search_blocks, citation = _web_search(batch_id, custom_id, prompt)
+        content.extend(search_blocks)
+        searches = 1
+        if PAUSE_WORD in prompt.lower():
+            stop_reason = "pause_turn"  # the search is still working: send the turn back as is
+        else:
+            content.append({"type": "text", "text": " ".join(words), "citations": [citation]})
+    elif words:
+        content.append({"type": "text", "text": " ".join(words), "citations": None})
+    content, output_tokens, cut = _within(content, params["max_tokens"])
+    if cut:
+        stop_reason = "max_tokens"
     uncached, cached = _input_tokens(params)
     return {
         "id": stable_id("msg_", batch_id, custom_id),
@@ -429,13 +512,15 @@ def generate_message(batch_id: str, custom_id: str, params: dict) -> dict:
         "container": None,
         "usage": {
             "input_tokens": uncached,
-            "output_tokens": len(words) + sum(8 for b in content if b["type"] != "text"),
+            "output_tokens": output_tokens,
             "cache_creation_input_tokens": cached,
             "cache_read_input_tokens": 0,
             "cache_creation": None,
             "inference_geo": None,
             "output_tokens_details": None,
-            "server_tool_use": None,
-            "service_tier": "batch",
+            "server_tool_use": (
+                {"web_search_requests": searches, "web_fetch_requests": 0} if searches else None
+            ),
+            "service_tier": service_tier,
         },
     }

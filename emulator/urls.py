@@ -10,6 +10,7 @@ from emulator import views
 
 app_name = "emulator"
 urlpatterns = [
+    path("v1/messages", views.messages, name="messages"),
     path("v1/messages/batches", views.batches, name="batches"),
     path("v1/messages/batches/<str:batch_id>", views.batch, name="batch"),
     path("v1/messages/batches/<str:batch_id>/cancel", views.batch_cancel, name="batch_cancel"),

@@ -32,14 +32,27 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_create_body(raw: bytes) -> list:
-    """The `requests` of a create body, or `InvalidBatch` naming the first problem."""
+def _loads(raw: bytes):
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidBatch(f"Request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidBatch("Request body is nested too deeply to be read.") from None
+
+
+def parse_message_body(raw: bytes) -> dict:
+    """The params of a `POST /v1/messages` body, or `InvalidBatch` saying why not (the params
+    themselves are checked by `check_params`, as a batch's requests are)."""
+    body = _loads(raw)
+    if not isinstance(body, dict):
+        raise InvalidBatch("Input should be a valid dictionary")
+    return body
+
+
+def parse_create_body(raw: bytes) -> list:
+    """The `requests` of a create body, or `InvalidBatch` naming the first problem."""
+    body = _loads(raw)
     if not isinstance(body, dict):
         raise InvalidBatch("Request body must be a JSON object with a `requests` list.")
     extra = sorted(set(body) - {"requests"})
@@ -154,13 +167,15 @@ def _schema_error(params: dict) -> str | None:
     return _pydantic_style(_dotted(chosen["instanceLocation"]), chosen["error"])
 
 
-def check_params(params: dict, betas=()) -> str | None:
-    """Why the Messages API would refuse `params` (sent with these beta features), or None if
-    it would answer it."""
+def check_params(params: dict, betas=(), *, in_batch: bool = True) -> str | None:
+    """Why the Messages API would refuse `params` (sent with these beta features, in a batch or
+    on their own), or None if it would answer it."""
     problem = _schema_error(params)
     if problem:
         return problem
     if params.get("stream"):
+        if not in_batch:  # the API would stream; the emulator answers in one piece only
+            return "stream: The emulator does not stream; leave stream out or set it to false"
         return "stream: Streaming is not supported in the Message Batches API"
     if not params["messages"]:
         return "messages: at least one message is required"

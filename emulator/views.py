@@ -19,7 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from emulator import catalog, faults, processing
 from emulator.models import EmulatedBatch, ProcessingStatus
-from emulator.validation import InvalidBatch, parse_create_body
+from emulator.validation import InvalidBatch, check_params, parse_create_body, parse_message_body
 
 _FAULT_ERRORS = {
     429: ("rate_limit_error", "This request would exceed the rate limit for your organization."),
@@ -174,7 +174,8 @@ def batches(request, workspace, plan):
     return JsonResponse(_list_body(data, has_more))
 
 
-def _create(request, workspace, plan):
+def _body(request) -> bytes:
+    """The request's body, refused (413) above EMULATOR_MAX_BODY_BYTES as the API refuses."""
     limit = settings.EMULATOR_MAX_BODY_BYTES
     too_large = ErrorAnswer(
         413, "request_too_large", f"Request exceeds the maximum size of {limit} bytes"
@@ -189,13 +190,22 @@ def _create(request, workspace, plan):
     raw = request.read(limit + 1)
     if len(raw) > limit:
         raise too_large
+    return raw
+
+
+def _betas(request) -> list[str]:
+    names = [name.strip() for name in request.headers.get("anthropic-beta", "").split(",")]
+    return [name for name in names if name][:10]
+
+
+def _create(request, workspace, plan):
+    raw = _body(request)
     try:
         requests = parse_create_body(raw)
     except InvalidBatch as exc:
         raise ErrorAnswer(400, "invalid_request_error", str(exc)) from None
     del raw
-    betas = [name.strip() for name in request.headers.get("anthropic-beta", "").split(",")]
-    betas = [name for name in betas if name][:10]
+    betas = _betas(request)
     batch = processing.create_batch(workspace, requests, slow=plan.slow_batches, betas=betas)
     if plan.lose_create_answers and faults.take_lost_create_answer(workspace):
         # The batch exists, but the client hears only an error (a rehearsal of a lost answer).
@@ -203,6 +213,22 @@ def _create(request, workspace, plan):
             processing.create_batch(workspace, requests, slow=plan.slow_batches, betas=betas)
         raise ErrorAnswer(500, "api_error", "Internal server error")
     return JsonResponse(_batch_json(request, batch))
+
+
+@api_view(("POST",))
+def messages(request, workspace, plan):
+    """`POST /v1/messages`: one request answered at once, by the generator, validation and
+    faults that answer a batch's requests, at the standard service tier."""
+    try:
+        params = parse_message_body(_body(request))
+    except InvalidBatch as exc:
+        raise ErrorAnswer(400, "invalid_request_error", str(exc)) from None
+    problem = check_params(params, _betas(request), in_batch=False)
+    if problem:
+        raise ErrorAnswer(400, "invalid_request_error", problem)
+    request_id = processing.random_id("req_")
+    message = processing.generate_message(request_id, "message", params, service_tier="standard")
+    return JsonResponse(message)
 
 
 @api_view(("GET", "DELETE"))
