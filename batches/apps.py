@@ -31,6 +31,7 @@ class BatchesConfig(AppConfig):
             Membership,
             Submission,
             SubmissionPart,
+            Trial,
             Workspace,
         )
 
@@ -40,7 +41,8 @@ class BatchesConfig(AppConfig):
         changes.register(BatchLabel, "batch__workspace_id")
         changes.register(Submission, "workspace_id")
         changes.register(SubmissionPart, "submission__workspace_id")
-        for model in (Workspace, Batch, BatchLabel, Submission, SubmissionPart):
+        changes.register(Trial, "workspace_id")
+        for model in (Workspace, Batch, BatchLabel, Submission, SubmissionPart, Trial):
             post_save.connect(changes.stamp_saved, sender=model, dispatch_uid=f"stamp-{model}")
             post_delete.connect(changes.stamp_saved, sender=model, dispatch_uid=f"unstamp-{model}")
         m2m_changed.connect(

@@ -232,9 +232,19 @@ class ApiClient:
         self.close()
 
     # The retry policy ---------------------------------------------------------------------------
-    def _retrying(self, attempts: int | None = None) -> Retrying:
+    def _retrying(self, attempts: int | None = None, *, unanswered_only: bool = False) -> Retrying:
+        """Retries of what a retry can help; `unanswered_only`: not after a failure that may
+        have reached the API (ApiError.may_have_made_it)."""
+
+        def worth_retrying(error: BaseException) -> bool:
+            return (
+                isinstance(error, ApiError)
+                and error.retryable
+                and not (unanswered_only and error.may_have_made_it)
+            )
+
         return Retrying(
-            retry=retry_if_exception(lambda error: isinstance(error, ApiError) and error.retryable),
+            retry=retry_if_exception(worth_retrying),
             stop=stop_after_attempt(attempts or self.max_attempts),
             wait=_WaitHonouringRetryAfter(
                 initial=settings.API_RETRY_INITIAL_WAIT_SECONDS,
@@ -357,6 +367,17 @@ class ApiClient:
                 body.close()
 
         return self._retrying()(attempt)
+
+    def create_message(self, body: bytes, *, betas: list[str] | None = None) -> dict:
+        """One request answered at once (`POST /v1/messages`, not a batch): `body` is its params
+        as JSON. Retried only when the API surely did not answer it (a refusal to take it, such
+        as 429): a retry after a timeout could be billed twice."""
+        headers = {"content-type": "application/json", **betas_header(betas)}
+        return self._json(
+            self._retrying(unanswered_only=True)(
+                self._send_once, "POST", "/v1/messages", content=body, headers=headers
+            )
+        )
 
     def retrieve_batch(self, batch_id: str) -> dict:
         return self.request("GET", f"/v1/messages/batches/{batch_id}")

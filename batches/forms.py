@@ -1,3 +1,4 @@
+import re
 from decimal import Decimal
 
 from django import forms
@@ -5,12 +6,14 @@ from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
 from batches import labels
+from batches.intake.job import MAX_TRIES
 from batches.intake.reading import detect_format
 from batches.intake.templating import CsvOptions
 from batches.models import AuditEntry, Membership, Submission, Workspace
 from batches.outbound import validate_outbound_url
 from batches.usage import MAX_BUCKETS, Period, default_period, too_many_buckets
 from dashboard import betas
+from dashboard.schemas import is_custom_id
 
 
 def _choice_field(form: forms.Form, name: str) -> forms.ChoiceField:
@@ -98,6 +101,41 @@ class UploadForm(forms.Form):
                 f"{filesizeformat(settings.MAX_UPLOAD_BYTES)}."
             )
         return upload
+
+
+class TryForm(forms.Form):
+    """Which requests of a checked upload to try: the first `count`, or these custom_ids."""
+
+    count = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_TRIES,
+        initial=3,
+        required=False,
+        error_messages=dict.fromkeys(
+            ("min_value", "max_value", "invalid"),
+            f"How many: try 1 to {MAX_TRIES} requests at once.",
+        ),
+    )
+    custom_ids = forms.CharField(
+        label="Or these custom_ids",
+        required=False,
+        max_length=800,
+        help_text=f"Up to {MAX_TRIES}, separated by commas or spaces.",
+    )
+
+    def clean_custom_ids(self) -> list[str]:
+        chosen = list(dict.fromkeys(re.split(r"[,\s]+", self.cleaned_data["custom_ids"].strip())))
+        chosen = [value for value in chosen if value]
+        if len(chosen) > MAX_TRIES:
+            raise forms.ValidationError(
+                f"{len(chosen)} custom_ids: at most {MAX_TRIES} can be tried at once."
+            )
+        for value in chosen:
+            if not is_custom_id(value):
+                raise forms.ValidationError(
+                    f"{value[:70]!r} is not a custom_id: 1 to 64 letters, digits, _ or -."
+                )
+        return chosen
 
 
 class CsvOptionsForm(forms.Form):
@@ -241,7 +279,13 @@ class ConnectionForm(forms.Form):
 class WorkspaceOptionsForm(forms.ModelForm):
     class Meta:
         model = Workspace
-        fields = ["notify_email", "notify_webhook_url", "results_downloadable", "monthly_budget"]
+        fields = [
+            "notify_email",
+            "notify_webhook_url",
+            "results_downloadable",
+            "monthly_budget",
+            "daily_tries",
+        ]
         labels = {
             "notify_email": "Email the submitter when a batch ends",
             "notify_webhook_url": "Webhook URL",

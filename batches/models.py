@@ -4,10 +4,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
 from django.views.decorators.debug import sensitive_variables
@@ -83,6 +84,15 @@ class Workspace(models.Model):
         blank=True,
         validators=[MinValueValidator(Decimal("0.01"))],
         help_text="Leave empty for no budget. Months run by the dashboard's time zone.",
+    )
+    # "Try first": how many requests of checked uploads may be sent on their own through the
+    # Messages API (at the standard price) in any 24 hours.
+    daily_tries = models.PositiveIntegerField(
+        "Tries a day",
+        default=20,
+        validators=[MaxValueValidator(1000)],
+        help_text="How many requests of checked uploads may be tried through the Messages API, "
+        "at the standard price, in any 24 hours. 0 turns tries off.",
     )
     # The webhook's signing secret (Standard Webhooks, "whsec_..."), encrypted like the API key;
     # shown once when it is made (batches.webhooks).
@@ -722,6 +732,9 @@ class Submission(models.Model):
     labels = models.JSONField(default=list, blank=True)
     # Beta features named in its create calls (the anthropic-beta header; dashboard.betas).
     betas = models.JSONField(default=list, blank=True)
+    # The first requests' most expensive outcome at the standard price, for "Try first" to state
+    # before sending: [{"custom_id", "line", "model", "max_tokens", "cost_at_most"}], up to 10.
+    first_requests = models.JSONField(default=list, blank=True, editable=False)
     # Spending: the upload's own limit (Submit refuses when the estimate is above it), and the
     # workspace admin who let it go over the workspace's budget.
     spend_cap = models.DecimalField(
@@ -909,6 +922,68 @@ class BatchRequest(models.Model):
         return orjson.loads(self.read())
 
 
+class Trial(models.Model):
+    """One request of a checked upload sent on its own through the Messages API before its batch
+    ("Try first"): what it could cost, stated before sending, then the API's answer or error and
+    what it cost, both at the standard price (no batch discount)."""
+
+    class State(models.TextChoices):
+        SENDING = "sending", "Sending"
+        ANSWERED = "answered", "Answered"
+        FAILED = "failed", "Failed"
+
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="trials")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="trials")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    custom_id = models.CharField(max_length=64)
+    line = models.PositiveIntegerField()
+    model = models.CharField(max_length=100, blank=True)
+    max_tokens = models.PositiveIntegerField(default=0)
+    # The most expensive outcome (its input estimate, then max_tokens of output), before sending.
+    cost_at_most = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.SENDING)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    # The answer, as checked for a result (batches.ingestion.result_fields).
+    content = models.JSONField(null=True, blank=True)
+    stop_reason = models.CharField(max_length=32, blank=True)
+    answer_model = models.CharField(max_length=100, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_creation_input_tokens = models.PositiveIntegerField(default=0)
+    cache_read_input_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    # The API's error, as it gave it.
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_type = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    request_id = models.CharField(max_length=100, blank=True)
+
+    objects = StampedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "line"]
+        indexes = [
+            # How many tries a workspace made in the last 24 hours (its daily cap).
+            models.Index(fields=["workspace", "created_at"], name="trial_recent"),
+        ]
+
+    def __str__(self):
+        return f"try of {self.custom_id}"
+
+    @property
+    def is_lost(self) -> bool:
+        """Still sending long after any answer could come: the worker sending it stopped."""
+        limit = timedelta(seconds=settings.TRY_TIMEOUT_SECONDS + 120)
+        return self.state == self.State.SENDING and self.created_at < timezone.now() - limit
+
+
 class UserPreference(models.Model):
     """One person's dashboard choices."""
 
@@ -1025,6 +1100,7 @@ class AuditEntry(models.Model):
         BATCH_ENDED = "batch_ended", "Batch ended"
         BATCH_GONE = "batch_gone", "Batch found deleted in the API"
         RENAME = "rename", "Renamed or labeled a batch"
+        TRY = "try", "Tried requests through the Messages API"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     # None: the system (a worker, the sync, a command run without a person).

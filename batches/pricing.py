@@ -26,8 +26,9 @@ def prices_for(model: str) -> dict | None:
     return models[max(matches, key=len)] if matches else None
 
 
-def usage_cost(model: str, usage: dict) -> Decimal | None:
-    """The actual batch price of one result from its `usage`, cache reads and writes included."""
+def usage_cost(model: str, usage: dict, *, batch: bool = True) -> Decimal | None:
+    """The actual price of one answer from its `usage`, cache reads and writes included: at the
+    batch price, or (`batch=False`, a request sent on its own) the standard one."""
     prices = prices_for(model or "")
     if prices is None:
         return None
@@ -44,4 +45,12 @@ def usage_cost(model: str, usage: dict) -> Decimal | None:
         * per_input
         * Decimal(str(table["cache_read_multiplier"]))
     )
-    return cost * Decimal(str(table["batch_discount"]))
+    return cost * Decimal(str(table["batch_discount"])) if batch else cost
+
+
+def standard_cost_at_most(model: str, input_tokens: int, max_tokens: int) -> Decimal | None:
+    """A request's most expensive outcome sent on its own (no batch discount): its estimated
+    input, then max_tokens of output."""
+    return usage_cost(
+        model, {"input_tokens": input_tokens, "output_tokens": max_tokens}, batch=False
+    )

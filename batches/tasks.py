@@ -4,7 +4,7 @@ They take ids, never model instances, and return what a log line needs (results 
 from django.conf import settings
 from django.utils import timezone
 
-from batches import actions, ingestion, mirror, notices, search, submissions, webhooks
+from batches import actions, ingestion, mirror, notices, search, submissions, trials, webhooks
 from batches.intake import job
 from batches.models import Submission, Workspace
 from dashboard.celery import app
@@ -57,6 +57,12 @@ def ingest_results(batch_pk: int) -> dict:
 @app.task
 def index_results_for_search(batch_pk: int) -> int:
     return search.index_results(batch_pk)
+
+
+@app.task
+def send_trial(trial_pk: int) -> str:
+    """One request of a checked upload through the Messages API ("Try first")."""
+    return trials.send(trial_pk)
 
 
 @app.task

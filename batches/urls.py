@@ -95,6 +95,7 @@ urlpatterns = [
     path(f"{submission}preview/", uploads.submission_preview, name="submission_preview"),
     path(f"{submission}submit/", uploads.submission_submit, name="submission_submit"),
     path(f"{submission}stop/", uploads.submission_stop, name="submission_stop"),
+    path(f"{submission}try/", uploads.submission_try, name="submission_try"),
     path(f"{submission}check/", uploads.submission_check, name="submission_check"),
     # Files
     path(f"{batch}download/results.jsonl", downloads.download_jsonl, name="download_jsonl"),

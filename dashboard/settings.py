@@ -346,6 +346,9 @@ if not FERNET_KEYS:
 ANTHROPIC_VERSION = "2023-06-01"
 API_TIMEOUT_SECONDS = env_float("API_TIMEOUT_SECONDS", 30.0, minimum=1.0)
 API_MAX_ATTEMPTS = env_int("API_MAX_ATTEMPTS", 5, minimum=1, maximum=20)
+# "Try first": how long one request sent on its own may take to be answered (the Messages API
+# answers a long output slowly; the worker's task must outlive it).
+TRY_TIMEOUT_SECONDS = env_float("TRY_TIMEOUT_SECONDS", 300.0, minimum=5.0)
 API_RETRY_MAX_WAIT_SECONDS = env_float("API_RETRY_MAX_WAIT_SECONDS", 60.0, minimum=0.0)
 # The first wait between two attempts; each next one doubles, with jitter.
 API_RETRY_INITIAL_WAIT_SECONDS = env_float("API_RETRY_INITIAL_WAIT_SECONDS", 0.5, minimum=0.0)
@@ -406,6 +409,11 @@ if CLAIM_RENEW_SECONDS * 2 > CLAIM_LEASE_SECONDS:
     raise ImproperlyConfigured(
         "CLAIM_RENEW_SECONDS must be at most half of CLAIM_LEASE_SECONDS, so a claim is renewed "
         "twice before it can lapse."
+    )
+if TRY_TIMEOUT_SECONDS >= CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "TRY_TIMEOUT_SECONDS must be below CELERY_TASK_SOFT_TIME_LIMIT: a try that gets no answer "
+        "is recorded as failed before the task is stopped."
     )
 if CHECK_MAX_SECONDS >= CELERY_TASK_SOFT_TIME_LIMIT:
     raise ImproperlyConfigured(

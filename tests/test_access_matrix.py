@@ -62,6 +62,7 @@ RULES = {
     "submission_preview": ("submit", "POST"),
     "submission_submit": ("submit", "POST"),
     "submission_stop": ("submit", "POST"),
+    "submission_try": ("submit", "POST"),
     "submission_check": ("submit", "POST"),
     "batch_cancel": ("submit", "GET"),
     "batch_refresh": ("submit", "POST"),

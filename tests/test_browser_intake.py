@@ -262,3 +262,36 @@ def test_submit_moves_the_page_to_submitted_and_every_row_follows_its_batch(
             # threads would still be writing while the test database is flushed.
             wait_for_ingestion(name="Twenty thousand", timeout=120)
     assert Batch.objects.count() == 1
+
+
+def test_try_the_first_three_shows_their_answers_by_themselves(person, page, live_server, tmp_path):
+    """Try first on the sandbox, with a real worker: the upload is checked, the first three
+    requests go through the Messages API, and their answers replace "Sending…" without a reload."""
+    workspace = create_workspace("Research", f"{live_server.url}/emulator", "sk-ant-p-1",
+                                 members=[person])  # fmt: skip
+    path = tmp_path / "questions.jsonl"
+    path.write_bytes(jsonl(12, prefix="q"))
+    with start_worker(app, perform_ping_check=False, pool="threads", concurrency=2,
+                      loglevel="WARNING", shutdown_timeout=30):  # fmt: skip
+        log_in(page)
+        submission = upload(page, workspace, path, "Questions")
+        page.locator("text=12 requests ready").wait_for(timeout=30_000)
+        page.locator("#try-count").wait_for()  # once the requests are indexed, a moment later
+        options = page.locator("#try-count option")
+        assert options.count() == 10
+        chosen = page.locator("#try-count option:checked").inner_text()
+        assert chosen.startswith("the first") and "3 requests: up to $" in chosen, chosen
+        page.click("text=Try now")
+        page.wait_for_url(f"**{submission.get_absolute_url()}#try")
+        page.evaluate("window.__marker = 'no reload'")
+        page.locator(".trial .badge", has_text="Answered").nth(2).wait_for(timeout=30_000)
+        assert page.evaluate("window.__marker") == "no reload"
+        trials = page.locator(".trial")
+        assert trials.count() == 3
+        assert [trials.nth(n).locator(".mono").first.inner_text() for n in range(3)] == [
+            "q-0", "q-1", "q-2"]  # fmt: skip
+        assert "Question number 0?" in trials.nth(0).inner_text()
+        assert "at the standard price" in trials.nth(0).inner_text()
+        assert "17 of 20" in page.inner_text("#try")
+        page.locator("#try").scroll_into_view_if_needed()
+        shot(page, "34-try-first")

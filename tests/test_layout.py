@@ -34,9 +34,9 @@ FLOORS = [
          "batches.invitations", "batches.forms", "batches.intake.job"],
     ),
     (
-        "the write paths: the mirror, results ingestion, submissions, downloads, notices",
+        "the write paths: the mirror, results ingestion, submissions, downloads, notices, tries",
         ["batches.webhooks", "batches.mirror", "batches.ingestion", "batches.submissions",
-         "batches.downloads", "batches.notices"],
+         "batches.downloads", "batches.notices", "batches.trials"],
     ),
     ("what combines them: the actions on a batch", ["batches.actions"]),
     ("the Celery tasks, thin doors into the floors below", ["batches.tasks"]),

@@ -160,14 +160,22 @@ def test_a_new_address_needs_the_key_again_and_refuses_internal_hosts(owner_clie
 def test_options_are_saved_with_their_before_and_after(owner_client, workspace):
     response = owner_client.post(
         settings_url(workspace, "workspace_options"),
-        {"notify_email": "on", "notify_webhook_url": "", "results_downloadable": ""},
-    )
+        {"notify_email": "on", "notify_webhook_url": "", "results_downloadable": "",
+         "daily_tries": "5"},
+    )  # fmt: skip
     assert response.status_code == 302
     workspace.refresh_from_db()
     assert workspace.notify_email and not workspace.results_downloadable
+    assert workspace.daily_tries == 5
     [entry] = entries(Action.SETTINGS_CHANGE)
-    assert entry.before == {"notify_email": False, "results_downloadable": True}
-    assert entry.after == {"notify_email": True, "results_downloadable": False}
+    assert entry.before == {"notify_email": False, "results_downloadable": True, "daily_tries": 20}
+    assert entry.after == {"notify_email": True, "results_downloadable": False, "daily_tries": 5}
+    too_many = owner_client.post(
+        settings_url(workspace, "workspace_options"),
+        {"notify_email": "on", "daily_tries": "5000"},
+    )
+    assert too_many.status_code == 400
+    assert "Ensure this value is less than or equal to 1000." in too_many.content.decode()
 
 
 # Invitations and passwords --------------------------------------------------------------------

@@ -364,14 +364,14 @@ def test_an_admin_sets_the_budget_in_the_settings(client, user, workspace):
     client.force_login(user)
     response = client.post(
         reverse("workspace_options", args=[workspace.slug]),
-        {"monthly_budget": "250.00", "results_downloadable": "on"},
+        {"monthly_budget": "250.00", "results_downloadable": "on", "daily_tries": "20"},
     )
     assert response.status_code == 302
     workspace.refresh_from_db()
     assert workspace.monthly_budget == Decimal("250.00")
     bad_amount = client.post(
         reverse("workspace_options", args=[workspace.slug]),
-        {"monthly_budget": "-5", "results_downloadable": "on"},
+        {"monthly_budget": "-5", "results_downloadable": "on", "daily_tries": "20"},
     )
     assert bad_amount.status_code == 400
 

@@ -61,7 +61,7 @@ def _turn_on(owner_client, workspace, url) -> str:
     """The admin sets the webhook URL on the settings page; returns the secret it shows once."""
     response = owner_client.post(
         reverse("workspace_options", args=[workspace.slug]),
-        {"notify_webhook_url": url, "results_downloadable": "on"},
+        {"notify_webhook_url": url, "results_downloadable": "on", "daily_tries": "20"},
     )
     assert response.status_code == 200
     workspace.refresh_from_db()

@@ -13,6 +13,7 @@
 
 import logging
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
@@ -23,9 +24,11 @@ from django.utils import timezone
 from batches import bulk
 from batches.claims import Claim
 from batches.intake.checking import CheckStopped, check_file, compose_bodies, discard, index_rows
+from batches.intake.estimating import request_tokens
 from batches.intake.problems import REPORT_HEADER, Problem
 from batches.intake.templating import CsvOptions
 from batches.models import BatchRequest, Submission, SubmissionPart
+from batches.pricing import standard_cost_at_most
 from dashboard import storage
 from dashboard.betas import output_limit
 from dashboard.local_files import scratch_dir
@@ -34,6 +37,8 @@ from dashboard.storage import LocalFile, sweep_scratch
 logger = logging.getLogger(__name__)
 
 PROGRESS_FIELDS = ("check_lines", "check_bytes", "check_requests", "check_problems")
+# "Try first" sends at most this many requests at once (batches.trials).
+MAX_TRIES = 10
 
 
 def request_check(submission: Submission) -> bool:
@@ -246,7 +251,9 @@ def _store(claim: Claim, submission: Submission, merged, directory: str) -> str:
                 index_rows(merged, submission.pk),
                 plain=True,  # numbers, and custom_ids of letters, digits, _ and -
             )
-            claim.release(requests_indexed_at=timezone.now())
+            # What trying the first requests could cost, for the page to state before sending.
+            first = first_requests(submission)
+            claim.release(requests_indexed_at=timezone.now(), first_requests=first)
     return str(fields["state"])
 
 
@@ -274,3 +281,29 @@ def _store_report(submission: Submission, paths: list[str], directory: str) -> s
     stored = submission.report_file.name
     assert stored is not None  # FieldFile.save has just set it to the storage's name
     return stored
+
+
+def try_bound(params: dict) -> tuple[str, int, Decimal | None]:
+    """(model, max_tokens, the most expensive outcome sent on its own, at the standard price) of
+    a checked request's params: its estimated input, then max_tokens of output."""
+    tokens, _ = request_tokens(params)
+    model, max_tokens = params["model"], params["max_tokens"]
+    return model, max_tokens, standard_cost_at_most(model, tokens, max_tokens)
+
+
+def first_requests(submission: Submission) -> list[dict]:
+    """The first requests of an indexed upload, each with what trying it could cost: stored
+    with the check, so the page states it before anything is sent (batches.trials)."""
+    first = []
+    for row in BatchRequest.objects.filter(submission=submission).order_by("line")[:MAX_TRIES]:
+        model, max_tokens, bound = try_bound(row.load()["params"])
+        first.append(
+            {
+                "custom_id": row.custom_id,
+                "line": row.line,
+                "model": model,
+                "max_tokens": max_tokens,
+                "cost_at_most": None if bound is None else str(bound),
+            }
+        )
+    return first

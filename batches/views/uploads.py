@@ -17,12 +17,12 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from batches import audit, mirror, polling, roles, submissions, tasks, usage
+from batches import audit, mirror, polling, roles, submissions, tasks, trials, usage
 from batches.client import ApiClient, ApiError
-from batches.forms import CsvOptionsForm, UploadForm
+from batches.forms import CsvOptionsForm, TryForm, UploadForm
 from batches.intake import job
 from batches.intake.templating import CsvOptions
-from batches.models import AuditEntry, Submission, Workspace
+from batches.models import AuditEntry, Submission, Trial, Workspace
 from batches.roles import Ability
 from batches.views.access import poll_key, submission_for, workspace_for
 from dashboard import betas
@@ -56,8 +56,17 @@ def _csv_form(submission: Submission, data=None) -> CsvOptionsForm:
     )
 
 
+def _try_options(submission: Submission) -> list[dict]:
+    """The choices of how many first requests to try, each with what it could cost at most."""
+    return [
+        {"count": count, "cost": trials.cost_of_first(submission, count)}
+        for count in range(1, len(submission.first_requests) + 1)
+    ]
+
+
 def _context(request, submission: Submission, csv_form=None, key=None) -> dict:
     parts = list(submission.parts.select_related("batch__workspace").order_by("index"))
+    tried = list(submission.trials.all()[:30])
     context = {
         "submission": submission,
         "workspace": submission.workspace,
@@ -69,14 +78,21 @@ def _context(request, submission: Submission, csv_form=None, key=None) -> dict:
         "more_problems": max(0, submission.problem_count - len(submission.problems)),
         "can": roles.abilities(request.user, submission.workspace),
         "spending": usage.spend_check(submission) if submission.estimate else None,
+        "trials": tried,
+        "trying": any(trial.state == Trial.State.SENDING and not trial.is_lost for trial in tried),
+        "try_options": _try_options(submission),
+        "tries_left": trials.tries_left(submission.workspace) if submission.first_requests else 0,
     }
     return polling.render_region(request, TEMPLATE, "live", context, key)
 
 
 def _still_changing(context: dict) -> bool:
-    """Worth polling: the upload is being checked or submitted, or one of its batches changes."""
-    return context["submission"].still_changing or any(
-        batch.still_changing for batch in context["batches"]
+    """Worth polling: the upload is being checked or submitted, a request is being tried, or one
+    of its batches changes."""
+    return (
+        context["submission"].still_changing
+        or context["trying"]
+        or any(batch.still_changing for batch in context["batches"])
     )
 
 
@@ -363,3 +379,44 @@ def submission_submit(request, slug, key):
     else:
         messages.error(request, "Fix the problems in the report before submitting.")
     return redirect(submission)
+
+
+@require_POST
+def submission_try(request, slug, key):
+    """Send the first requests, or the chosen ones, through the Messages API now (Try first)."""
+    submission = submission_for(request, slug, key, Ability.SUBMIT)
+    back = f"{submission.get_absolute_url()}#try"
+    form = TryForm(request.POST)
+    if not form.is_valid():
+        messages.error(
+            request, " ".join(str(error) for errors in form.errors.values() for error in errors)
+        )
+        return redirect(back)
+    chosen = form.cleaned_data["custom_ids"]
+    try:
+        made = trials.start(
+            submission, request.user, count=form.cleaned_data["count"] or 3, custom_ids=chosen
+        )
+    except trials.TryRefused as refusal:
+        messages.error(request, str(refusal))
+        return redirect(back)
+    bounds = [trial.cost_at_most for trial in made if trial.cost_at_most is not None]
+    audit.record(
+        AuditEntry.Action.TRY,
+        request=request,
+        workspace=submission.workspace,
+        target=f"upload {submission.display_name}",
+        after={
+            "custom_ids": [trial.custom_id for trial in made],
+            "cost_at_most": str(sum(bounds, Decimal(0))) if len(bounds) == len(made) else None,
+        },
+    )
+    for trial in made:
+        tasks.send_trial.delay(trial.pk)
+    count = len(made)
+    messages.success(
+        request,
+        f"Sending {count} request{'s' if count != 1 else ''} through the Messages API: "
+        f"{'each answer shows' if count != 1 else 'the answer shows'} below within seconds.",
+    )
+    return redirect(back)

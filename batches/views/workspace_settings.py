@@ -37,7 +37,13 @@ Action = AuditEntry.Action
 SETTINGS = "batches/workspace_settings.html"
 AUDIT = "batches/workspace_audit.html"
 AUDIT_PAGE = 50
-OPTION_FIELDS = ["notify_email", "notify_webhook_url", "results_downloadable", "monthly_budget"]
+OPTION_FIELDS = [
+    "notify_email",
+    "notify_webhook_url",
+    "results_downloadable",
+    "monthly_budget",
+    "daily_tries",
+]
 
 
 def _settings_page(request, workspace, *, status=200, new_secret="", **forms):
