@@ -12,6 +12,7 @@ from emulator.validation import check_params
 BASE = {"model": "claude-sonnet-4-5", "max_tokens": 2000,
         "messages": [{"role": "user", "content": "Hello"}]}  # fmt: skip
 WEATHER = {"name": "weather", "description": "d", "input_schema": {"type": "object"}}
+SEARCH = {"type": "web_search_20250305", "name": "web_search"}
 
 REFUSED = {
     "thinking budget at max_tokens": (
@@ -34,6 +35,22 @@ REFUSED = {
         "params.messages[0].content",
         "empty text",
     ),
+    "a web search with allowed and blocked domains": (
+        {
+            **BASE,
+            "tools": [
+                WEATHER,
+                {**SEARCH, "allowed_domains": ["a.org"], "blocked_domains": ["b.org"]},
+            ],
+        },
+        "params.tools[1]",
+        "both allowed_domains and blocked_domains",
+    ),
+    "more than 100,000 messages": (
+        {**BASE, "messages": [{"role": "user", "content": "x"}] * 100_001},
+        "params.messages",
+        "the API takes at most 100,000 in one request",
+    ),
 }
 ACCEPTED = {
     "a thinking budget below max_tokens": {
@@ -42,6 +59,10 @@ ACCEPTED = {
     "tool_choice naming a tool": {
         **BASE, "tools": [WEATHER], "tool_choice": {"type": "tool", "name": "weather"}
     },
+    "a web search with allowed domains only": {
+        **BASE, "tools": [{**SEARCH, "allowed_domains": ["a.org"]}]
+    },
+    "100,000 messages": {**BASE, "messages": [{"role": "user", "content": "x"}] * 100_000},
     "an empty assistant prefill at the end": {
         **BASE,
         "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": ""}],
