@@ -10,6 +10,7 @@ A batch counts in the bucket (and the budget month) of its creation: that is whe
 and a batch's cost is known only once its results are stored, days later at most.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -25,6 +26,7 @@ from django.db.models import (
     Case,
     CharField,
     Count,
+    DateField,
     DurationField,
     ExpressionWrapper,
     F,
@@ -35,7 +37,8 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
+from django.db.models.functions import Cast, TruncDay, TruncMonth, TruncWeek
+from django.db.models.lookups import GreaterThanOrEqual, LessThan
 from django.utils import timezone
 from django.utils.html import format_html_join
 
@@ -108,7 +111,9 @@ def bucket_of(field: str, period: Period):
     offsets during the period (two changes a year at most) become a CASE of SQLite's own
     datetime(), and the bucket is text, "YYYY-MM-DD"."""
     if connection.vendor != "sqlite":
-        return BUCKETS[period.bucket](field, tzinfo=period.zone)
+        # As a date (`::date`): the database's own value, where a datetime would be made aware
+        # in Python row by row.
+        return Cast(BUCKETS[period.bucket](field, tzinfo=period.zone), DateField())
     segments = _offsets(period)
     local: Any = _shifted(field, segments[-1][1])
     if len(segments) > 1:
@@ -330,24 +335,43 @@ class _Totals:
 
     def add(self, group: _UsageGroup) -> None:
         self.requests += group.requests
-        tokens = self.tokens
-        for index, value in enumerate(group.tokens):
-            tokens[index] += value
+        tokens, more = self.tokens, group.tokens
+        tokens[0] += more[0]
+        tokens[1] += more[1]
+        tokens[2] += more[2]
+        tokens[3] += more[3]
         self.cost += group.cost
 
     def row(self, name: str) -> list:
         return [name, self.requests, *self.tokens, _money(self.cost)]
 
 
-def _totals_by(groups: list[_UsageGroup], key) -> dict[Any, _Totals]:
-    found: dict[Any, _Totals] = {}
-    for group in groups:
-        name = key(group)
-        totals = found.get(name)
-        if totals is None:
-            totals = found[name] = _Totals()
-        totals.add(group)
-    return found
+class _Groupings:
+    """The usage rows' totals by model, by bucket and model, by bucket, by person, by workspace
+    and in all, added up in one pass over the rows (a year by week is thousands of them)."""
+
+    def __init__(self, groups: list[_UsageGroup]):
+        self.by_model: dict[Any, _Totals] = {}
+        self.by_day_and_model: dict[Any, _Totals] = {}
+        self.by_day: dict[Any, _Totals] = {}
+        self.by_person: dict[Any, _Totals] = {}
+        self.by_workspace: dict[Any, _Totals] = {}
+        self.everything = _Totals()
+        tables: tuple[tuple[dict[Any, _Totals], Callable[[_UsageGroup], Any]], ...] = (
+            (self.by_model, lambda group: group.model),
+            (self.by_day_and_model, lambda group: (group.day, group.model)),
+            (self.by_day, lambda group: group.day),
+            (self.by_person, lambda group: group.person),
+            (self.by_workspace, lambda group: group.workspace),
+        )
+        for group in groups:
+            self.everything.add(group)
+            for table, key in tables:
+                name = key(group)
+                totals = table.get(name)
+                if totals is None:
+                    totals = table[name] = _Totals()
+                totals.add(group)
 
 
 def _most_costly_first(totals: dict[Any, _Totals]) -> list:
@@ -358,11 +382,10 @@ def _from_usage_rows(found: Usage, groups: list[_UsageGroup]) -> None:
     period = found.period
     buckets = period.buckets()
     columns = ["Requests", *TOKEN_LABELS, "Cost (USD)"]
-    by_model = _totals_by(groups, lambda group: group.model)
+    totals = _Groupings(groups)
+    by_model, by_day_and_model, by_day = totals.by_model, totals.by_day_and_model, totals.by_day
     models = _most_costly_first(by_model)
     found.by_model = Table(["Model", *columns], [by_model[model].row(model) for model in models])
-    by_day_and_model = _totals_by(groups, lambda group: (group.day, group.model))
-    by_day = _totals_by(groups, lambda group: group.day)
     priced_models = [model for model in models if model != "(none)"]
     found.cost_by_model = Table(
         ["Period", *priced_models, "Total"],
@@ -387,15 +410,13 @@ def _from_usage_rows(found: Usage, groups: list[_UsageGroup]) -> None:
             for day in buckets
         ],
     )
-    everything = _Totals()
-    for group in groups:
-        everything.add(group)
+    everything = totals.everything
     found.requests = everything.requests
     found.tokens = dict(zip(TOKEN_FIELDS, everything.tokens, strict=True))
     found.cost = _money(everything.cost)
     found.unpriced_models = sorted({group.model for group in groups if group.unpriced})
 
-    by_person = _totals_by(groups, lambda group: group.person)
+    by_person = totals.by_person
     ids = [person for person in by_person if person is not None]
     names = {user.pk: user.get_username() for user in get_user_model().objects.filter(pk__in=ids)}
     found.by_person = Table(
@@ -405,7 +426,7 @@ def _from_usage_rows(found: Usage, groups: list[_UsageGroup]) -> None:
             for person in _most_costly_first(by_person)
         ],
     )
-    by_workspace = _totals_by(groups, lambda group: group.workspace)
+    by_workspace = totals.by_workspace
     workspace_names = {workspace.pk: workspace.name for workspace in found.workspaces}
     found.by_workspace = Table(
         ["Workspace", *columns],
@@ -448,12 +469,25 @@ def _from_batches(found: Usage, batches) -> None:
     ended = Q(processing_status=Batch.Status.ENDED, ended_at__isnull=False)
     duration = ExpressionWrapper(F("ended_at") - F("created_at"), output_field=DurationField())
     in_sql = connection.vendor == "postgresql"
+    # The batch sizes' histogram in the same pass (summed over the buckets below).
+    size = F("succeeded") + F("errored") + F("canceled") + F("expired") + F("processing")
+    edges = [*SIZE_BINS, None]
+    bins = {
+        f"bin{index}": Count(
+            "pk",
+            filter=Q(GreaterThanOrEqual(size, low), *([LessThan(size, high)] if high else [])),
+        )
+        for index, (low, high) in enumerate(pairwise(edges))
+    }
     per_bucket = batches.values("bucket").annotate(
         succeeded_sum=Sum("succeeded"),
         errored_sum=Sum("errored"),
         canceled_sum=Sum("canceled"),
         expired_sum=Sum("expired"),
         ended_count=Count("pk", filter=ended),
+        batches_count=Count("pk"),
+        without_results=Count("pk", filter=ended & Q(results_ingested_at__isnull=True)),
+        **bins,
         **(
             {
                 "median": Percentile(duration, 0.5),
@@ -503,24 +537,15 @@ def _from_batches(found: Usage, batches) -> None:
                 _hours(p95.total_seconds()) if p95 is not None else "",
             ]
         )
-    size = F("succeeded") + F("errored") + F("canceled") + F("expired") + F("processing")
-    edges = [*SIZE_BINS, None]
-    counted = batches.annotate(size=size).aggregate(
-        batches=Count("pk"),
-        without_results=Count("pk", filter=ended & Q(results_ingested_at__isnull=True)),
-        **{
-            f"bin{index}": Count(
-                "pk",
-                filter=Q(size__gte=low) & (Q(size__lt=high) if high is not None else Q()),
-            )
-            for index, (low, high) in enumerate(pairwise(edges))
-        },
-    )
-    found.batches = counted["batches"]
-    found.without_results = counted["without_results"]
+
+    def over_buckets(name: str) -> int:
+        return sum(row[name] or 0 for row in rows.values())
+
+    found.batches = over_buckets("batches_count")
+    found.without_results = over_buckets("without_results")
     found.sizes = Table(
         ["Requests in the batch", "Batches"],
-        [[_size_label(index), counted[f"bin{index}"]] for index in range(len(SIZE_BINS))],
+        [[_size_label(index), over_buckets(f"bin{index}")] for index in range(len(SIZE_BINS))],
     )
 
 

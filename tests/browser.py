@@ -1,5 +1,6 @@
 """What every browser test shares: Debian's Chromium driven by Playwright, a page that fails the
-test on any Content-Security-Policy violation or script error, and screenshots.
+test on any Content-Security-Policy violation, script error or WCAG 2.2 AA violation (axe-core,
+at every screenshot and at the end), and screenshots.
 
 Each page also listens for `securitypolicyviolation` events, which Chromium raises for every
 refused inline script or style, so a violation fails the test even when nothing is logged.
@@ -71,12 +72,45 @@ def log_in(page, username: str, password: str) -> None:
     page.wait_for_url(f"{page.base}/")
 
 
+# axe-core (from the npm registry, test-only, its version in the file name) checks each page
+# state the tests see against WCAG 2.2 A and AA.
+AXE = Path(__file__).parent / "vendor" / "axe-core-4.14.1.min.js"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]
+AXE_RUN = """async (tags) => {
+  const found = await axe.run(document, {runOnly: {type: "tag", values: tags},
+                                         resultTypes: ["violations"]});
+  return found.violations.map((rule) => `${rule.id} (${rule.impact}): ${rule.help}: ` +
+    rule.nodes.slice(0, 3).map((node) => node.target.join(" ") + " " + node.html.slice(0, 160))
+      .join(", ") + " on " + location.pathname);
+}"""
+
+
+def accessibility_problems(page) -> list[str]:
+    """What axe-core finds against WCAG 2.2 AA in the page as it is now. Loaded by the
+    debugging protocol's evaluate, which the page's Content-Security-Policy does not govern."""
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.evaluate(AXE.read_text(encoding="utf-8"))
+    return page.evaluate(AXE_RUN, AXE_TAGS)
+
+
 def assert_no_problems(page) -> None:
     try:
         violations = page.evaluate("window.__violations || []")
-    except Exception:  # the page is gone (closed, navigating): the listeners saw what it did
-        violations = []
-    found = page.problems.found + [f"CSP violation: {item}" for item in violations]
+    except Exception:  # the page is gone (closed): the listeners saw what it did
+        violations, inaccessible = [], []
+    else:
+        try:
+            inaccessible = accessibility_problems(page)
+        except Exception as error:  # a navigation began: check the page it lands on
+            if "context was destroyed" not in str(error):
+                raise
+            page.wait_for_load_state()
+            inaccessible = accessibility_problems(page)
+    found = (
+        page.problems.found
+        + [f"CSP violation: {item}" for item in violations]
+        + [f"WCAG: {item}" for item in inaccessible]
+    )
     assert not found, found
 
 

@@ -49,11 +49,9 @@ def place(live_server, transactional_db, django_user_model):
     return workspace, ended, first.custom_id, upload
 
 
-def test_no_page_scrolls_sideways_at_any_width(place, live_server):
-    from playwright.sync_api import sync_playwright
-
+def every_page(place) -> list[str]:
     workspace, batch, custom_id, upload = place
-    pages = [
+    return [
         "/",
         "/workspaces/",
         workspace.get_absolute_url(),
@@ -67,6 +65,13 @@ def test_no_page_scrolls_sideways_at_any_width(place, live_server):
         "/usage/",
         f"/w/{workspace.slug}/usage/",
     ]
+
+
+def test_no_page_scrolls_sideways_at_any_width(place, live_server):
+    from playwright.sync_api import sync_playwright
+
+    _, batch, _, _ = place
+    pages = every_page(place)
     too_wide = []
     with sync_playwright() as playwright:
         browser, context, page = open_page(playwright, live_server.url,
@@ -95,3 +100,40 @@ def test_no_page_scrolls_sideways_at_any_width(place, live_server):
         context.close()
         browser.close()
     assert too_wide == [], too_wide
+
+
+# The page's background in each scheme: the system's setting decides, nothing else.
+BACKGROUND = "getComputedStyle(document.documentElement).backgroundColor"
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_page_meets_wcag_aa_in_light_and_dark(place, live_server, scheme):
+    """axe-core on every page, in the system's light and dark schemes, at a laptop's width and
+    a phone's; the dark pages are dark, and screenshots of both go to the README."""
+    from playwright.sync_api import sync_playwright
+
+    pages = every_page(place)
+    with sync_playwright() as playwright:
+        browser, context, page = open_page(playwright, live_server.url, color_scheme=scheme,
+                                           viewport={"width": 1366, "height": 900})  # fmt: skip
+        log_in(page, "ada", "pw-ada-12345")
+        for width in (1366, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            for address in pages:
+                page.goto(f"{live_server.url}{address}")
+                page.wait_for_load_state("networkidle")
+                assert_no_problems(page)  # axe-core: any WCAG 2.2 AA violation fails here
+                background = page.evaluate(BACKGROUND)
+                assert background == ("rgb(15, 17, 21)" if scheme == "dark" else
+                                      "rgb(246, 247, 249)"), (address, background)  # fmt: skip
+        batch_list, usage = pages[0], pages[-1]
+        for width, device in ((1366, "laptop"), (390, "phone")):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.goto(f"{live_server.url}{batch_list}")
+            shot(page, f"60-batch-list-{scheme}-{device}", full=False)
+        page.set_viewport_size({"width": 1366, "height": 900})
+        page.goto(f"{live_server.url}{usage}")
+        page.wait_for_selector("canvas[data-drawn]")
+        shot(page, f"61-usage-{scheme}-laptop", full=False)
+        context.close()
+        browser.close()

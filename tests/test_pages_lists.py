@@ -161,3 +161,19 @@ def test_a_list_viewed_again_counts_nothing_until_a_batch_changes(owner_client, 
     factories.running_batch(workspace)
     after = owner_client.get("/").content.decode()
     assert "1 running" in after and "2 batches" in after
+
+
+def test_times_are_named_by_the_viewers_time_zone(owner_client, workspace, frozen_now):
+    batch = factories.batch(workspace)
+    owner_client.cookies["tz"] = "Europe/Paris"
+    paris = '<abbr class="zone" title="Times in Europe/Paris">CET</abbr>'
+    assert paris in owner_client.get("/").content.decode()  # the list's Created column
+    detail = owner_client.get(batch.get_absolute_url()).content.decode()
+    assert detail.count(paris) == 2  # the timeline, and the Created row
+    owner_client.cookies["tz"] = "Asia/Kolkata"
+    assert 'Times in Asia/Kolkata">IST</abbr>' in owner_client.get("/").content.decode()
+    del owner_client.cookies["tz"]
+    assert (
+        '<abbr class="zone" title="Times in UTC">UTC</abbr>'
+        in owner_client.get("/").content.decode()
+    )

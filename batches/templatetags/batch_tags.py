@@ -303,3 +303,12 @@ def bar_width(share, before=0.0) -> str:
     except (TypeError, ValueError):
         return "0"
     return f"{max(end - start, 0.0) * 100:.2f}"
+
+
+@register.simple_tag
+def time_zone():
+    """The viewer's time zone, named beside the times a page shows: its abbreviation now (CET,
+    UTC, +03), the zone's full name on hover and to screen readers."""
+    zone = timezone.get_current_timezone()
+    abbreviation = timezone.localtime().tzname() or str(zone)
+    return format_html('<abbr class="zone" title="Times in {}">{}</abbr>', str(zone), abbreviation)

@@ -15,11 +15,16 @@
     var style = getComputedStyle(document.documentElement);
     window.Chart.defaults.font.family = style.fontFamily;
     window.Chart.defaults.color = style.getPropertyValue("--muted").trim() || "#5d6778";
+    window.Chart.defaults.borderColor = style.getPropertyValue("--border").trim() || "#e2e5ea";
+    // On a dark page, black and the outcome colours of the light page would not show.
+    var dark = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
+    var palette = dark ? PALETTE.map(function (c) { return c === "#000000" ? "#ffffff" : c; }) : PALETTE;
+    var outcomes = dark ? { Succeeded: "#4ade80", Errored: "#f87171", Canceled: "#a7b0bf", Expired: "#fbbf24" } : OUTCOMES;
     charts.forEach(function (chart) {
       var canvas = document.getElementById("chart-" + chart.id);
       if (!canvas) return;
       var datasets = chart.series.map(function (series, index) {
-        var colour = OUTCOMES[series.name] || PALETTE[index % PALETTE.length];
+        var colour = outcomes[series.name] || palette[index % palette.length];
         return {
           label: series.name,
           data: series.values,
