@@ -21,6 +21,7 @@ urlpatterns = [
     # Lists
     path("", batch_list.home, name="home"),
     path("workspaces/", batch_list.workspace_list, name="workspace_list"),
+    path("upload/", uploads.upload_choose, name="upload_choose"),
     # Usage, cost and budgets
     path("usage/", usage.usage_overview, name="usage"),
     path("w/<slug:slug>/usage/", usage.workspace_usage, name="workspace_usage"),

@@ -39,6 +39,7 @@ RULES = {
     "accept_invitation": (NOT_HERE, "GET"),
     "home": (EVERYONE, "GET"),
     "workspace_list": (EVERYONE, "GET"),
+    "upload_choose": (EVERYONE, "GET"),
     "usage": (EVERYONE, "GET"),
     "dashboard_poll": (EVERYONE, "GET"),
     "acknowledge_toasts": (EVERYONE, "POST"),

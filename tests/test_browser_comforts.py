@@ -65,3 +65,39 @@ def test_copy_buttons_and_keyboard_shortcuts(batch, live_server):
         assert_no_problems(page)
         context.close()
         browser.close()
+
+
+def test_a_csv_upload_offers_its_columns_and_the_page_another_workspace(
+    batch, live_server, tmp_path
+):
+    """On a CSV's page, a click on a column puts {column} at the cursor and the preview follows;
+    the custom_id column is guessed. The upload page's picker moves to another workspace."""
+    from playwright.sync_api import sync_playwright
+
+    ada = batch.workspace.members.get()
+    create_workspace("Support", f"{live_server.url}/emulator", "sk-ant-comfort-2",
+                     members=[(ada, "submitter")])  # fmt: skip
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("ticket_id,review\nt1,Great service\nt2,Slow and broken\n")
+    with sync_playwright() as playwright:
+        browser, context, page = open_page(playwright, live_server.url,
+                                           viewport={"width": 1366, "height": 900})  # fmt: skip
+        log_in(page, "ada", "pw-ada-12345")
+        page.goto(f"{live_server.url}/w/research/upload/")
+        page.select_option("#pick-workspace", "support")  # goes at once, by itself
+        page.wait_for_url(f"{live_server.url}/w/support/upload/")
+        assert page.locator("h1").inner_text() == "New batch from a file"
+        assert page.input_value("#pick-workspace") == "support"
+        page.set_input_files("input[name=file]", str(reviews))
+        page.click("text=Check the file")
+        page.wait_for_url("**/submissions/**")
+        assert page.input_value("select[name=id_column]") == "ticket_id"
+        template = page.locator("textarea[name=template]")
+        template.fill("Sentiment of: ")
+        page.click(".csv-columns button:has-text('review')")
+        assert template.input_value() == "Sentiment of: {review}"
+        page.locator("#preview", has_text="Great service").wait_for()
+        assert page.evaluate("document.activeElement.name") == "template"
+        shot(page, "71-csv-columns", full=False)
+        context.close()
+        browser.close()

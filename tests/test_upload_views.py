@@ -123,6 +123,11 @@ def test_the_csv_flow_template_preview_then_report(owner_client, workspace):
     assert submission.state == Submission.State.NEEDS_TEMPLATE
     page = owner_client.get(submission.get_absolute_url()).content.decode()
     assert "Turn each row into a request" in page and "Column “review”" in page
+    # The file's columns beside the template, each inserting its {column}; the custom_id
+    # column guessed from the header.
+    assert 'data-insert="{review}">review</button>' in page
+    assert 'data-insert="{review_id}">review_id</button>' in page
+    assert '<option value="review_id" selected>' in page
 
     preview_url = reverse("submission_preview", args=[workspace.slug, submission.key])
     options = {
@@ -238,3 +243,46 @@ def test_a_file_sent_as_the_body_needs_the_csrf_token_in_its_header(user, worksp
     assert post_raw(client, workspace, "q.jsonl", data).status_code == 403
     assert not Submission.objects.exists()
     assert post_raw(client, workspace, "q.jsonl", data, HTTP_X_CSRFTOKEN=token).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("columns", "guessed"),
+    [
+        (["text", "custom_id", "id"], "custom_id"),
+        (["text", "ID"], "ID"),
+        (["review", "review_id"], "review_id"),
+        (["Question", "RowId"], "RowId"),
+        (["Review ID", "text"], "Review ID"),
+        (["paid", "text"], ""),  # "paid" ends in "id" but names no row
+        ([], ""),
+    ],
+)
+def test_the_custom_id_column_is_guessed_from_the_header(columns, guessed):
+    from batches.intake.templating import guess_id_column
+
+    assert guess_id_column(columns) == guessed
+
+
+def test_the_upload_page_picks_another_workspace_to_upload_to(owner_client, user, workspace):
+    from batches.workspaces import create_workspace
+
+    other = create_workspace(
+        "Support", workspace.base_url, "sk-ant-other-1", members=[(user, "submitter")]
+    )
+    create_workspace("Finance", workspace.base_url, "sk-ant-other-2", members=[(user, "viewer")])
+    page = owner_client.get(reverse("upload", args=[workspace.slug])).content.decode()
+    picker = page.split('class="workspace-picker"')[1].split("</form>")[0]
+    assert 'value="research" selected>Research' in picker and ">Support</option>" in picker
+    assert "Finance" not in picker  # a viewer there: no upload
+    chosen = owner_client.get(reverse("upload_choose"), {"workspace": other.slug})
+    assert chosen.status_code == 302 and chosen["Location"] == reverse("upload", args=[other.slug])
+    for not_allowed in ("finance", "nowhere"):
+        answer = owner_client.get(reverse("upload_choose"), {"workspace": not_allowed})
+        assert answer["Location"] == reverse("upload", args=[workspace.slug])
+
+
+def test_someone_who_may_upload_nowhere_is_told_why(client, outsider):
+    client.force_login(outsider)
+    response = client.get(reverse("upload_choose"), follow=True)
+    assert response.redirect_chain[-1][0] == reverse("home")
+    assert "You may not upload to any workspace" in response.content.decode()

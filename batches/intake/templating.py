@@ -9,6 +9,22 @@ ADVICE = (
 )
 
 
+def guess_id_column(columns: list[str]) -> str:
+    """The column that most likely names each row, from the header alone: `custom_id`, then
+    `id`, then one whose name ends in "id" (`review_id`, `RowId`); "" when none does."""
+    lowered = [
+        (column, column.strip().lower().replace("-", "_").replace(" ", "_")) for column in columns
+    ]
+    for wanted in ("custom_id", "id"):
+        for column, name in lowered:
+            if name == wanted:
+                return column
+    for column, name in lowered:
+        if name.endswith("_id") or column.strip().endswith(("Id", "ID")):
+            return column
+    return ""
+
+
 @dataclass
 class CsvOptions:
     template: str

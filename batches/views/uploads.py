@@ -21,7 +21,7 @@ from batches import audit, mirror, polling, roles, submissions, tasks, trials, u
 from batches.client import ApiClient, ApiError
 from batches.forms import CsvOptionsForm, TryForm, UploadForm
 from batches.intake import job
-from batches.intake.templating import CsvOptions
+from batches.intake.templating import CsvOptions, guess_id_column
 from batches.models import AuditEntry, Submission, Trial, Workspace
 from batches.roles import Ability
 from batches.views.access import poll_key, submission_for, workspace_for
@@ -50,7 +50,8 @@ def _csv_form(submission: Submission, data=None) -> CsvOptionsForm:
     columns, _ = submissions.csv_header_and_first_row(submission)
     return CsvOptionsForm(
         data,
-        initial=submission.csv_options or None,
+        # Before any options: the custom_id column guessed from the header.
+        initial=submission.csv_options or {"id_column": guess_id_column(columns)},
         columns=columns,
         models=submission.workspace.models_available,
     )
@@ -147,6 +148,28 @@ def _raw_upload(request) -> TemporaryUploadedFile:
     return received
 
 
+def _uploadable(user) -> list[Workspace]:
+    """The workspaces this person may upload to, by name."""
+    visible = Workspace.objects.visible_to(user).order_by("name")
+    return [workspace for workspace in visible if roles.may(user, workspace, Ability.SUBMIT)]
+
+
+@require_GET
+def upload_choose(request):
+    """The upload page of the workspace picked on an upload page's workspace picker (the first
+    the person may upload to, when the pick is not one of them)."""
+    uploadable = _uploadable(request.user)
+    if not uploadable:
+        messages.info(
+            request,
+            "You may not upload to any workspace: a workspace admin can make you a submitter.",
+        )
+        return redirect("home")
+    chosen = request.GET.get("workspace", "")
+    workspace = next((item for item in uploadable if item.slug == chosen), uploadable[0])
+    return redirect("upload", workspace.slug)
+
+
 @require_http_methods(["GET", "POST"])
 def upload(request, slug):
     workspace = workspace_for(request, slug, Ability.SUBMIT)
@@ -194,6 +217,7 @@ def upload(request, slug):
             "budget": usage.budget_status(workspace) if workspace.monthly_budget else None,
             "known_betas": betas.KNOWN,
             "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
+            "uploadable": _uploadable(request.user),
         },
         status=400 if form.errors else 200,
     )

@@ -157,6 +157,29 @@
     xhr.send(file);
   });
 
+  // A form marked data-autosubmit goes as soon as its choice changes (its button stays, for
+  // keyboards and for browsers without this script).
+  document.addEventListener("change", function (event) {
+    var form = event.target.closest("form[data-autosubmit]");
+    if (form && event.target.matches("select")) form.submit();
+  });
+
+  // A CSV's columns beside its prompt template: a click puts {column} where the cursor is, and
+  // the live preview follows (the template's own input event).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-insert]");
+    if (!button) return;
+    var field = document.getElementById(button.getAttribute("data-for"));
+    if (!field) return;
+    var text = button.getAttribute("data-insert");
+    var start = field.selectionStart != null ? field.selectionStart : field.value.length;
+    var end = field.selectionEnd != null ? field.selectionEnd : start;
+    field.value = field.value.slice(0, start) + text + field.value.slice(end);
+    field.focus();
+    field.setSelectionRange(start + text.length, start + text.length);
+    field.dispatchEvent(new Event("input", { bubbles: true }));
+  });
+
   // Asking for browser-notification permission must come from a click: do it when the user
   // turns the preference on.
   document.addEventListener("submit", function (event) {
