@@ -35,6 +35,13 @@ class WorkspaceForm(forms.ModelForm):
             "results_downloadable",
         ]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.instance.pk:  # nothing is kept yet: a new workspace's key is required
+            key = self.fields["api_key"]
+            key.required = True
+            key.help_text = "The workspace's Anthropic API key (sk-ant-…); stored encrypted."
+
     def clean(self):
         # ModelForm.clean returns cleaned_data; the stubs allow the None a subclass may return.
         super().clean()

@@ -128,3 +128,12 @@ def test_deleting_a_workspace_in_the_admin_is_audited(admin_client, workspace):
     assert admin_client.post(url, {"post": "yes"}).status_code == 302
     entry = AuditEntry.objects.get(action="workspace_delete")
     assert entry.workspace_id == workspace.pk and entry.workspace_name == "Research"
+
+
+def test_the_add_form_asks_for_the_key_and_the_change_form_may_keep_it(admin_client, workspace):
+    added = admin_client.get("/admin/batches/workspace/add/").content.decode()
+    assert "Leave blank to keep the current key." not in added
+    assert "The workspace's Anthropic API key (sk-ant-…); stored encrypted." in added
+    assert "8000" not in added
+    changed = admin_client.get(f"/admin/batches/workspace/{workspace.pk}/change/").content.decode()
+    assert "Leave blank to keep the current key." in changed

@@ -286,3 +286,29 @@ def test_someone_who_may_upload_nowhere_is_told_why(client, outsider):
     response = client.get(reverse("upload_choose"), follow=True)
     assert response.redirect_chain[-1][0] == reverse("home")
     assert "You may not upload to any workspace" in response.content.decode()
+
+
+def test_the_csv_preview_waits_for_a_template_and_invents_no_row(owner_client, workspace):
+    post_file(owner_client, workspace, "reviews.csv", (SAMPLES / "reviews.csv").read_bytes())
+    post_file(owner_client, workspace, "header.csv", b"review_id,review\n")
+    full, header_only = Submission.objects.order_by("pk")
+
+    def preview(submission, **typed) -> str:
+        url = reverse("submission_preview", args=[workspace.slug, submission.key])
+        fields = {"model": "claude-haiku-4-5", "max_tokens": "5", **typed}
+        return owner_client.post(url, fields, HTTP_HX_REQUEST="true").content.decode()
+
+    assert "Write a template to see the first row&#x27;s request." in preview(full)
+    assert "This field is required" not in preview(full, template="  ")
+    assert "The file has no column &#x27;text&#x27;" in preview(full, template="Say {text}")
+    only_header = preview(header_only, template="Say {review}")
+    assert "The file has a header but no rows" in only_header and "custom_id" not in only_header
+
+
+def test_a_line_that_is_not_json_says_where_and_what_whole(tmp_path):
+    from tests.test_intake import check
+
+    report = check(tmp_path, '{"custom_id": "a", "params": {"x": "abc\n')
+    assert report.problems[0].message == (
+        "Not valid JSON at column 36: a string starts here and is never closed."
+    )

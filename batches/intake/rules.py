@@ -163,6 +163,15 @@ def fast_validator():
 UNKNOWN_MODEL = -1
 
 
+# json's messages that read as cut off once the position is taken out of them.
+JSON_WORDS = {
+    "Unterminated string starting at": "a string starts here and is never closed",
+    "Invalid control character at": "a control character (such as a tab or newline) inside a "
+    "string; write it as \\t or \\n",
+    "Invalid \\escape": "an unknown escape after a backslash",
+}
+
+
 class Rules:
     """The checks of one file: the workspace's models, and the custom_ids seen so far."""
 
@@ -330,10 +339,12 @@ class Rules:
         except RecursionError:
             return Problem(line, "", "The line is nested too deeply to read.", FIX_NESTING)
         except json.JSONDecodeError as exc:
+            # json's own words, whole: "Unterminated string starting at" ends at the column.
+            what = JSON_WORDS.get(exc.msg, exc.msg)
             return Problem(
                 line,
                 f"column {exc.colno}",
-                f"Not valid JSON at column {exc.colno}: {exc.msg}.",
+                f"Not valid JSON at column {exc.colno}: {what}.",
                 "Each line must be one complete JSON object; check quotes, commas and brackets "
                 "near that column.",
             )

@@ -301,10 +301,12 @@ def submission_preview(request, slug, key):
     data = form.cleaned_data
     _, row = submissions.csv_header_and_first_row(submission)
     params, problem = None, ""
-    if "template" not in data:
-        problem = (
-            "; ".join(map(str, form.errors.get("template", []))) or "Write a template to see it."
-        )
+    if not request.POST.get("template", "").strip():  # nothing typed yet: no error to show
+        problem = "Write a template to see the first row's request."
+    elif not row:  # a header and no row: no request to show, nothing made up
+        problem = "The file has a header but no rows: each row becomes a request."
+    elif "template" not in data:
+        problem = "; ".join(map(str, form.errors.get("template", [])))
     else:
         options = CsvOptions(
             template=data["template"],
