@@ -36,9 +36,8 @@ from django.db.models import (
     Sum,
     Value,
     When,
-    Window,
 )
-from django.db.models.functions import Cast, RowNumber, TruncDay, TruncMonth, TruncWeek
+from django.db.models.functions import Cast, TruncDay, TruncMonth, TruncWeek
 from django.db.models.lookups import GreaterThanOrEqual, LessThan
 from django.utils import timezone
 from django.utils.html import format_html_join
@@ -453,7 +452,7 @@ def _from_usage_rows(found: Usage, groups: list[_UsageGroup]) -> None:
 
 class Percentile(Aggregate):
     """PostgreSQL's nearest-rank percentile (one of the values, never between two), as
-    `_nearest_rank_percentiles` works it out on SQLite."""
+    `_percentile` works it out in Python elsewhere."""
 
     function = "PERCENTILE_DISC"
     template = "%(function)s(%(share)s) WITHIN GROUP (ORDER BY %(expressions)s)"
@@ -499,8 +498,22 @@ def _from_batches(found: Usage, batches) -> None:
         ),
     )
     rows = {_day(row["bucket"]): row for row in per_bucket.order_by()}
-    if not in_sql:
-        _nearest_rank_percentiles(batches.filter(ended), rows)
+    if not in_sql:  # the percentiles in Python: the durations of each bucket's ended batches
+        # In seconds by SQLite's own julianday() (Django's duration would call Python per row).
+        julian = {
+            name: Func(F(name), function="julianday", output_field=FloatField())
+            for name in ("ended_at", "created_at")
+        }
+        seconds = ExpressionWrapper(
+            (julian["ended_at"] - julian["created_at"]) * 86400.0, output_field=FloatField()
+        )
+        durations: dict[date, list[float]] = {}
+        for bucket, took in batches.filter(ended).values_list("bucket", seconds):
+            durations.setdefault(_day(bucket), []).append(round(took, 3))
+        for day, row in rows.items():
+            values = sorted(durations.get(day, []))
+            row["median"] = timedelta(seconds=_percentile(values, 0.5)) if values else None
+            row["p95"] = timedelta(seconds=_percentile(values, 0.95)) if values else None
     found.outcomes = Table(
         ["Period", "Succeeded", "Errored", "Canceled", "Expired", "Ended requests", "Error rate"]
     )
@@ -536,40 +549,10 @@ def _from_batches(found: Usage, batches) -> None:
     )
 
 
-def _nearest_rank_percentiles(ended, rows: dict) -> None:
-    """Each bucket's median and 95th percentile turnaround (nearest rank, as PERCENTILE_DISC
-    gives them on PostgreSQL) where the database has no percentile function (SQLite): each
-    ended batch ranked within its bucket by SQL's own window functions, and only the two rows
-    at those ranks read, not every batch. Seconds by SQLite's julianday(), to the millisecond."""
-    julian = {
-        name: Func(F(name), function="julianday", output_field=FloatField())
-        for name in ("ended_at", "created_at")
-    }
-    seconds = Func(
-        (julian["ended_at"] - julian["created_at"]) * 86400.0,
-        Value(3),
-        function="round",
-        output_field=FloatField(),
-    )
-    ranked = ended.annotate(
-        seconds=seconds,
-        rank=Window(RowNumber(), partition_by=[F("bucket")], order_by=F("seconds").asc()),
-        count=Window(Count("pk"), partition_by=[F("bucket")]),
-    )
-    # Nearest rank: ceil(n * share), in integers: (n + 1) / 2 and (95n + 99) / 100.
-    median_rank = (F("count") + 1) / 2
-    p95_rank = (F("count") * 95 + 99) / 100
-    for row in rows.values():
-        row["median"] = row["p95"] = None
-    picked = ranked.filter(Q(rank=median_rank) | Q(rank=p95_rank))
-    for bucket, took, rank, count in picked.values_list("bucket", "seconds", "rank", "count"):
-        row = rows.get(_day(bucket))
-        if row is None:
-            continue
-        if rank == (count + 1) // 2:
-            row["median"] = timedelta(seconds=took)
-        if rank == (count * 95 + 99) // 100:
-            row["p95"] = timedelta(seconds=took)
+def _percentile(ordered: list[float], share: float) -> float:
+    """The nearest-rank percentile of sorted values: one of them, never between two."""
+    rank = max(1, -(-len(ordered) * share // 1))
+    return ordered[int(rank) - 1]
 
 
 def _hours(seconds: float) -> Decimal:
