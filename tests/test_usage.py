@@ -189,6 +189,22 @@ def test_the_median_and_95th_percentile_of_many_batches(workspace):
     assert figures.turnaround.rows == [["Thu 5 Nov 2026", 20, Decimal("10.00"), Decimal("19.00")]]
 
 
+def test_the_percentiles_of_each_bucket_by_nearest_rank(workspace):
+    """Days of 1, 3 and 21 ended batches (and one still running, not counted): each day's
+    median and 95th percentile are the durations at ranks ceil(n/2) and ceil(0.95n)."""
+    for day, hours in ((2, [7]), (3, [5, 1, 3]), (4, list(range(21, 0, -1)))):
+        for took in hours:
+            factories.batch(workspace, created_at=at(day), ended_at=at(day) + timedelta(hours=took))
+    factories.running_batch(workspace, created_at=at(4))
+    figures = usage.usage([workspace], period(start=date(2026, 11, 1), end=date(2026, 11, 4)))
+    assert figures.turnaround.rows == [
+        ["Sun 1 Nov 2026", 0, "", ""],
+        ["Mon 2 Nov 2026", 1, Decimal("7.00"), Decimal("7.00")],
+        ["Tue 3 Nov 2026", 3, Decimal("3.00"), Decimal("5.00")],
+        ["Wed 4 Nov 2026", 21, Decimal("11.00"), Decimal("20.00")],
+    ]
+
+
 def test_every_workspace_the_viewer_sees_and_no_other(workspace, other, november, teammate):
     assert usage.usage([workspace, other], period()).batches == 3
     names = [row[0] for row in usage.usage([workspace, other], period()).by_workspace.rows]
