@@ -107,10 +107,12 @@ def announce(batch_pk: int, *, http: httpx.Client | None = None) -> dict:
     sent = {"email": False, "webhook": False}
     user = batch.submitted_by
     if workspace.notify_email and user is not None and user.email:
+        names = labels.names(batch)
+        labelled = f"Labels: {', '.join(names)}.\n\n" if names else ""
         sent["email"] = _email(
             f"Batch ended: {batch.display_name}",
             f"Your batch {batch.display_name} ({batch.api_id}) in {workspace.name} has "
-            f"ended: {batch.ended_summary}.\n\n{batch_link(batch)}\n",
+            f"ended: {batch.ended_summary}.\n\n{labelled}{batch_link(batch)}\n",
             [user.email],
             about=batch.api_id,
         )

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from batches import notices
+from batches import labels, notices
 from batches.admin import WorkspaceForm
 from batches.workspaces import create_workspace
 from tests import factories
@@ -81,6 +81,7 @@ def test_it_emails_and_posts_the_webhook_once(workspace, user, mailoutbox):
     workspace.notify_webhook_url = "https://hooks.example.test/batches"
     workspace.save()
     batch = ended_batch(workspace, timedelta(minutes=1), submitted_by=user, name="Mine")
+    labels.set_labels(batch, ["nightly", "eval"])
     posted = []
 
     def handler(request):
@@ -93,6 +94,7 @@ def test_it_emails_and_posts_the_webhook_once(workspace, user, mailoutbox):
     assert notices.announce(batch.pk, http=http) == {"skipped": True}
     assert len(mailoutbox) == 1 and "Mine" in mailoutbox[0].subject
     assert "2 succeeded" in mailoutbox[0].body
+    assert "Labels: eval, nightly." in mailoutbox[0].body
     assert posted[0]["type"] == "batch.ended"
     data = posted[0]["data"]
     assert data["id"] == batch.api_id and data["request_counts"]["succeeded"] == 2
