@@ -60,6 +60,8 @@ def test_one_result_shows_the_answer_safely_with_previous_and_next(owner_client,
     assert "Answer &lt;b&gt;1&lt;/b&gt;" in html and "<b>1</b>" not in html
     assert "results/req-0000/" in html and "results/req-0002/" in html
     assert "Request not stored here" in html
+    # The answer's text has a copy button, its text escaped in the attribute.
+    assert 'data-copy="Answer &lt;b&gt;1&lt;/b&gt;" aria-label="Copy the answer text"' in html
     raw = owner_client.get(url(batch, "results/req-0001/raw/"), **HX).content.decode()
     assert "rebuilt from the stored result" in raw and "&quot;custom_id&quot;" in raw
 
