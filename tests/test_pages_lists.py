@@ -177,3 +177,11 @@ def test_times_are_named_by_the_viewers_time_zone(owner_client, workspace, froze
         '<abbr class="zone" title="Times in UTC">UTC</abbr>'
         in owner_client.get("/").content.decode()
     )
+
+
+def test_a_long_name_cut_short_in_the_list_is_whole_on_hover(owner_client, workspace):
+    long_name = "Quarterly evaluation of every support transcript in the archive, second pass"
+    factories.batch(workspace, name=long_name)
+    html = owner_client.get("/").content.decode()
+    assert f'class="cell-main" href="/w/{workspace.slug}/batches/' in html
+    assert f'title="{long_name}">{long_name}</a>' in html
