@@ -949,6 +949,9 @@ class Trial(models.Model):
     # The most expensive outcome (its input estimate, then max_tokens of output), before sending.
     cost_at_most = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.SENDING)
+    # When the request went to the API: set once, before sending, so a task run again after its
+    # worker died never sends (and bills) it twice.
+    sent_at = models.DateTimeField(null=True, blank=True)
     answered_at = models.DateTimeField(null=True, blank=True)
     # The answer, as checked for a result (batches.ingestion.result_fields).
     content = models.JSONField(null=True, blank=True)
@@ -979,8 +982,9 @@ class Trial(models.Model):
 
     @property
     def is_lost(self) -> bool:
-        """Still sending long after any answer could come: the worker sending it stopped."""
-        limit = timedelta(seconds=settings.TRY_TIMEOUT_SECONDS + 120)
+        """Still sending after its task would have been stopped (retries and waits included):
+        the worker sending it died."""
+        limit = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
         return self.state == self.State.SENDING and self.created_at < timezone.now() - limit
 
 

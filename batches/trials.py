@@ -11,6 +11,7 @@
    upload's beta features, and stores the checked answer, or the API's error as it gave it.
 """
 
+import logging
 from datetime import timedelta
 from decimal import Decimal
 
@@ -24,8 +25,12 @@ from batches.ingestion import NotAResult, result_fields
 from batches.intake.job import MAX_TRIES, try_bound
 from batches.models import BatchRequest, Submission, Trial, Workspace
 from batches.pricing import usage_cost
+from batches.text import holds_nul, without_nul
 
+logger = logging.getLogger(__name__)
 DAY = timedelta(hours=24)
+# More than any model answers: a request asking for more is a mistake to fix before trying.
+MAX_TRY_TOKENS = 1_000_000
 USAGE_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -84,6 +89,11 @@ def start(submission: Submission, user, *, count: int = 0, custom_ids=()) -> lis
         now = timezone.now()  # one moment for the group: the page lists it in line order
         for row in rows:
             model, max_tokens, bound = try_bound(row.load()["params"])
+            if max_tokens > MAX_TRY_TOKENS:
+                raise TryRefused(
+                    f"{row.custom_id} asks for max_tokens {max_tokens:,}, more than any model "
+                    "answers: fix the request before trying it."
+                )
             trials.append(
                 Trial.objects.create(
                     submission=submission,
@@ -101,7 +111,11 @@ def start(submission: Submission, user, *, count: int = 0, custom_ids=()) -> lis
 
 
 def send(trial_pk: int, *, client: ApiClient | None = None) -> str:
-    """The task's body: one request through the Messages API, its answer or error stored once."""
+    """The task's body: one request through the Messages API, its answer or error stored once.
+
+    The trial is marked sent before the call, with a conditional update: a task run again after
+    its worker died finds it marked and does not send it twice (the API may have answered, and
+    billed, the first time). Whatever goes wrong ends the trial failed, never left sending."""
     trial = (
         Trial.objects.select_related("submission__workspace")
         .filter(pk=trial_pk, state=Trial.State.SENDING)
@@ -109,10 +123,19 @@ def send(trial_pk: int, *, client: ApiClient | None = None) -> str:
     )
     if trial is None:
         return "already done"
+    if not Trial.objects.filter(pk=trial.pk, sent_at__isnull=True).update(sent_at=timezone.now()):
+        return _finish(
+            trial,
+            state=Trial.State.FAILED,
+            error_type="not_sent_again",
+            error_message="The worker sending this request stopped after it was sent, so the API "
+            "may have answered (and billed) it; it was not sent a second time. Try it again to "
+            "see the answer.",
+        )
     submission = trial.submission
-    row = BatchRequest.objects.get(submission=submission, custom_id=trial.custom_id)
-    body = orjson.dumps(row.load()["params"])
     try:
+        row = BatchRequest.objects.get(submission=submission, custom_id=trial.custom_id)
+        body = orjson.dumps(row.load()["params"])
         with ApiClient.using(
             submission.workspace, client, timeout=settings.TRY_TIMEOUT_SECONDS
         ) as api:
@@ -124,27 +147,53 @@ def send(trial_pk: int, *, client: ApiClient | None = None) -> str:
             trial,
             state=Trial.State.FAILED,
             status_code=error.status,
-            error_type=(error.error_type or "api_error")[:64],
-            error_message=error.message[:2000],
-            request_id=(error.request_id or "")[:100],
+            error_type=_text(error.error_type or "api_error", 64),
+            error_message=_text(error.message, 2000),
+            request_id=_text(error.request_id, 100),
         )
     except NotAResult as error:
         return _finish(
             trial,
             state=Trial.State.FAILED,
             error_type="invalid_response",
-            error_message=f"The API's answer could not be read: {error}.",
+            error_message=_text(f"The API's answer could not be read: {error}.", 2000),
         )
+    except BatchRequest.DoesNotExist:
+        return _finish(
+            trial,
+            state=Trial.State.FAILED,
+            error_type="not_stored",
+            error_message="The request is no longer stored here (the upload was checked again): "
+            "try it again.",
+        )
+    except Exception as error:  # storage, the time limit: the page must not wait for ever
+        logger.exception("Trying %s failed", trial.custom_id)
+        return _finish(
+            trial,
+            state=Trial.State.FAILED,
+            error_type="not_sent",
+            error_message=f"The dashboard could not try this request ({type(error).__name__}): "
+            "try it again.",
+        )
+    content = fields["content"]
+    if holds_nul(content):  # no database keeps a NUL in text
+        content = without_nul(content)
     usage = {name: fields[name] for name in USAGE_FIELDS}
     return _finish(
         trial,
         state=Trial.State.ANSWERED,
-        content=fields["content"],
+        content=content,
         stop_reason=fields["stop_reason"],
         answer_model=fields["model"],
         cost=usage_cost(fields["model"] or trial.model, usage, batch=False),
         **usage,
     )
+
+
+def _text(value, limit: int) -> str:
+    """A string from an error, whatever the API (or a proxy before it) put there: text, no NUL,
+    at most `limit` characters."""
+    return str(value or "").replace("\x00", "")[:limit]
 
 
 def _finish(trial: Trial, **fields) -> str:

@@ -451,7 +451,6 @@ def generate_message(
     words = _answer_words(prompt, seed, wanted)
     content: list[dict[str, Any]] = []
     stop_reason = "end_turn"
-    searches = 0
     tools = [t for t in params.get("tools") or [] if "input_schema" in t]
     searching = any(
         str(t.get("type", "")).startswith("web_search_") for t in params.get("tools") or []
@@ -486,10 +485,9 @@ def generate_message(
             }
         )
         stop_reason = "tool_use"
-    elif searching or PAUSE_WORD in prompt.lower():
+    elif (searching and choice.get("type") != "none") or PAUSE_WORD in prompt.lower():
         search_blocks, citation = _web_search(batch_id, custom_id, prompt)
         content.extend(search_blocks)
-        searches = 1
         if PAUSE_WORD in prompt.lower():
             stop_reason = "pause_turn"  # the search is still working: send the turn back as is
         else:
@@ -499,6 +497,8 @@ def generate_message(
     content, output_tokens, cut = _within(content, params["max_tokens"])
     if cut:
         stop_reason = "max_tokens"
+    # A search counts when its call is in the answer (max_tokens may have cut it off).
+    searches = sum(1 for block in content if block["type"] == "server_tool_use")
     uncached, cached = _input_tokens(params)
     return {
         "id": stable_id("msg_", batch_id, custom_id),

@@ -84,7 +84,10 @@ def test_a_csv_upload_offers_its_columns_and_the_page_another_workspace(
                                            viewport={"width": 1366, "height": 900})  # fmt: skip
         log_in(page, "ada", "pw-ada-12345")
         page.goto(f"{live_server.url}/w/research/upload/")
-        page.select_option("#pick-workspace", "support")  # goes at once, by itself
+        # Choosing changes nothing until Switch (WCAG 3.2.2: no change of page on input).
+        page.select_option("#pick-workspace", "support")
+        assert page.url == f"{live_server.url}/w/research/upload/"
+        page.click("text=Switch")
         page.wait_for_url(f"{live_server.url}/w/support/upload/")
         assert page.locator("h1").inner_text() == "New batch from a file"
         assert page.input_value("#pick-workspace") == "support"

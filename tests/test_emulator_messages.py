@@ -73,6 +73,11 @@ def test_refused_requests_and_faults_reach_the_sdk_as_the_apis_errors(emulator_s
         ("paused", params("Research this [pause_turn]", tools=WEB_SEARCH), "pause_turn",
          ["server_tool_use", "web_search_tool_result"]),
         ("refused", params("Please [refusal] this"), "refusal", ["text"]),
+        ("search cut short", params("News", tools=WEB_SEARCH, max_tokens=9), "max_tokens",
+         ["server_tool_use"]),
+        ("search cut off", params("News", tools=WEB_SEARCH, max_tokens=3), "max_tokens", []),
+        ("search turned off", params("News", tools=WEB_SEARCH, tool_choice={"type": "none"}),
+         "end_turn", ["text"]),
     ],
 )  # fmt: skip
 def test_every_answer_fits_the_schema_and_never_exceeds_max_tokens(
@@ -85,6 +90,9 @@ def test_every_answer_fits_the_schema_and_never_exceeds_max_tokens(
     assert message["stop_reason"] == stop_reason
     assert [block["type"] for block in message["content"]] == blocks
     assert message["usage"]["output_tokens"] <= sent["max_tokens"]
+    searches = sum(block["type"] == "server_tool_use" for block in message["content"])
+    server = message["usage"]["server_tool_use"]
+    assert (server or {}).get("web_search_requests", 0) == searches  # only searches it made
     if name == "web search":
         results = message["content"][1]["content"]
         assert results[0]["url"].startswith("https://example.com/")

@@ -68,8 +68,8 @@ def test_trying_the_first_requests_shows_each_answer_with_its_tokens_and_standar
     page = owner_client.get(submission.get_absolute_url()).content.decode()
     assert "Try first" in page and "at the <strong>standard price</strong>" in page
     assert (
-        f"the first\n              3 requests: up to ${trials.cost_of_first(submission, 3):.4f}"
-        in page
+        "the first\n              3 requests: at most about\n"
+        f"              ${trials.cost_of_first(submission, 3):.4f}" in page
     )
     assert "20 of 20\n      tries left in 24 hours" in page
 
@@ -188,3 +188,72 @@ def test_viewers_see_the_tries_but_cannot_make_one(workspace, user, teammate, cl
     assert client.post(try_url(submission), {"count": "1"}).status_code == 403
     assert not Trial.objects.exists()
     assert Submission.objects.get().first_requests
+
+
+def test_a_task_run_again_after_its_worker_died_never_sends_twice(workspace, user, owner_client):
+    from emulator.models import EmulatedKeyFaults  # noqa: F401  (the emulator's own tables)
+
+    submission = upload(workspace, user)
+    owner_client.post(try_url(submission), {"count": "1"})
+    trial = Trial.objects.get()
+    # The first run marked it sent, then its worker died before storing the answer.
+    Trial.objects.filter(pk=trial.pk).update(sent_at=timezone.now())
+    assert trials.send(trial.pk) == "failed"
+    trial.refresh_from_db()
+    assert trial.error_type == "not_sent_again" and "not sent a second time" in trial.error_message
+
+
+def test_whatever_goes_wrong_ends_the_try_failed_never_sending(workspace, user, owner_client):
+    from batches.models import BatchRequest
+
+    submission = upload(workspace, user)
+    owner_client.post(try_url(submission), {"count": "2"})
+    first, second = Trial.objects.order_by("line")
+    # The upload was checked again meanwhile: its requests are no longer where they were.
+    BatchRequest.objects.filter(custom_id=first.custom_id).delete()
+    assert trials.send(first.pk) == "failed"
+    first.refresh_from_db()
+    assert first.error_type == "not_stored" and "checked again" in first.error_message
+    # Storage that cannot be read.
+    for part in submission.parts.all():
+        part.body.storage.delete(part.body.name)
+    assert trials.send(second.pk) == "failed"
+    second.refresh_from_db()
+    assert second.error_type == "not_sent" and "could not try this request" in second.error_message
+
+
+def test_an_answer_holding_a_nul_is_stored_without_it(workspace, user, owner_client, monkeypatch):
+    from batches.client import ApiClient
+
+    submission = upload(workspace, user)
+    owner_client.post(try_url(submission), {"count": "1"})
+    answer = {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "a\x00b"}], "stop_reason": "end_turn",
+        "usage": {"input_tokens": 3, "output_tokens": 2},
+    }  # fmt: skip
+    monkeypatch.setattr(ApiClient, "create_message", lambda self, body, betas=None: answer)
+    assert send_all() == ["answered"]
+    assert Trial.objects.get().content == [{"type": "text", "text": "ab"}]
+
+
+def test_a_request_asking_for_absurd_max_tokens_is_refused_before_trying(
+    workspace, user, owner_client
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from batches import submissions
+    from tests.helpers import run_checks
+
+    hello = [{"role": "user", "content": "Hi"}]
+    params = {"model": "claude-sonnet-4-5", "max_tokens": 10**10, "messages": hello}
+    line = {"custom_id": "huge", "params": params}
+
+    submission = submissions.create_submission(
+        workspace, user, SimpleUploadedFile("huge.jsonl", json.dumps(line).encode())
+    )
+    run_checks()
+    submission.refresh_from_db()
+    response = owner_client.post(try_url(submission), {"count": "1"})
+    assert "asks for max_tokens 10,000,000,000, more than any model answers" in said(response)
+    assert not Trial.objects.exists()

@@ -216,6 +216,7 @@ def test_a_file_sent_as_the_body_is_stored_whole_and_checked(owner_client, works
         ("empty.jsonl", b"", {}, "The submitted file is empty."),
         (None, b"{}", {}, "The file&#x27;s name is missing"),
         ("../../etc/" + "x" * 300 + ".jsonl", b"{}", {}, "longer than 255 characters"),
+        ("..", b"{}", {}, "The file&#x27;s name is missing"),
         # The body ends before the length it declared: the connection dropped.
         ("cut.jsonl", b"{}", {"CONTENT_LENGTH": "5000"}, "cut off after 2\xa0bytes of 4.9\xa0KB"),
         ("huge.jsonl", b"{}", {"CONTENT_LENGTH": str(10**12)}, "the limit is"),
@@ -232,6 +233,30 @@ def test_a_file_sent_as_the_body_is_refused_with_what_to_do(
     assert message in html
     assert 'id="id_file"' in html and "This field is required." not in html
     assert not Submission.objects.exists()
+
+
+def test_a_name_sent_in_the_header_is_cleaned_as_a_multipart_name_is(owner_client, workspace):
+    data = (SAMPLES / "questions.jsonl").read_bytes()
+    response = post_raw(owner_client, workspace, "C:\\Users\\ada/../ques\ntions\t.jsonl", data)
+    assert response.status_code == 201
+    assert Submission.objects.get().source_filename == "questions.jsonl"
+
+
+def test_the_temporary_copy_of_a_refused_body_is_removed(owner_client, workspace, monkeypatch):
+    from django.core.files import uploadedfile
+
+    made = []
+    real = uploadedfile.TemporaryUploadedFile
+
+    class Watched(real):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self.temporary_file_path())
+
+    monkeypatch.setattr("batches.views.uploads.TemporaryUploadedFile", Watched)
+    response = post_raw(owner_client, workspace, "notes.txt", b"hello")
+    assert response.status_code == 400 and len(made) == 1
+    assert not Path(made[0]).exists()
 
 
 def test_a_file_sent_as_the_body_needs_the_csrf_token_in_its_header(user, workspace):

@@ -3,7 +3,6 @@ template, see the price, submit it once. (Its downloads are in `batches.views.do
 
 import logging
 from decimal import Decimal
-from pathlib import Path
 from urllib.parse import unquote
 
 import orjson
@@ -112,8 +111,11 @@ def _raw_upload(request) -> TemporaryUploadedFile:
     """The file the upload page's script sent as the request's body, copied to a temporary file
     (which storage then moves into place). Never reads more than the declared length, nor a
     declared length above the upload limit."""
-    name = Path(unquote(request.headers.get("X-Upload-Filename", ""))).name.strip()
-    if not name or len(name) > 255 or "\x00" in name:
+    # As Django's multipart parser cleans a file's name: the last part of any path, printable
+    # characters only (a newline in a name would reach an email's subject), never "." or "..".
+    name = unquote(request.headers.get("X-Upload-Filename", "")).replace("\\", "/").rsplit("/")[-1]
+    name = "".join(char for char in name if char.isprintable()).strip()
+    if name in {"", ".", ".."} or len(name) > 255:
         raise RawUploadError("The file's name is missing or longer than 255 characters.")
     try:
         size = int(request.META.get("CONTENT_LENGTH") or "")
@@ -174,13 +176,27 @@ def upload_choose(request):
 def upload(request, slug):
     workspace = workspace_for(request, slug, Ability.SUBMIT)
     raw = request.method == "POST" and request.content_type == RAW_BODY
-    if raw:
-        try:
-            form = UploadForm(request.GET, {"file": _raw_upload(request)})
-        except RawUploadError as error:
-            form = UploadForm(request.GET, {}, file_problem=str(error))
-    else:
-        form = UploadForm(request.POST or None, request.FILES or None)
+    if not raw:
+        return _upload_page(
+            request, workspace, UploadForm(request.POST or None, request.FILES or None)
+        )
+    try:
+        received = _raw_upload(request)
+    except RawUploadError as error:
+        return _upload_page(
+            request, workspace, UploadForm(request.GET, {}, file_problem=str(error))
+        )
+    try:  # Django closes (and deletes) only the files it parsed itself
+        return _upload_page(
+            request, workspace, UploadForm(request.GET, {"file": received}), raw=True
+        )
+    finally:
+        received.close()
+
+
+def _upload_page(request, workspace: Workspace, form: UploadForm, *, raw: bool = False):
+    """Store a valid upload and go to its page (for the page's script: say where), or show the
+    form again with what to fix."""
     if request.method == "POST" and form.is_valid():
         _ensure_models(workspace)
         with transaction.atomic():

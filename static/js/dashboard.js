@@ -157,13 +157,6 @@
     xhr.send(file);
   });
 
-  // A form marked data-autosubmit goes as soon as its choice changes (its button stays, for
-  // keyboards and for browsers without this script).
-  document.addEventListener("change", function (event) {
-    var form = event.target.closest("form[data-autosubmit]");
-    if (form && event.target.matches("select")) form.submit();
-  });
-
   // A CSV's columns beside its prompt template: a click puts {column} where the cursor is, and
   // the live preview follows (the template's own input event).
   document.addEventListener("click", function (event) {
