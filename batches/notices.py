@@ -125,6 +125,8 @@ def announce(batch_pk: int, *, http: httpx.Client | None = None) -> dict:
 def _email(subject: str, body: str, recipients: list[str], *, about: str) -> bool:
     """Send one notice by email; True when the mail server took it. A mail server that is down
     loses that notice, not the webhook or the sync."""
+    # A line break in a subject (from a batch's name, say) would make the mail refuse it.
+    subject = " ".join(subject.split())
     try:
         send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
     except (smtplib.SMTPException, OSError) as error:

@@ -99,3 +99,13 @@ def test_it_emails_and_posts_the_webhook_once(workspace, user, mailoutbox):
     data = posted[0]["data"]
     assert data["id"] == batch.api_id and data["request_counts"]["succeeded"] == 2
     assert data["url"].endswith(batch.get_absolute_url())
+
+
+def test_a_name_with_a_line_break_still_gets_its_email(workspace, user, mailoutbox):
+    user.email = "owner@example.test"
+    user.save()
+    workspace.notify_email = True
+    workspace.save()
+    batch = ended_batch(workspace, timedelta(minutes=1), submitted_by=user, name="Two\nlines\r")
+    assert notices.announce(batch.pk)["email"] is True
+    assert mailoutbox[0].subject == "Batch ended: Two lines"
