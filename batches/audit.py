@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
-from batches.models import AuditEntry, Batch, Workspace
+from batches.models import AuditEntry, Batch, Submission, Workspace
 
 Action = AuditEntry.Action
 
@@ -71,6 +71,10 @@ def record(action: str, **details) -> AuditEntry:
 
 def batch_target(batch: Batch) -> str:
     return f"batch {batch.api_id}" + (f" ({batch.name})" if batch.name else "")
+
+
+def upload_target(submission: Submission) -> str:
+    return f"upload {submission.display_name}"
 
 
 def record_batches(action: str, workspace: Workspace, batches: Iterable[Batch]) -> None:

@@ -86,6 +86,11 @@ def may(user, workspace: Workspace, ability: Ability | str) -> bool:
     return RANK[role] >= RANK[NEEDS[ability]]
 
 
+def workspaces_where(user, workspaces, ability: Ability | str) -> list[Workspace]:
+    """Those of `workspaces` in which the person may do this, in their order."""
+    return [workspace for workspace in workspaces if may(user, workspace, ability)]
+
+
 def require(user, workspace: Workspace, ability: Ability) -> None:
     """PermissionDenied (a 403 page that says why) unless the person may."""
     if not may(user, workspace, ability):

@@ -153,7 +153,7 @@ def _raw_upload(request) -> TemporaryUploadedFile:
 def _uploadable(user) -> list[Workspace]:
     """The workspaces this person may upload to, by name."""
     visible = Workspace.objects.visible_to(user).order_by("name")
-    return [workspace for workspace in visible if roles.may(user, workspace, Ability.SUBMIT)]
+    return roles.workspaces_where(user, visible, Ability.SUBMIT)
 
 
 @require_GET
@@ -214,7 +214,7 @@ def _upload_page(request, workspace: Workspace, form: UploadForm, *, raw: bool =
                 AuditEntry.Action.UPLOAD,
                 request=request,
                 workspace=workspace,
-                target=f"upload {submission.display_name}",
+                target=audit.upload_target(submission),
                 after={"file": submission.source_filename, "bytes": submission.upload_size},
             )
             if submission.is_checking:
@@ -353,7 +353,7 @@ def submission_stop(request, slug, key):
             AuditEntry.Action.STOP_CHECK,
             request=request,
             workspace=submission.workspace,
-            target=f"upload {submission.display_name}",
+            target=audit.upload_target(submission),
         )
         messages.info(request, "Stopping the check. Nothing is kept of it.")
     return redirect(submission)
@@ -393,7 +393,7 @@ def submission_submit(request, slug, key):
             AuditEntry.Action.SUBMIT,
             request=request,
             workspace=submission.workspace,
-            target=f"upload {submission.display_name}",
+            target=audit.upload_target(submission),
             after={
                 "requests": submission.request_count,
                 "valid_only": valid_only,
@@ -447,7 +447,7 @@ def submission_try(request, slug, key):
         AuditEntry.Action.TRY,
         request=request,
         workspace=submission.workspace,
-        target=f"upload {submission.display_name}",
+        target=audit.upload_target(submission),
         after={
             "custom_ids": [trial.custom_id for trial in made],
             "cost_at_most": str(sum(bounds, Decimal(0))) if len(bounds) == len(made) else None,
