@@ -10,6 +10,14 @@ from decimal import Decimal
 from functools import cache
 from pathlib import Path
 
+# The token counts of a `usage`, each priced at its own rate (batches, results, usage rows and
+# tries store the four).
+USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
 PRICES_FILE = Path(__file__).parent / "data" / "prices.json"
 MILLION = Decimal(1_000_000)
 

@@ -12,14 +12,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from batches.models import Batch, BatchUsage, Result
-from batches.pricing import usage_cost
-
-USAGE_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-)
+from batches.pricing import USAGE_FIELDS, usage_cost
 
 
 def stale_totals(batches) -> list[Batch]:

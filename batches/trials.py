@@ -24,19 +24,13 @@ from batches.client import ApiClient, ApiError
 from batches.ingestion import NotAResult, result_fields
 from batches.intake.job import MAX_TRIES, try_bound
 from batches.models import BatchRequest, Submission, Trial, Workspace
-from batches.pricing import usage_cost
+from batches.pricing import USAGE_FIELDS, usage_cost
 from batches.text import holds_nul, without_nul
 
 logger = logging.getLogger(__name__)
 DAY = timedelta(hours=24)
 # More than any model answers: a request asking for more is a mistake to fix before trying.
 MAX_TRY_TOKENS = 1_000_000
-USAGE_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-)
 
 
 class TryRefused(Exception):
@@ -67,11 +61,8 @@ def start(submission: Submission, user, *, count: int = 0, custom_ids=()) -> lis
         requests = BatchRequest.objects.filter(submission=submission)
         if custom_ids:
             rows = list(requests.filter(custom_id__in=custom_ids).order_by("line"))
-            missing = [
-                custom_id
-                for custom_id in custom_ids
-                if custom_id not in {r.custom_id for r in rows}
-            ]
+            found = {row.custom_id for row in rows}
+            missing = [custom_id for custom_id in custom_ids if custom_id not in found]
             if missing:
                 raise TryRefused(
                     f"No valid request of this upload has the custom_id {missing[0]!r}: pick one "

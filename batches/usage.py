@@ -43,13 +43,8 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 
 from batches.models import Batch, BatchUsage, Result, SubmissionPart, Workspace
+from batches.pricing import USAGE_FIELDS
 
-TOKEN_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-)
 TOKEN_LABELS = ("Input", "Output", "Cache writes", "Cache reads")
 BUCKETS = {"day": TruncDay, "week": TruncWeek, "month": TruncMonth}
 # A period holds at most this many buckets (two years by day): a page and its chart stay small.
@@ -262,7 +257,7 @@ def usage(workspaces: list[Workspace], period: Period) -> Usage:
         .values("bucket", "model", "submitted_by", "workspace", "result_type", "error_type")
         .annotate(
             requests_sum=Sum("requests"),
-            **{name: Sum(name) for name in TOKEN_FIELDS},
+            **{name: Sum(name) for name in USAGE_FIELDS},
             cost_sum=Sum("cost"),
             unpriced=Count("pk", filter=Q(cost__isnull=True)),
         )
@@ -299,7 +294,7 @@ class _UsageGroup:
 
     @classmethod
     def of(cls, row) -> "_UsageGroup":
-        tokens = [row.get(name) or 0 for name in TOKEN_FIELDS]
+        tokens = [row.get(name) or 0 for name in USAGE_FIELDS]
         return cls(
             day=_day(row["bucket"]),
             model=row["model"] or "(none)",
@@ -412,7 +407,7 @@ def _from_usage_rows(found: Usage, groups: list[_UsageGroup]) -> None:
     )
     everything = totals.everything
     found.requests = everything.requests
-    found.tokens = dict(zip(TOKEN_FIELDS, everything.tokens, strict=True))
+    found.tokens = dict(zip(USAGE_FIELDS, everything.tokens, strict=True))
     found.cost = _money(everything.cost)
     found.unpriced_models = sorted({group.model for group in groups if group.unpriced})
 

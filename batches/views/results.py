@@ -8,8 +8,7 @@ from django.views.decorators.http import require_GET
 
 from batches import downloads, polling, selectors
 from batches.models import Result
-from batches.pricing import usage_cost
-from batches.totals import USAGE_FIELDS
+from batches.pricing import USAGE_FIELDS, usage_cost
 from batches.views.access import batch_for, query_text, result_for
 
 RESULTS = "batches/batch_results.html"
