@@ -42,7 +42,7 @@ from django.db.models.lookups import GreaterThanOrEqual, LessThan
 from django.utils import timezone
 from django.utils.html import format_html_join
 
-from batches.models import Batch, BatchUsage, Result, SubmissionPart, Workspace
+from batches.models import Batch, BatchUsage, Result, Submission, SubmissionPart, Workspace
 from batches.pricing import USAGE_FIELDS
 
 TOKEN_LABELS = ("Input", "Output", "Cache writes", "Cache reads")
@@ -610,7 +610,17 @@ def budget_status(workspace: Workspace, now: datetime | None = None) -> BudgetSt
     status.spent = _money(batches.aggregate(spent=Sum("cost"))["spent"])
     # Not known yet: batches that run, or ended with their results still to be stored.
     pending = batches.filter(totals_at__isnull=True, gone_at__isnull=True, archived_at__isnull=True)
-    parts = SubmissionPart.objects.filter(batch__in=pending).select_related("submission")
+    # And uploads between Submit and their batches: a part whose batch the API has not answered
+    # yet counts at its most expensive outcome too, or two Submits a second apart would each
+    # see the other as $0 committed.
+    parts = SubmissionPart.objects.filter(
+        Q(batch__in=pending)
+        | Q(
+            batch__isnull=True,
+            submission__workspace=workspace,
+            submission__state=Submission.State.SUBMITTING,
+        )
+    ).select_related("submission")
     estimated: set[int] = set()
     for part in parts:
         if part.batch_id is not None:

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,26 @@ def test_submitbatch_validates_and_submits(api_in_process, user, capsys):
     assert batch.submitted_by == user
     assert EmulatedBatch.objects.count() == 1
     assert Submission.objects.get().state == Submission.State.SUBMITTED
+
+
+@pytest.mark.django_db
+def test_submitbatch_keeps_the_budget_as_the_page_does(api_in_process, user, teammate):
+    workspace = create_workspace(
+        "Research", BASE_URL, KEY, members=[(user, "admin"), (teammate, "submitter")]
+    )
+    workspace.monthly_budget = Decimal("0.000001")  # below what any file could cost
+    workspace.save()
+    questions = str(SAMPLES / "questions.jsonl")
+    with pytest.raises(CommandError, match=r"left of the workspace's budget.*Confirm"):
+        call_command("submitbatch", questions, "--workspace", "Research")
+    with pytest.raises(CommandError, match="A workspace admin must confirm"):
+        call_command("submitbatch", questions, "--workspace", "Research",
+                     "--user", "teammate", "--over-budget")  # fmt: skip
+    assert not EmulatedBatch.objects.exists()
+    call_command("submitbatch", questions, "--workspace", "Research",
+                 "--user", "owner", "--over-budget")  # fmt: skip
+    assert EmulatedBatch.objects.count() == 1
+    assert Submission.objects.get(state=Submission.State.SUBMITTED).over_budget_confirmed_by == user
 
 
 @pytest.mark.django_db

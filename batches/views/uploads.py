@@ -239,32 +239,6 @@ def _upload_page(request, workspace: Workspace, form: UploadForm, *, raw: bool =
     )
 
 
-def _spending_refusal(request, submission: Submission, spending: usage.SpendCheck) -> str:
-    """Why Submit may not go ahead for what the file could cost, or "": above the upload's own
-    spend cap (never), or above what is left of the workspace's budget (only with an admin's
-    explicit confirmation)."""
-    if not submission.estimate:
-        return ""
-    if spending.over_cap:
-        return (
-            f"This file could cost up to ${spending.estimate:,.2f}, above its spend cap of "
-            f"${spending.cap:,.2f}: nothing was sent. Upload it again with a higher cap, or "
-            "lower max_tokens."
-        )
-    if not spending.over_budget:
-        return ""
-    left = spending.budget.left or Decimal(0)
-    why = (
-        f"This file could cost up to ${spending.estimate:,.2f}, but ${max(left, Decimal(0)):,.2f} "
-        f"is left of the workspace's budget for {spending.budget.month:%B}"
-    )
-    if not roles.may(request.user, submission.workspace, Ability.MANAGE):
-        return f"{why}. A workspace admin must confirm going over the budget: ask one to submit it."
-    if request.POST.get("over_budget") != "1":
-        return f"{why}. Confirm going over the budget to submit it."
-    return ""
-
-
 @require_GET
 def submission_detail(request, slug, key):
     memo_key = poll_key(request, "submission", slug)
@@ -375,32 +349,21 @@ def submission_check(request, slug, key):
 def submission_submit(request, slug, key):
     submission = submission_for(request, slug, key, Ability.SUBMIT)
     valid_only = request.POST.get("valid_only") == "1"
-    spending = usage.spend_check(submission)
-    refusal = _spending_refusal(request, submission, spending)
-    if refusal:
-        messages.error(request, refusal)
+    try:
+        with transaction.atomic():
+            started = submissions.submit(
+                submission,
+                request.user,
+                valid_only=valid_only,
+                confirm_over_budget=request.POST.get("over_budget") == "1",
+                request=request,
+            )
+            if started:
+                tasks.submit_submission.delay_on_commit(submission.pk)
+    except submissions.SubmitRefused as refusal:
+        messages.error(request, str(refusal))
         return redirect(submission)
-    with transaction.atomic():
-        started = submissions.request_submit(submission, valid_only=valid_only)
-        if started:
-            if spending.over_budget:
-                Submission.objects.filter(pk=submission.pk).update(
-                    over_budget_confirmed_by=request.user
-                )
-            tasks.submit_submission.delay_on_commit(submission.pk)
     if started:
-        audit.record(
-            AuditEntry.Action.SUBMIT,
-            request=request,
-            workspace=submission.workspace,
-            target=audit.upload_target(submission),
-            after={
-                "requests": submission.request_count,
-                "valid_only": valid_only,
-                "estimate": str(spending.estimate),
-                **({"over_budget": True} if spending.over_budget else {}),
-            },
-        )
         left_out = (
             f", leaving out {submission.rejected_count:,} lines with problems" if valid_only else ""
         )

@@ -42,9 +42,15 @@ class Command(BaseCommand):
             "e.g. output-128k-2025-02-19",
         )
         parser.add_argument("--user", help="the username recorded as the submitter")
+        parser.add_argument(
+            "--over-budget",
+            action="store_true",
+            help="confirm going over what is left of the workspace's monthly budget (as a "
+            "workspace admin confirms it on the page; refused when --user is not an admin)",
+        )
         add_csv_arguments(parser)
 
-    def handle(self, file, workspace, name, user, **options):
+    def handle(self, file, workspace, name, user, over_budget, **options):
         target = Workspace.objects.filter(name=workspace).first()
         if target is None:
             raise CommandError(f"No workspace named {workspace!r}.")
@@ -101,7 +107,10 @@ class Command(BaseCommand):
         )
         if not ok:
             sys.exit(1)
-        submissions.request_submit(submission)
+        try:
+            submissions.submit(submission, submitter, confirm_over_budget=over_budget)
+        except submissions.SubmitRefused as refusal:
+            raise CommandError(str(refusal)) from None
         submission = submissions.create_batches(submission.pk)
         if submission.state != Submission.State.SUBMITTED:
             raise CommandError(f"Submitting failed: {submission.submit_error}")
