@@ -7,9 +7,10 @@ in production https; and not an address inside the network, if it names or resol
 again at every connection (`outbound_http.GuardedTransport`: the host is resolved, every address
 checked with `resolve`, and the connection made to the checked address, so a DNS answer that
 changes in between cannot slip through). Loopback, private, link-local, multicast, reserved and
-unspecified addresses are refused, unless the host is listed in OUTBOUND_ALLOWED_HOSTS (by
-default this dashboard's own host, and while debugging this machine's names, so the Sandbox and
-a local emulator keep working).
+unspecified addresses are refused, unless the destination is this dashboard's own origin (the
+scheme, host and port of SITE_URL, where the Sandbox's emulator is served; never another port of
+that host) or is listed in OUTBOUND_ALLOWED_HOSTS (a host, any port, or host:port; while
+debugging this machine's names, so a local emulator keeps working).
 """
 
 import ipaddress
@@ -28,9 +29,35 @@ class Unresolvable(OSError):
     """A host name that does not resolve."""
 
 
-def host_allowed(host: str) -> bool:
-    host = host.strip("[]").lower().rstrip(".")
-    return host in {name.strip("[]").lower() for name in settings.OUTBOUND_ALLOWED_HOSTS}
+def _host(name: str) -> str:
+    return name.strip().strip("[]").lower().rstrip(".")
+
+
+def _listed(entry: str) -> tuple[str, int | None]:
+    """An OUTBOUND_ALLOWED_HOSTS entry as (host, port or None for any port): `name`,
+    `name:8443`, `::1` or `[::1]:8443`."""
+    entry = entry.strip()
+    if entry.startswith("[") and "]:" in entry:
+        host, _, port = entry[1:].partition("]:")
+    elif entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+    else:
+        return _host(entry), None
+    return _host(host), int(port) if port.isdigit() else -1  # -1: a typo matches nothing
+
+
+def destination_allowed(host: str, port: int, scheme: str | None = None) -> bool:
+    """True for this dashboard's own origin and for what the operator listed: a connection
+    there is made although the address is inside the network. `scheme` None: any (a
+    connection's transport does not know it; the URL was checked with its scheme when saved)."""
+    host = _host(host)
+    own_scheme, own_host, own_port = settings.SITE_ORIGIN
+    if host == own_host and port == own_port and scheme in (None, own_scheme):
+        return True
+    return any(
+        host == listed and allowed_port in (None, port)
+        for listed, allowed_port in map(_listed, settings.OUTBOUND_ALLOWED_HOSTS)
+    )
 
 
 def _address_problem(text: str) -> str:
@@ -53,7 +80,8 @@ def _address_problem(text: str) -> str:
 
 def _fix(host: str) -> str:
     return (
-        f"If {host} is yours and meant to be reached from here, add it to OUTBOUND_ALLOWED_HOSTS."
+        f"If {host} is yours and meant to be reached from here, add it to OUTBOUND_ALLOWED_HOSTS "
+        "(the host, or host:port)."
     )
 
 
@@ -76,7 +104,7 @@ def resolve(host: str, port: int) -> list[str]:
         addresses = _lookup(host, port)
     except socket.gaierror as exc:
         raise Unresolvable(f"{host} cannot be resolved ({exc.strerror}).") from None
-    if not host_allowed(host):
+    if not destination_allowed(host, port):
         for address in addresses:
             problem = _address_problem(address)
             if problem:
@@ -103,11 +131,12 @@ def validate_outbound_url(value: str) -> None:
         raise ValidationError("Use an http or https address, such as https://api.anthropic.com.")
     if url.username or url.password:
         raise ValidationError("Leave names and passwords out of the address.")
-    if url.scheme != "https" and not settings.DEBUG and not host_allowed(host):
+    allowed = destination_allowed(host, port or (443 if url.scheme == "https" else 80), url.scheme)
+    if url.scheme != "https" and not settings.DEBUG and not allowed:
         raise ValidationError(
             "Use https: a key or a payload is not sent over plain http. " + _fix(host)
         )
-    if host_allowed(host):
+    if allowed:
         return
     try:
         literal = ipaddress.ip_address(host)

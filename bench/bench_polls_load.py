@@ -93,6 +93,7 @@ def start_gunicorn(port: int) -> subprocess.Popen:
         "DJANGO_SETTINGS_MODULE": "dashboard.settings",
         "DEBUG": "0",
         "SECURE_SSL_REDIRECT": "0",
+        "SITE_URL": f"http://127.0.0.1:{port}",
         "DATABASE_URL": database_url(),
         "DATABASE_CONN_MAX_AGE": "60",
         "REDIS_URL": settings.REDIS_URL,

@@ -10,6 +10,7 @@ import secrets
 import sys
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -50,15 +51,40 @@ if not SECRET_KEY:
 PORT = env_int("PORT", 8000, minimum=1, maximum=65535)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-# The absolute address of the dashboard, used in links that leave it (emails, webhooks).
-SITE_URL = env_url("SITE_URL", f"http://127.0.0.1:{PORT}", schemes=("http", "https")).rstrip("/")
-# Hosts a workspace's API or a webhook may be on although they are inside this network (or on
-# plain http in production): by default this dashboard's own host (the Sandbox), and while
-# debugging this machine's names. Everything else must be public (see batches/outbound.py).
-_site_host = SITE_URL.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+# The absolute address of the dashboard, used in links that leave it (emails, webhooks), and the
+# one address inside this network a workspace's API may be on (the Sandbox). Required in
+# production: a default there would make 127.0.0.1 "this dashboard" and open every other port of
+# the machine (PostgreSQL, Redis) to a base URL.
+SITE_URL = env_url(
+    "SITE_URL", f"http://127.0.0.1:{PORT}" if DEBUG else "", schemes=("http", "https")
+).rstrip("/")
+if not SITE_URL:
+    raise ImproperlyConfigured(
+        "SITE_URL is required when DEBUG is false: the dashboard's public address, such as "
+        "https://batches.example.com (links in emails and webhooks start with it)."
+    )
+_site = urlsplit(SITE_URL)
+try:
+    # This dashboard's own origin: the only scheme, host and port of it that outbound calls may
+    # reach although it is inside the network (the Sandbox's emulator is served there).
+    SITE_ORIGIN = (
+        _site.scheme.lower(),
+        (_site.hostname or "").lower(),
+        _site.port or (443 if _site.scheme.lower() == "https" else 80),
+    )
+except ValueError:
+    raise ImproperlyConfigured(
+        "SITE_URL has a port that is not a number from 1 to 65535."
+    ) from None
+if not SITE_ORIGIN[1]:
+    raise ImproperlyConfigured(
+        "SITE_URL names no host: use one such as https://batches.example.com."
+    )
+# Hosts (any port) or host:port pairs a workspace's API or a webhook may be on although they are
+# inside this network (or on plain http in production): while debugging this machine's names.
+# Everything else must be public (see batches/outbound.py).
 OUTBOUND_ALLOWED_HOSTS = env_list(
-    "OUTBOUND_ALLOWED_HOSTS",
-    [_site_host, *(["127.0.0.1", "localhost", "::1"] if DEBUG else [])],
+    "OUTBOUND_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "::1"] if DEBUG else []
 )
 
 INSTALLED_APPS = [

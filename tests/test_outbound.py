@@ -9,7 +9,12 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from batches.client import ApiClient, ApiError
-from batches.outbound import validate_outbound_url
+from batches.outbound import (
+    UnsafeDestination,
+    destination_allowed,
+    resolve,
+    validate_outbound_url,
+)
 from batches.outbound_http import BlockedDestination, GuardedTransport
 from tests.processes import free_port
 
@@ -51,6 +56,31 @@ def test_allowed_hosts_keep_the_sandbox_and_local_development_working(settings):
     settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
     validate_outbound_url("http://127.0.0.1:8000/emulator")
     validate_outbound_url("http://localhost:8765")
+
+
+def test_only_the_dashboards_own_origin_is_its_own_never_other_ports_of_its_host(settings):
+    """Without a listed host, 127.0.0.1 is "this dashboard" only at SITE_URL's scheme and port:
+    a base URL on PostgreSQL's or Redis's port of the same machine is refused."""
+    settings.OUTBOUND_ALLOWED_HOSTS = []
+    settings.SITE_ORIGIN = ("http", "127.0.0.1", 8000)
+    validate_outbound_url("http://127.0.0.1:8000/emulator")
+    for elsewhere in ("https://127.0.0.1:5432", "https://127.0.0.1:6379/0", "https://127.0.0.1"):
+        with pytest.raises(ValidationError, match="127.0.0.1 is a loopback address"):
+            validate_outbound_url(elsewhere)
+    with pytest.raises(ValidationError, match="Use https"):  # plain http elsewhere, in production
+        validate_outbound_url("http://127.0.0.1:5432")
+    assert destination_allowed("127.0.0.1", 8000)
+    assert not destination_allowed("127.0.0.1", 5432)
+    with pytest.raises(UnsafeDestination, match="loopback"):
+        resolve("127.0.0.1", 6379)
+
+
+def test_a_listed_host_may_name_its_port(settings):
+    settings.OUTBOUND_ALLOWED_HOSTS = ["emulator.internal:8765", "[::1]:9000", "::1", "typo:x"]
+    assert destination_allowed("emulator.internal", 8765)
+    assert not destination_allowed("emulator.internal", 8766)
+    assert destination_allowed("::1", 1234)  # listed bare: any port
+    assert not destination_allowed("typo", 80)
 
 
 class _Answer(BaseHTTPRequestHandler):

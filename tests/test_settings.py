@@ -26,6 +26,13 @@ def test_it_refuses_to_start_without_a_secret_key_when_not_debugging(tmp_path):
     assert "SECRET_KEY is required when DEBUG is false" in result.stderr
 
 
+def test_it_refuses_to_start_without_its_address_when_not_debugging(tmp_path):
+    """Without SITE_URL, production would take 127.0.0.1 for the dashboard's own host."""
+    result = run_django(["check"], {"DEBUG": "false", "SECRET_KEY": "s" * 50}, tmp_path)
+    assert result.returncode != 0
+    assert "SITE_URL is required when DEBUG is false" in result.stderr
+
+
 def test_it_fails_loudly_on_a_bad_port(tmp_path):
     result = run_django(["check"], {"PORT": "eighty"}, tmp_path)
     assert result.returncode != 0
@@ -45,6 +52,7 @@ def test_it_passes_the_deployment_checklist_with_production_values(tmp_path):
         "DEBUG": "false",
         "SECRET_KEY": "x" * 20 + "a-long-and-random-production-secret-key-value",
         "ALLOWED_HOSTS": "batches.example.com",
+        "SITE_URL": "https://batches.example.com",
         "FERNET_KEYS": "q8F1vY0qEw6m7l2b6tZ0lq7o5C8qQy1zQm3kQ0pYb0U=",
     }
     result = run_django(["check", "--deploy", "--fail-level", "WARNING"], production, tmp_path)
