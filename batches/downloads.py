@@ -27,7 +27,9 @@ from batches.models import Batch, BatchRequest, Result, Submission
 from batches.spreadsheets import (
     BOM,
     BOM_BYTES,
+    FORMULA_AFTER_SPACE,
     FORMULA_STARTS,
+    LEADING_SPACE,
     needs_neutralising,
     safe_cell,
     safe_row,
@@ -184,12 +186,23 @@ def _sql_literal(character: str) -> str:
 
 def _safe_sql(column: str) -> str:
     """SQL for a text column as a CSV cell: a leading apostrophe where a spreadsheet would see a
-    formula (the characters of `batches.spreadsheets`), NULL (an empty cell) for empty text."""
+    formula (the rule of `batches.spreadsheets`), NULL (an empty cell) for empty text. The
+    regular expression runs only on text that begins with white space."""
     starts = ", ".join(_sql_literal(character) for character in FORMULA_STARTS)
+    wide = ", ".join(_sql_literal(character) for character in FORMULA_AFTER_SPACE)
+    spaces = _regex_class(LEADING_SPACE)
+    after_space = f"^{spaces}*{_regex_class(FORMULA_AFTER_SPACE)}"
     return (
-        f"CASE WHEN left({column}, 1) IN ({starts}) THEN '''' || {column} "
-        f"ELSE NULLIF({column}, '') END"
+        f"CASE WHEN left({column}, 1) IN ({starts}, {wide}) "
+        f"OR ({column} ~ '^{spaces}' AND {column} ~ '{after_space}') "
+        f"THEN '''' || {column} ELSE NULLIF({column}, '') END"
     )
+
+
+def _regex_class(characters) -> str:
+    """A PostgreSQL regular expression's bracket expression of these characters, each as its
+    \\uXXXX escape, so that none of them can be read as the expression's syntax."""
+    return "[" + "".join(f"\\u{ord(character):04x}" for character in characters) + "]"
 
 
 def _flat_rows_by_copy(batch: Batch, about: list[str | None]) -> Iterator[bytes]:

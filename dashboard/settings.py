@@ -196,8 +196,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 # Login throttling (django-axes) on every login form, the admin's included: after
-# LOGIN_FAILURE_LIMIT failures for one username, or from one address, logins from there wait
-# LOGIN_LOCKOUT_MINUTES, and the form says until when. Addresses come from REMOTE_ADDR (set
+# LOGIN_FAILURE_LIMIT failures for one username from one address, or from one address whatever
+# the usernames, logins from there wait LOGIN_LOCKOUT_MINUTES, and the form says until when.
+# Never by the username alone: wrong passwords sent from anywhere must not lock a person (or
+# the superuser) out of every other place. Addresses come from REMOTE_ADDR (set
 # AXES_IPWARE_PROXY_COUNT behind a proxy, see the django-axes documentation).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
@@ -205,7 +207,7 @@ AUTHENTICATION_BACKENDS = [
 ]
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "dashboard.views.locked_out"
 AXES_VERBOSE = False
@@ -260,7 +262,10 @@ STORAGES = {
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 # Production hardening: on whenever debug is off, so `check --deploy` is clean.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# X-Forwarded-Proto says "this came over https" only when a proxy we run sets it: any client can
+# send the header, so it is trusted only when the operator says a proxy strips and sets it.
+if env_bool("TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]

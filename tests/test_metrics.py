@@ -34,10 +34,12 @@ def test_it_is_off_without_a_token_and_refuses_a_wrong_one(client, settings):
     settings.METRICS_TOKEN = ""
     assert client.get("/metrics", **AUTH).status_code == 404
     settings.METRICS_TOKEN = TOKEN
-    for header in ({}, {"HTTP_AUTHORIZATION": "Bearer nope"}, {"HTTP_AUTHORIZATION": TOKEN[:-1]}):
+    wrong = ["Bearer nope", TOKEN[:-1], TOKEN, f"Basic {TOKEN}", f"Bearer{TOKEN}"]
+    for header in [{}, *({"HTTP_AUTHORIZATION": value} for value in wrong)]:
         response = client.get("/metrics", **header)
         assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Bearer")
     assert client.get("/metrics", **AUTH).status_code == 200  # no login needed
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"bearer {TOKEN}").status_code == 200
 
 
 def test_batches_results_lag_and_backlog_are_counted(client, settings, workspace, user):

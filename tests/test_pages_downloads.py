@@ -65,6 +65,10 @@ EXPECTED_FLAT = (
     "c-tab,succeeded,'\tindented \\N \\. back\\slash,end_turn,claude-haiku-4-5,100,50,0,0,,,"
     f"{ABOUT}\n"
     f"d-error,errored,,,,0,0,0,0,invalid_request_error,'@mention: bad,{ABOUT}\n"
+    f"e-space,succeeded,' =1+1,end_turn,claude-haiku-4-5,100,50,0,0,,,{ABOUT}\n"
+    f'f-newline,succeeded,"\'\n\u3000@cmd",end_turn,claude-haiku-4-5,100,50,0,0,,,{ABOUT}\n'
+    f"g-wide,succeeded,'\uff1d1+1,end_turn,claude-haiku-4-5,100,50,0,0,,,{ABOUT}\n"
+    f"h-plain,succeeded, a = b,end_turn,claude-haiku-4-5,100,50,0,0,,,{ABOUT}\n"
 )
 
 
@@ -79,8 +83,12 @@ def test_the_flat_csv_is_the_same_on_every_database_and_never_a_formula(owner_cl
         factories.succeeded(batch, "b-lines", text="first\nsecond\r\nthird"),
         factories.succeeded(batch, "c-tab", text="\tindented \\N \\. back\\slash"),
         factories.errored(batch, "d-error", error_message="@mention: bad"),
+        factories.succeeded(batch, "e-space", text=" =1+1"),
+        factories.succeeded(batch, "f-newline", text="\n\u3000@cmd"),
+        factories.succeeded(batch, "g-wide", text="\uff1d1+1"),
+        factories.succeeded(batch, "h-plain", text=" a = b"),
     ])  # fmt: skip
-    batch.results_ingested = 5
+    batch.results_ingested = 9
     batch.save(update_fields=["results_ingested"])
     body = streamed(owner_client.get(url(batch, "download/results.csv"))).decode("utf-8")
     assert body == EXPECTED_FLAT

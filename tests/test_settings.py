@@ -58,3 +58,16 @@ def test_it_passes_the_deployment_checklist_with_production_values(tmp_path):
     result = run_django(["check", "--deploy", "--fail-level", "WARNING"], production, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_it_trusts_x_forwarded_proto_only_when_told_a_proxy_sets_it(tmp_path, rf):
+    assert not rf.get("/", HTTP_X_FORWARDED_PROTO="https").is_secure()
+    show = [
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings; print(settings.SECURE_PROXY_SSL_HEADER)",
+    ]
+    assert run_django(show, {}, tmp_path).stdout.strip() == "None"
+    trusted = run_django(show, {"TRUST_X_FORWARDED_PROTO": "true"}, tmp_path)
+    assert trusted.stdout.strip() == "('HTTP_X_FORWARDED_PROTO', 'https')"

@@ -106,6 +106,16 @@ def test_failures_from_one_address_lock_out_other_usernames_too(client, user, se
     assert response.status_code == 429
 
 
+def test_failures_from_one_address_never_lock_the_user_out_elsewhere(client, user, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    attacker = {"REMOTE_ADDR": "203.0.113.9"}
+    for _ in range(3):
+        client.post("/login/", {"username": "owner", "password": "guess"}, **attacker)
+    right = {"username": "owner", "password": "pw-owner-123"}
+    assert client.post("/login/", right, **attacker).status_code == 429
+    assert client.post("/login/", right, REMOTE_ADDR="198.51.100.7").status_code == 302
+
+
 def test_a_right_password_before_the_limit_logs_in_and_counts_afresh(client, user, settings):
     settings.AXES_FAILURE_LIMIT = 3
     for _ in range(2):

@@ -18,8 +18,12 @@ def metrics(request):
     token = settings.METRICS_TOKEN
     if not token:
         raise Http404("Metrics are turned off (METRICS_TOKEN).")
-    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    # RFC 6750's form only: the scheme (any case), one space, the token. A bare token is not
+    # taken, so a token pasted into the wrong header or a proxy's log line is not one.
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
         response = HttpResponse(
             "A bearer token is needed.\n", status=401, content_type="text/plain"
         )
