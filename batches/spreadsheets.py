@@ -10,8 +10,8 @@
 """
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-# The full-width forms (＝ ＋ － ＠) that spreadsheets with East Asian input read as the ASCII
-# ones; these and the ASCII ones count after leading white space too.
+# The full-width forms (U+FF1D, U+FF0B, U+FF0D, U+FF20) that spreadsheets with East Asian input
+# read as the ASCII ones; these and the ASCII ones count after leading white space too.
 FORMULA_AFTER_SPACE = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 # Every character Python counts as white space (spaces, newlines, no-break and ideographic
 # spaces), named once so the database's version of the rule (batches.downloads) skips the same.
@@ -22,6 +22,8 @@ def _formula_like(value: str) -> bool:
     return value.startswith(FORMULA_STARTS) or value.lstrip(LEADING_SPACE).startswith(
         FORMULA_AFTER_SPACE
     )
+
+
 BOM = "\ufeff"
 BOM_BYTES = BOM.encode("utf-8")
 
