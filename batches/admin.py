@@ -1,5 +1,7 @@
 from django import forms
 from django.contrib import admin
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from batches import audit, roles
 from batches.models import (
@@ -12,6 +14,7 @@ from batches.models import (
     SubmissionPart,
     Workspace,
 )
+from dashboard.errors import remember_secret
 
 
 class WorkspaceForm(forms.ModelForm):
@@ -42,10 +45,12 @@ class WorkspaceForm(forms.ModelForm):
             key.required = True
             key.help_text = "The workspace's Anthropic API key (sk-ant-…); stored encrypted."
 
+    @sensitive_variables("cleaned")
     def clean(self):
         # ModelForm.clean returns cleaned_data; the stubs allow the None a subclass may return.
         super().clean()
         cleaned = self.cleaned_data
+        remember_secret(cleaned.get("api_key") or "")  # hidden from error reports from here on
         if not self.instance.pk and not cleaned.get("api_key"):
             self.add_error("api_key", "A new workspace needs an API key.")
         elif "base_url" in self.changed_data and not cleaned.get("api_key"):
@@ -53,6 +58,7 @@ class WorkspaceForm(forms.ModelForm):
             self.add_error("api_key", "Enter the key again when the API base URL changes.")
         return cleaned
 
+    @sensitive_variables()
     def save(self, commit=True):
         if self.cleaned_data.get("api_key"):
             self.instance.set_api_key(self.cleaned_data["api_key"])
@@ -115,6 +121,11 @@ class WorkspaceAdmin(MembersOnly, admin.ModelAdmin):
         ("Results", {"fields": ["results_downloadable"]}),
         ("Sync", {"fields": ["last_synced_at", "last_sync_error"]}),
     ]
+
+    # The key typed into the form is kept out of error reports, as on the Settings page.
+    @method_decorator(sensitive_post_parameters("api_key"))
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def has_change_permission(self, request, obj=None):
         if obj is not None and not roles.may(request.user, obj, roles.Ability.MANAGE):

@@ -29,7 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from batches import call_stats, ratelimit
+from batches import answers, call_stats, ratelimit
 from batches.outbound_http import BlockedDestination, GuardedTransport
 from dashboard.betas import header as betas_header
 
@@ -320,6 +320,16 @@ class ApiClient:
                 request_id=response.headers.get("request-id", ""),
             ) from exc
 
+    @staticmethod
+    def _checked(check: Callable[[Any], dict], body: Any) -> dict:
+        """The answer, once `check` (batches.answers) found it of the shape it names."""
+        try:
+            return check(body)
+        except answers.AnswerError as error:
+            raise ApiError(
+                f"The API's answer could not be read: {error}", error_type="invalid_response"
+            ) from None
+
     # The calls ----------------------------------------------------------------------------------
     def create_batch(
         self,
@@ -366,7 +376,7 @@ class ApiClient:
             finally:
                 body.close()
 
-        return self._retrying()(attempt)
+        return self._checked(answers.batch, self._retrying()(attempt))
 
     def create_message(self, body: bytes, *, betas: list[str] | None = None) -> dict:
         """One request answered at once (`POST /v1/messages`, not a batch): `body` is its params
@@ -380,13 +390,15 @@ class ApiClient:
         )
 
     def retrieve_batch(self, batch_id: str) -> dict:
-        return self.request("GET", f"/v1/messages/batches/{batch_id}")
+        return self._checked(answers.batch, self.request("GET", f"/v1/messages/batches/{batch_id}"))
 
     def cancel_batch(self, batch_id: str) -> dict:
-        return self.request("POST", f"/v1/messages/batches/{batch_id}/cancel")
+        answer = self.request("POST", f"/v1/messages/batches/{batch_id}/cancel")
+        return self._checked(answers.batch, answer)
 
     def delete_batch(self, batch_id: str) -> dict:
-        return self.request("DELETE", f"/v1/messages/batches/{batch_id}")
+        answer = self.request("DELETE", f"/v1/messages/batches/{batch_id}")
+        return self._checked(answers.deleted, answer)
 
     def list_batches(
         self, *, limit: int = 20, after_id: str | None = None, before_id: str | None = None
@@ -396,7 +408,9 @@ class ApiClient:
             params["after_id"] = after_id
         if before_id:
             params["before_id"] = before_id
-        body = self.request("GET", "/v1/messages/batches", params=params)
+        body = self._checked(
+            answers.batch_list, self.request("GET", "/v1/messages/batches", params=params)
+        )
         return Page(body["data"], body["has_more"], body.get("first_id"), body.get("last_id"))
 
     def iter_batch_pages(self, *, limit: int = 1000) -> Iterator[Page]:
@@ -415,7 +429,9 @@ class ApiClient:
             params: dict[str, Any] = {"limit": 1000}
             if after_id:
                 params["after_id"] = after_id
-            body = self.request("GET", "/v1/models", params=params)
+            body = self._checked(
+                answers.model_list, self.request("GET", "/v1/models", params=params)
+            )
             models.extend(body["data"])
             if not body.get("has_more") or not body.get("last_id"):
                 return models

@@ -49,10 +49,12 @@ def decrypt(token: str) -> str:
     return plain
 
 
+@sensitive_variables()
 def rotate(token: str) -> str:
     return _fernet().rotate(token.encode()).decode()
 
 
+@sensitive_variables("key")
 def mask(key: str) -> str:
     """What may be shown of a key: its family prefix and last four characters."""
     key = key.strip()

@@ -4,6 +4,7 @@ from decimal import Decimal
 from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
+from django.views.decorators.debug import sensitive_variables
 
 from batches import labels
 from batches.intake.job import MAX_TRIES
@@ -13,6 +14,7 @@ from batches.models import AuditEntry, Membership, Submission, Workspace
 from batches.outbound import validate_outbound_url
 from batches.usage import MAX_BUCKETS, Period, default_period, too_many_buckets
 from dashboard import betas
+from dashboard.errors import remember_secret
 from dashboard.schemas import is_custom_id
 
 
@@ -247,11 +249,13 @@ class ConnectionForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.workspace = workspace
 
+    @sensitive_variables("key", "cleaned")
     def clean(self):
         super().clean()
         cleaned = self.cleaned_data
         base_url = (cleaned.get("base_url") or "").rstrip("/")
         key = cleaned.get("api_key") or ""
+        remember_secret(key)  # hidden from error reports from here on, whatever holds it
         if self.errors:
             return cleaned
         if base_url != self.workspace.base_url and not key:
@@ -264,6 +268,7 @@ class ConnectionForm(forms.Form):
         cleaned["base_url"] = base_url
         return cleaned
 
+    @sensitive_variables("key")
     def _try(self, base_url: str, key: str) -> None:
         """One bounded call with the new pair: a refused key or an unreachable address is a
         form error, and nothing is saved."""

@@ -27,6 +27,7 @@ from functools import cache
 
 import redis
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
 
 
+@sensitive_variables("api_key")
 def identity(api_key: str) -> str:
     """What names a key in Redis: a hash, so the key itself is never stored there."""
     return hashlib.sha256(api_key.encode()).hexdigest()[:32]

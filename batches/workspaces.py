@@ -6,6 +6,7 @@ import secrets
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.views.decorators.debug import sensitive_variables
 
 from batches import changes
 from batches.models import Membership, Workspace
@@ -22,6 +23,7 @@ def sandbox_base_url() -> str:
     return f"{settings.SITE_URL}/emulator"
 
 
+@sensitive_variables("api_key")
 @transaction.atomic
 def create_workspace(
     name: str, base_url: str, api_key: str, *, members=(), sandbox=False, role=Role.SUBMITTER
@@ -44,7 +46,7 @@ def ensure_sandbox() -> Workspace:
     """The Sandbox workspace on the built-in emulator, its URL following SITE_URL."""
     staff = list(get_user_model().objects.filter(is_superuser=True))
     workspace = Workspace.objects.filter(is_sandbox=True).first()
-    if workspace is None:
+    if workspace is None:  # (its key is the Sandbox's own, hidden in reports by crypto)
         # The emulator treats every key as its own workspace: a random one keeps installs apart.
         key = f"sk-ant-sandbox-{secrets.token_urlsafe(24)}"
         return create_workspace(
@@ -56,6 +58,7 @@ def ensure_sandbox() -> Workspace:
     return workspace
 
 
+@sensitive_variables("api_key")
 def ensure_real_api_workspace(api_key: str) -> Workspace | None:
     if not api_key or Workspace.objects.filter(base_url=settings.ANTHROPIC_BASE_URL).exists():
         return None

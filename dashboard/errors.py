@@ -29,6 +29,11 @@ def holds_secret(value) -> bool:
 
 
 class KeySafeExceptionReporterFilter(SafeExceptionReporterFilter):
+    def is_active(self, request):
+        """Always, the debug page included: Django's own filter stands aside while DEBUG is on,
+        which showed a key typed into a form on a developer's 500 page (or a screen share)."""
+        return True
+
     def get_traceback_frame_variables(self, request, tb_frame):
         variables = super().get_traceback_frame_variables(request, tb_frame)
         return [

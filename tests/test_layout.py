@@ -20,7 +20,7 @@ FLOORS = [
          "dashboard.celery", "batches.text", "batches.spreadsheets",
          "batches.pricing", "batches.changes", "batches.outbound", "batches.outbound_http",
          "batches.bulk", "batches.claims", "batches.crypto", "batches.client", "batches.polling",
-         "batches.ratelimit", "batches.call_stats",
+         "batches.ratelimit", "batches.call_stats", "batches.answers",
          "batches.intake.problems", "batches.intake.splitting", "batches.intake.templating",
          "batches.intake.reading", "batches.intake.rules", "batches.intake.estimating",
          "batches.intake.checking", "batches.intake.command_line"],

@@ -3,6 +3,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.views.decorators.debug import sensitive_variables
 
 from batches import audit
 from batches.models import AuditEntry, Membership, Workspace
@@ -43,6 +44,7 @@ class Command(BaseCommand):
             "left out); repeatable",
         )
 
+    @sensitive_variables("key")
     def handle(self, name, base_url, api_key_file, member, **options):
         try:
             validate_outbound_url(base_url)
