@@ -16,6 +16,15 @@ def client_for(handler, **kwargs):
                      sleep=WAITS.append, **kwargs)  # fmt: skip
 
 
+def batch(batch_id: str) -> dict:
+    """A MessageBatch as the API answers it (every answer is checked for its shape)."""
+    counts = {"processing": 1, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+    return {"id": batch_id, "type": "message_batch", "processing_status": "in_progress",
+            "request_counts": counts, "created_at": "2026-12-01T10:00:00Z",
+            "expires_at": "2026-12-02T10:00:00Z", "ended_at": None, "cancel_initiated_at": None,
+            "archived_at": None, "results_url": None}  # fmt: skip
+
+
 def error(status, kind, message, **headers):
     body = {"type": "error", "error": {"type": kind, "message": message}}
     return httpx.Response(status, headers=headers, json=body)
@@ -32,7 +41,9 @@ def test_it_sends_the_key_and_version_headers():
 
     def handler(request):
         seen.update(request.headers)
-        return httpx.Response(200, json={"data": [], "has_more": False})
+        return httpx.Response(
+            200, json={"data": [], "has_more": False, "first_id": None, "last_id": None}
+        )
 
     client_for(handler).list_batches()
     assert seen["x-api-key"] == "sk-test" and seen["anthropic-version"] == "2023-06-01"
@@ -60,7 +71,7 @@ def test_it_retries_429_honouring_retry_after_and_then_succeeds(no_waiting, sett
         [
             error(429, "rate_limit_error", "slow", **{"retry-after": "7"}),
             error(529, "overloaded_error", "busy"),
-            httpx.Response(200, json={"id": "msgbatch_1"}),
+            httpx.Response(200, json=batch("msgbatch_1")),
         ]
     )
     assert client_for(lambda request: next(answers)).retrieve_batch("msgbatch_1")["id"]
@@ -95,15 +106,15 @@ def test_a_create_that_may_have_made_its_batch_is_looked_for_before_it_is_sent_a
 
     def find_existing():
         looks.append(1)
-        return {"id": "msgbatch_made_anyway"}
+        return batch("msgbatch_made_anyway")
 
     found = create(client_for(handler, max_attempts=5), find_existing=find_existing)
-    assert found == {"id": "msgbatch_made_anyway"}
+    assert found["id"] == "msgbatch_made_anyway"
     assert len(posts) == 1 and len(looks) == 1  # never a second create
 
 
 def test_a_create_turned_away_is_sent_again_without_looking():
-    answers = iter([error(529, "overloaded_error", "busy"), httpx.Response(200, json={"id": "b"})])
+    answers = iter([error(529, "overloaded_error", "busy"), httpx.Response(200, json=batch("b"))])
     sent = []
 
     def handler(request):
@@ -115,7 +126,7 @@ def test_a_create_turned_away_is_sent_again_without_looking():
         before_send=lambda: sent.append(1),
         find_existing=lambda: pytest.fail("nothing can have been made"),
     )
-    assert found == {"id": "b"} and len(sent) == 2
+    assert found["id"] == "b" and len(sent) == 2
 
 
 def test_connection_errors_are_retryable_api_errors(no_waiting):

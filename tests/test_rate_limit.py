@@ -31,8 +31,11 @@ def client_for(handler, key="sk-ant-team-key", waits=None):
                      sleep=sleeper(waits if waits is not None else []))  # fmt: skip
 
 
+EMPTY_PAGE = {"data": [], "has_more": False, "first_id": None, "last_id": None}
+
+
 def listing(request):
-    return httpx.Response(200, json={"data": [], "has_more": False})
+    return httpx.Response(200, json=EMPTY_PAGE)
 
 
 @pytest.fixture
@@ -88,7 +91,7 @@ def test_a_429_holds_every_other_process_for_its_retry_after(three_a_minute, set
     slow_down = {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}}
     answers = iter([
         httpx.Response(429, headers={"retry-after": "20"}, json=slow_down),
-        httpx.Response(200, json={"data": [], "has_more": False}),
+        httpx.Response(200, json=EMPTY_PAGE),
     ])  # fmt: skip
     own_waits: list[float] = []
     told = ApiClient("https://api.example.test", "sk-ant-team-key",
@@ -112,7 +115,7 @@ def test_the_apis_rate_limit_headers_hold_every_process_until_the_reset(three_a_
             200,
             headers={"anthropic-ratelimit-requests-remaining": "0",
                      "anthropic-ratelimit-requests-reset": reset},
-            json={"data": [], "has_more": False},
+            json=EMPTY_PAGE,
         )  # fmt: skip
 
     client_for(handler).list_batches()
