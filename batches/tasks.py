@@ -4,7 +4,17 @@ They take ids, never model instances, and return what a log line needs (results 
 from django.conf import settings
 from django.utils import timezone
 
-from batches import actions, ingestion, mirror, notices, search, submissions, trials, webhooks
+from batches import (
+    actions,
+    ingestion,
+    invitations,
+    mirror,
+    notices,
+    search,
+    submissions,
+    trials,
+    webhooks,
+)
 from batches.intake import job
 from batches.models import Submission, Workspace
 from dashboard.celery import app
@@ -80,6 +90,16 @@ def announce_results(batch_pk: int) -> bool:
 def announce_budget(workspace_pk: int) -> list[int]:
     """The workspace's notices of its budget reaching 80% or 100% this month, each once."""
     return notices.announce_budget(workspace_pk)
+
+
+@app.task
+def send_invitation(user_pk: int, workspace_pk: int, inviter_pk: int | None) -> bool:
+    return invitations.send_invitation(user_pk, workspace_pk, inviter_pk)
+
+
+@app.task
+def send_password_reset(user_pk: int | None) -> bool:
+    return invitations.send_password_reset(user_pk)
 
 
 @app.task

@@ -1,15 +1,32 @@
 """Setting a password from a link: a password reset, or an invitation to a workspace. Django's
-own views and tokens; each records the new password in the audit log and logs the person in."""
+own views and tokens; each records the new password in the audit log and logs the person in.
+Asking for a reset queues its email (batches.invitations) instead of sending it in the request."""
 
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import PasswordResetForm
 from django.urls import reverse_lazy
 
-from batches import audit
+from batches import audit, tasks
 from batches.invitations import invitation_tokens
 from batches.models import AuditEntry
 
 # Two backends are configured (django-axes and the model backend): name the one to log in by.
 LOGIN_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+class QueuedPasswordResetForm(PasswordResetForm):
+    """Django's reset form, whose email is sent by a task. The same work is done for an address
+    with a login and one without (one query, one task queued; the task of an unknown address
+    sends nothing), so the answer's time does not tell which it was."""
+
+    def save(self, *args, **kwargs) -> None:
+        found = [user.pk for user in self.get_users(self.cleaned_data["email"])]
+        for user_pk in found or [None]:
+            tasks.send_password_reset.delay_on_commit(user_pk)
+
+
+class AskForResetView(auth_views.PasswordResetView):
+    form_class = QueuedPasswordResetForm
 
 
 class ResetPasswordView(auth_views.PasswordResetConfirmView):

@@ -128,3 +128,16 @@ def _empty_cache(broker):
         client.delete(*keys)
     client.close()
     polling.forget_all()
+
+
+@pytest.fixture
+def tasks_at_once():
+    """Celery tasks queued during the test run at once, in this process (Celery's eager mode),
+    for tests of what a task does rather than of the queue."""
+    from dashboard.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager = False
+    app.conf.task_eager_propagates = False

@@ -19,7 +19,8 @@ os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 
 @pytest.fixture
-def team(live_server, transactional_db, django_user_model):
+def team(live_server, transactional_db, django_user_model, settings, tasks_at_once):
+    settings.SITE_URL = live_server.url  # the links in emails (sent at once, by their tasks)
     ada = django_user_model.objects.create_user("ada", email="ada@example.com",
                                                 password="pw-ada-12345")  # fmt: skip
     workspace = create_workspace(

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core import mail
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
@@ -17,7 +18,8 @@ from batches import audit
 from batches.models import AuditEntry, Batch, Membership, Workspace
 from tests import factories
 
-pytestmark = pytest.mark.django_db
+# Emails are sent by tasks: here they run at once, so each test reads the email it caused.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tasks_at_once")]
 Action = AuditEntry.Action
 
 
@@ -182,7 +184,8 @@ def test_options_are_saved_with_their_before_and_after(owner_client, workspace):
 
 
 def _link(message) -> str:
-    return re.search(r"http://testserver(/\S+)", message.body).group(1)
+    """The path of the link in an email (which starts with SITE_URL, never the request's host)."""
+    return re.search(re.escape(settings.SITE_URL) + r"(/\S+)", message.body).group(1)
 
 
 def test_an_invitation_lets_a_new_person_set_a_password_once(
@@ -248,10 +251,11 @@ def test_inviting_someone_who_has_a_login_points_to_adding_them(owner_client, wo
     assert "already has a login: add them as a member above instead." in response.content.decode()
 
 
-def test_a_password_is_reset_by_email(client, user):
+def test_a_password_is_reset_by_email(client, user, django_capture_on_commit_callbacks):
     user.email = "owner@example.com"
     user.save()
-    response = client.post(reverse("password_reset"), {"email": "owner@example.com"})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("password_reset"), {"email": "owner@example.com"})
     assert response.status_code == 302
     [message] = mail.outbox
     assert "owner" in message.body and "pw-owner" not in message.body
@@ -264,6 +268,26 @@ def test_a_password_is_reset_by_email(client, user):
     user.refresh_from_db()
     assert user.check_password("another-passphrase-8")
     assert entries(Action.PASSWORD_SET)[0].target == "password reset"
+
+
+def test_asking_for_a_reset_does_the_same_work_for_an_unknown_address(
+    client, user, django_capture_on_commit_callbacks, django_assert_num_queries
+):
+    """The email is a task's job, queued for a known address and an unknown one alike (the
+    unknown one's sends nothing): the answer's time cannot tell whether an address has a
+    login."""
+    user.email = "owner@example.com"
+    user.save()
+    queued = []
+    for address in ("owner@example.com", "nobody@example.com"):
+        with (
+            django_assert_num_queries(1),
+            django_capture_on_commit_callbacks(execute=False) as callbacks,
+        ):
+            answer = client.post(reverse("password_reset"), {"email": address})
+        assert answer.status_code == 302 and mail.outbox == []
+        queued.append(len(callbacks))
+    assert queued == [1, 1]
 
 
 def test_the_login_page_links_to_the_password_reset(client):

@@ -199,7 +199,8 @@ def member_invite(request, slug):
         return _settings_page(request, workspace, status=400, invite_form=form)
     email, role = form.cleaned_data["email"], form.cleaned_data["role"]
     with transaction.atomic():
-        user = invitations.invite(request, workspace, email, role)
+        user = invitations.invite(workspace, email, role)
+        tasks.send_invitation.delay_on_commit(user.pk, workspace.pk, request.user.pk)
         audit.record(
             Action.MEMBER_INVITE,
             request=request,
