@@ -149,6 +149,15 @@ DATABASE_URL = env_url(
     f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
     schemes=("sqlite", "postgres", "postgresql", "pgsql"),
 )
+# PostgreSQL: the app may connect as a role that only adds and reads audit entries, and
+# `manage.py migrate` then as the role that owns the tables (README, "A database role for the
+# app"). The whole migrate process takes the owner's URL, rather than a second alias: data
+# migrations write through the default connection and must see the tables the owner just made.
+MIGRATE_DATABASE_URL = env_url(
+    "MIGRATE_DATABASE_URL", "", schemes=("postgres", "postgresql", "pgsql")
+)
+if MIGRATE_DATABASE_URL and sys.argv[1:2] == ["migrate"]:
+    DATABASE_URL = MIGRATE_DATABASE_URL
 # Connections close when a request or task ends, unless DATABASE_CONN_MAX_AGE keeps them for
 # reuse: worth it only under a server whose threads live on (gunicorn); a server that starts a
 # thread per request (runserver, as `make run` uses) would leave one idle connection per thread.
