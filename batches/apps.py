@@ -24,7 +24,8 @@ class BatchesConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 
-        from batches import audit, changes  # noqa: F401  (audit: its signal receivers)
+        # audit: its signal receivers; audit_verify: its deploy check.
+        from batches import audit, audit_verify, changes  # noqa: F401
         from batches.models import (
             Batch,
             BatchLabel,

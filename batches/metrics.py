@@ -9,11 +9,12 @@ from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
+    InfoMetricFamily,
 )
 from prometheus_client.registry import Collector
 
 from batches import call_stats, ratelimit
-from batches.models import Batch
+from batches.models import AuditEntry, Batch
 
 PREFIX = "batch_dashboard"
 
@@ -23,6 +24,7 @@ class DashboardCollector(Collector):
         yield from self._batches()
         yield from self._api_calls()
         yield self._queue_length()
+        yield from self._audit_head()
 
     def _batches(self):
         batches = GaugeMetricFamily(
@@ -131,3 +133,21 @@ class DashboardCollector(Collector):
             length = -1
         queue.add_metric(["celery"], length)
         return queue
+
+    def _audit_head(self):
+        """The audit log's newest entry and its chain hash (batches.audit_chain): Prometheus keeps
+        them outside the database, for `verifyaudit --expect-head ID:HASH`."""
+        head = AuditEntry.objects.order_by("-id").values_list("id", "hash").first()
+        newest = GaugeMetricFamily(
+            f"{PREFIX}_audit_head_id",
+            "Id of the audit log's newest entry (0: none). It never goes down: a drop means "
+            "entries were removed",
+        )
+        newest.add_metric([], head[0] if head else 0)
+        yield newest
+        if head:
+            info = InfoMetricFamily(
+                f"{PREFIX}_audit_head", "The audit log's newest entry and its chain hash"
+            )
+            info.add_metric([], {"id": str(head[0]), "hash": head[1]})
+            yield info

@@ -1059,7 +1059,31 @@ class WebhookDelivery(models.Model):
 
 class AuditEntryQuerySet(models.QuerySet):
     """Append-only: rows are added, never changed or removed through the ORM (and on
-    PostgreSQL a trigger refuses UPDATE and DELETE too; see migration 0010)."""
+    PostgreSQL a trigger refuses UPDATE and DELETE too; see migration 0010). Every row added is
+    chained to the one before it (batches.audit_chain), whichever way it is added."""
+
+    def bulk_create(
+        self,
+        objs,
+        batch_size=None,
+        ignore_conflicts=False,
+        update_conflicts=False,
+        update_fields=None,
+        unique_fields=None,
+    ):
+        if ignore_conflicts or update_conflicts or update_fields or unique_fields:
+            raise AuditEntry.Immutable("Audit entries are only ever added, never upserted.")
+        from django.db import transaction
+
+        from batches import audit_chain
+
+        objs = list(objs)
+        if not objs:
+            return objs
+        self._for_write = True
+        with transaction.atomic(using=self.db, savepoint=False):
+            audit_chain.chain(objs, self.db)
+            return super().bulk_create(objs, batch_size=batch_size)
 
     def update(self, **kwargs):
         raise AuditEntry.Immutable("Audit entries cannot be changed.")
@@ -1073,7 +1097,10 @@ class AuditEntry(models.Model):
     and after of changed settings (never a key). Written by batches.audit.
 
     The person and the workspace are kept by id and by name, without foreign keys: deleting a
-    user or a workspace must not change (or take with it) the record of what they did."""
+    user or a workspace must not change (or take with it) the record of what they did.
+
+    Each entry holds the hash of the one before it (by id) and its own hash over its content and
+    that one, given as it is added (batches.audit_chain; `manage.py verifyaudit` checks them)."""
 
     class Immutable(Exception):
         pass
@@ -1106,7 +1133,8 @@ class AuditEntry(models.Model):
         RENAME = "rename", "Renamed or labeled a batch"
         TRY = "try", "Tried requests through the Messages API"
 
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Set as the entry is chained, under the chain's lock: later ids are never earlier.
+    at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
     # None: the system (a worker, the sync, a command run without a person).
     actor_id = models.IntegerField(null=True, blank=True, db_index=True)
     actor_name = models.CharField(max_length=150, blank=True)
@@ -1119,6 +1147,9 @@ class AuditEntry(models.Model):
     address = models.GenericIPAddressField(null=True, blank=True)
     before = models.JSONField(default=dict, blank=True)
     after = models.JSONField(default=dict, blank=True)
+    # SHA-256, hex: the previous entry's hash (the first entry's: 64 zeros), and this entry's.
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, editable=False)
 
     objects = AuditEntryQuerySet.as_manager()
 
@@ -1126,14 +1157,20 @@ class AuditEntry(models.Model):
         ordering = ["-at", "-id"]
         verbose_name_plural = "audit entries"
         indexes = [models.Index(fields=["workspace_id", "-at"], name="audit_workspace_newest")]
+        constraints = [
+            # Two entries never follow the same one: should two appends ever race past the
+            # chain's lock, the second fails instead of forking the chain.
+            models.UniqueConstraint(fields=["prev_hash"], name="audit_chain_no_fork"),
+        ]
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'}: {self.action}"
 
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
+    def save(self, *args, using=None, **kwargs):
+        """Adds the entry, chained (its id and time are given then); never changes one."""
+        if not self._state.adding:
             raise self.Immutable("Audit entries cannot be changed.")
-        super().save(*args, **kwargs)
+        type(self).objects.db_manager(using).bulk_create([self])
 
     def delete(self, *args, **kwargs):
         raise self.Immutable("Audit entries cannot be deleted.")

@@ -20,7 +20,7 @@ FLOORS = [
          "dashboard.celery", "batches.text", "batches.spreadsheets",
          "batches.pricing", "batches.changes", "batches.outbound", "batches.outbound_http",
          "batches.bulk", "batches.claims", "batches.crypto", "batches.client", "batches.polling",
-         "batches.ratelimit", "batches.call_stats", "batches.answers",
+         "batches.ratelimit", "batches.call_stats", "batches.answers", "batches.audit_chain",
          "batches.intake.problems", "batches.intake.splitting", "batches.intake.templating",
          "batches.intake.reading", "batches.intake.rules", "batches.intake.estimating",
          "batches.intake.checking", "batches.intake.command_line"],
@@ -29,7 +29,8 @@ FLOORS = [
     (
         "one concern each, on the models: roles, the audit log, totals, read queries, "
         "workspaces, invitations, forms, the check job",
-        ["batches.roles", "batches.audit", "batches.metrics", "batches.totals", "batches.selectors",
+        ["batches.roles", "batches.audit", "batches.audit_verify", "batches.metrics",
+         "batches.totals", "batches.selectors",
          "batches.search", "batches.usage", "batches.labels", "batches.workspaces",
          "batches.invitations", "batches.forms", "batches.intake.job"],
     ),

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from batches import call_stats
+from batches import audit, call_stats
 from batches.client import ApiClient, ApiError
 from batches.models import Batch
 from batches.workspaces import create_workspace
@@ -108,3 +108,14 @@ def test_retries_are_counted(client, settings, workspace):
         "GET", "http://h/emulator/v1/messages/batches/msgbatch_1/results"
     ) == ("GET /v1/messages/batches/{id}/results")
     assert call_stats.endpoint("GET", "https://elsewhere.example/x") == "GET /other"
+
+
+def test_the_audit_logs_head_is_reported(client, settings):
+    settings.METRICS_TOKEN = TOKEN
+    assert scrape(client)[("batch_dashboard_audit_head_id", frozenset())] == 0
+    audit.record("login_failed", actor_name="ada", target="username ada")
+    newest = audit.record("login_failed", actor_name="lin", target="username lin")
+    samples = scrape(client)
+    assert samples[("batch_dashboard_audit_head_id", frozenset())] == newest.id
+    labels = frozenset({"id": str(newest.id), "hash": newest.hash}.items())
+    assert samples[("batch_dashboard_audit_head_info", labels)] == 1
