@@ -115,6 +115,13 @@ def local_ranges(path: Path):
     return open_range
 
 
+def unforeseen_words(error: Exception) -> str:
+    return (
+        f"The file could not be checked ({type(error).__name__}: {str(error)[:200]}); "
+        "please report this."
+    )
+
+
 def check(file: Path, options, models=None) -> Report:
     from django.conf import settings
 
@@ -166,6 +173,12 @@ def main(argv: list[str]) -> None:
         report = check(options["file"], options)
     except UsageError as error:
         sys.stderr.write(f"CommandError: {error}\n")
+        sys.exit(1)
+    except Exception as error:
+        # Every line's problems are caught where they are found (intake.bounds, and the last
+        # defence of Check._unforeseen); this is for what is left, such as a checking process
+        # killed for want of memory: a sentence, and exit 1, not a traceback.
+        sys.stderr.write(f"CommandError: {unforeseen_words(error)}\n")
         sys.exit(1)
     print_report(sys.stdout, report, options["file"])
     # The check leaves nothing to clean up (no file, no connection written to), so the process

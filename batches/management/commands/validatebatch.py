@@ -39,3 +39,5 @@ def validate(file: Path, workspace_name, refuse_oversize, options) -> Report:
         return command_line.check(file, {**options, "refuse_oversize": refuse_oversize}, models)
     except command_line.UsageError as error:
         raise CommandError(str(error)) from None
+    except Exception as error:  # as command_line.main: a sentence and exit 1, not a traceback
+        raise CommandError(command_line.unforeseen_words(error)) from error
