@@ -396,7 +396,10 @@ def test_valid_but_absurdly_nested_json_is_reported_not_crashed_on(tmp_path):
         node["user_id"] = {}
         node = node["user_id"]
     report = check(tmp_path, json.dumps(item))
-    assert [p.message for p in report.problems] == ["The request is nested too deeply to check."]
+    assert [p.message for p in report.problems] == [
+        "params.metadata.user_id.user_id.user_id.user_id.user_id.user_id… is nested too deeply: "
+        "903 levels of lists and objects, at most 64."
+    ]
 
 
 def test_an_endless_line_is_skipped_and_reported_without_holding_it(tmp_path, settings):

@@ -93,7 +93,9 @@ def test_the_check_and_the_emulator_refuse_it(tmp_path, case):
 def test_an_empty_text_block_is_refused_by_the_schema_in_both(tmp_path):
     params = {**BASE, "messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]}
     report = _check(tmp_path, [params])
-    assert report.request_count == 0 and report.problems[0].field == "params.messages[0].content"
+    assert report.request_count == 0
+    assert report.problems[0].field == "params.messages[0].content[0].text"
+    assert report.problems[0].message == '"" is shorter than 1 character'
     assert check_params(params) == 'messages.0.content.0.text: "" is shorter than 1 character'
 
 

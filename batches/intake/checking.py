@@ -34,11 +34,18 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from batches.intake.estimating import CHARS_PER_TOKEN, MESSAGE_OVERHEAD_TOKENS, Estimate
+from batches.intake.bounds import MAX_INTEGER, integers_written_as_integers
+from batches.intake.estimating import (
+    CHARS_PER_TOKEN,
+    MESSAGE_OVERHEAD_TOKENS,
+    Estimate,
+    request_tokens,
+)
 from batches.intake.problems import FIRST_PROBLEMS, Problem, ProblemLog
 from batches.intake.reading import (
     GZIP_MAGIC,
     CsvError,
+    CsvRecord,
     Limits,
     Lines,
     StopReading,
@@ -46,7 +53,7 @@ from batches.intake.reading import (
     line_too_long_problem,
     not_utf8_problem,
 )
-from batches.intake.rules import Rules, may_hold_nul
+from batches.intake.rules import Rules, clip, may_hold_nul
 from batches.intake.splitting import Part, Splitter
 from batches.intake.templating import CsvOptions
 from dashboard.local_files import scratch_dir
@@ -66,6 +73,11 @@ SEPARATOR = b",\n"
 
 class CheckStopped(Exception):
     """The person stopped the check, or this process lost its claim on it."""
+
+
+# The words of a line whose checking raised what nothing foresaw (Check._unforeseen): the bounds
+# are there so that no line ever gets them, and the fuzz run (bench/fuzz_intake.py) counts them.
+UNFORESEEN = "could not be checked"
 
 
 @dataclass
@@ -219,6 +231,7 @@ class Check:
         self.complete = True
         self._next_progress = time.monotonic() + settings.CHECK_PROGRESS_SECONDS
         self._lines: Lines | None = None
+        self._logged_unforeseen = False
 
     # Problems
     def problem(self, problem: Problem) -> None:
@@ -231,6 +244,24 @@ class Check:
         if self._lines is None:
             raise RuntimeError("No segment is being read: run_jsonl or run_csv comes first.")
         return self._lines
+
+    def _unforeseen(self, line: int, error: Exception) -> Problem:
+        """The last defence: a line whose checking raised is a problem of that line, and the
+        lines after it are still checked. Called while handling `error` (the first one of a
+        check is logged with its traceback)."""
+        if not self._logged_unforeseen:
+            self._logged_unforeseen = True
+            logger.exception("Checking line %s raised", line)
+        try:
+            reason = clip(f"{type(error).__name__}: {error}".removesuffix(": "), 120)
+        except Exception:  # an exception that cannot even say what it is
+            reason = type(error).__name__
+        return Problem(
+            line,
+            "",
+            f"Line {line:,} {UNFORESEEN}: {reason}; please report this.",
+            "Report this line to us; the other lines were checked.",
+        )
 
     def _too_long(self, number: int) -> None:
         self.problem(line_too_long_problem(number, self._reading().limits.max_line_bytes))
@@ -279,13 +310,17 @@ class Check:
     def run_jsonl(self, lines: Lines) -> None:
         """The hot loop: every line of a file passes here. Rules.check and the bookkeeping of an
         accepted request are written out inline, and every name is a local, because a method
-        call per line is a measurable share of the whole check."""
+        call per line is a measurable share of the whole check.
+
+        Whatever a line holds, its checking ends with it: a line that raises anything
+        unforeseen is reported as a problem of its own (`_unforeseen`), and the next is read."""
         self._lines = lines
         lines.on_too_long = self._too_long
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
         rules = self.rules
         is_valid = rules.is_valid
+        out_of_bounds = rules.out_of_bounds
         first_line = rules.first_line
         limits, within_models = rules.limits, rules.within_models
         accepted = self.accepted
@@ -296,7 +331,7 @@ class Check:
         )
         keep = accepted.body_path is not None
         estimate = self.estimate
-        add_estimate, per_model = estimate.add, estimate.per_model
+        per_model = estimate.per_model
         max_requests = self.max_requests
         count = 0
         for first, block in lines.blocks():
@@ -304,55 +339,94 @@ class Check:
             keep_piece = pieces.append if keep else None
             for number, raw in enumerate(block, first):
                 try:
-                    item = loads(raw)
-                except decode_error as error:
-                    if raw.strip():  # a blank line is no request, and no problem either
-                        self.problem(rules.json_problem(number, raw, error))
-                    continue
-                try:
-                    valid = type(item) is dict and is_valid(item)
-                except ValueError:  # nested too deeply for the validator
-                    valid = False
-                if valid:
-                    custom_id = item["custom_id"]
-                    params = item["params"]
-                    messages = params["messages"]
-                    # The usual request: a model, max_tokens and one message of text, nothing
-                    # else. It cannot break a rule the schema states only in words, and its
-                    # estimate is its text's length: no function call for either.
-                    usual = (
-                        len(params) == 3
-                        and len(messages) == 1
-                        and type(text := messages[0]["content"]) is str
-                        and text != ""
-                    )
-                    if (
-                        custom_id not in first_line
-                        and (limits is None or within_models(params))
-                        and (b"\\" not in raw or not may_hold_nul(raw, item))
-                        and (usual or not (may_break_rules(params) and rule_problems(params)))
-                    ):
-                        first_line[custom_id] = number
-                        count += 1
-                        if count > max_requests:
-                            raise self._too_many(number)
-                        add_id(custom_id)
-                        add_line(number)
-                        add_length(len(raw))
-                        if usual:  # as Estimate.add counts it
-                            row = per_model.get(params["model"]) or estimate.row(params["model"])
-                            row[0] += 1
-                            row[1] += -(-len(text) // CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS
-                            row[2] += params["max_tokens"]
-                        else:
-                            add_estimate(params)
-                        if keep_piece is not None:
-                            keep_piece(raw)
-                        if count <= PREVIEW_REQUESTS:
-                            self._preview(number, custom_id, params, raw)
+                    try:
+                        item = loads(raw)
+                    except decode_error as error:
+                        if raw.strip():  # a blank line is no request, and no problem either
+                            self.problem(rules.json_problem(number, raw, error))
                         continue
-                for problem in rules.problems(number, item, raw):
-                    self.problem(problem)
+                    # The usual request, told by its shape before anything walks it: a model,
+                    # an integer max_tokens and one message of text, nothing else. It nests 4
+                    # levels and holds no number but max_tokens, so it keeps every bound
+                    # (bounds.py) with no walk; it cannot break a rule the schema states only in
+                    # words, and its estimate is its text's length: no function call for any.
+                    # (A lookup that works proves the type of what it looked in: orjson makes
+                    # only dicts, lists, strings, numbers, booleans and None, and a dict's keys
+                    # are strings.)
+                    try:
+                        params = item["params"]
+                        messages = params["messages"]
+                        message = messages[0]
+                        text = message["content"]
+                        shape = (
+                            len(item) == 2
+                            and len(params) == 3
+                            and len(messages) == 1
+                            and len(message) == 2
+                            and type(text) is str
+                            and type(item["custom_id"]) is str
+                            and type(message["role"]) is str
+                            and type(params["model"]) is str
+                            and type(max_tokens := params["max_tokens"]) is int
+                            and max_tokens <= MAX_INTEGER
+                        )
+                    except (KeyError, IndexError, TypeError):
+                        shape = False
+                    if shape:
+                        chars = len(text)
+                        usual = chars != 0
+                    else:
+                        usual = False
+                        bounded = out_of_bounds(number, item)
+                        if bounded is not None:
+                            for problem in bounded:
+                                self.problem(problem)
+                            continue
+                    try:
+                        valid = type(item) is dict and is_valid(item)
+                    except ValueError:  # the validator's own depth limit, below MAX_DEPTH
+                        valid = False
+                    if valid:
+                        custom_id = item["custom_id"]
+                        params = item["params"]
+                        if (
+                            custom_id not in first_line
+                            and (usual or integers_written_as_integers(params))
+                            and (limits is None or within_models(params))
+                            and (raw.find(b"\\") < 0 or not may_hold_nul(raw, item))
+                            and (usual or not (may_break_rules(params) and rule_problems(params)))
+                        ):
+                            # Everything that could fail comes before the bookkeeping, which
+                            # then cannot stop halfway.
+                            if usual:  # as Estimate.add counts it
+                                tokens = -(-chars // CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS
+                                cached = False
+                            else:
+                                tokens, cached = request_tokens(params)
+                            if count >= max_requests:
+                                raise self._too_many(number)
+                            if count < PREVIEW_REQUESTS:
+                                self._preview(number, custom_id, params, raw)
+                            first_line[custom_id] = number
+                            count += 1
+                            add_id(custom_id)
+                            add_line(number)
+                            add_length(len(raw))
+                            model = params["model"]
+                            row = per_model.get(model) or estimate.row(model)
+                            row[0] += 1
+                            row[1] += tokens
+                            row[2] += params["max_tokens"]
+                            row[3] += cached
+                            if keep_piece is not None:
+                                keep_piece(raw)
+                            continue
+                    for problem in rules.problems(number, item, raw, bounds_kept=True):
+                        self.problem(problem)
+                except StopReading:
+                    raise
+                except Exception as error:
+                    self.problem(self._unforeseen(number, error))
             if pieces:
                 # One write a block: each request followed by its separator.
                 pieces.append(b"")
@@ -367,6 +441,10 @@ class Check:
             placeholders = options.placeholders()
         except ValueError as exc:
             self.problem(Problem(None, "template", str(exc), "Fix the template."))
+            return
+        unusable = options.unusable()
+        if unusable is not None:
+            self.problem(Problem(None, *unusable))
             return
         records = csv_records(
             lines.numbered(), lambda n, raw, error: self.problem(not_utf8_problem(n, raw, error))
@@ -388,7 +466,7 @@ class Check:
                     header_record.last_line,
                     f"{{{name}}}",
                     f"The template uses {{{name}}} but the file has no column {name!r}.",
-                    f"Use one of the columns: {', '.join(header)}.",
+                    f"Use one of the columns: {clip(', '.join(header), 300)}.",
                 )
             )
         if options.id_column and options.id_column not in header:
@@ -397,7 +475,8 @@ class Check:
                     header_record.last_line,
                     options.id_column,
                     f"There is no column {options.id_column!r} to take the custom_id from.",
-                    f"Pick one of: {', '.join(header)}, or let the dashboard number the rows.",
+                    f"Pick one of: {clip(', '.join(header), 300)}, or let the dashboard number "
+                    "the rows.",
                 )
             )
             return
@@ -422,54 +501,69 @@ class Check:
                 self.complete = False
                 return
             self._tick()
-            cells = record.cells
-            if not any(cell.strip() for cell in cells):
+            if not any(cell.strip() for cell in record.cells):
                 continue
             row_number += 1
-            line = record.last_line
-            if len(cells) != len(header):
-                self.problem(
-                    Problem(
-                        line,
-                        "",
-                        f"Row {row_number:,} has {len(cells)} field{'s' if len(cells) != 1 else ''}"
-                        f" but the header has {len(header)}.",
-                        "Quote fields that contain commas, and give every row the header's "
-                        "columns.",
-                    )
+            try:
+                self._csv_row(record, header, placeholders, options, row_number)
+            except StopReading:
+                raise
+            except Exception as error:
+                self.problem(self._unforeseen(record.last_line, error))
+
+    def _csv_row(
+        self,
+        record: CsvRecord,
+        header: list[str],
+        placeholders: list[str],
+        options: CsvOptions,
+        row_number: int,
+    ) -> None:
+        """Check one row of a CSV (not a blank one), and keep its request."""
+        cells = record.cells
+        line = record.last_line
+        if len(cells) != len(header):
+            self.problem(
+                Problem(
+                    line,
+                    "",
+                    f"Row {row_number:,} has {len(cells)} field{'s' if len(cells) != 1 else ''}"
+                    f" but the header has {len(header)}.",
+                    "Quote fields that contain commas, and give every row the header's columns.",
                 )
-                continue
-            row = dict(zip(header, cells, strict=True))
-            custom_id = row[options.id_column].strip() if options.id_column else f"row-{row_number}"
-            prompt = options.render(row)
-            if not prompt.strip():
-                self.problem(
-                    Problem(
-                        line,
-                        ", ".join(placeholders),
-                        f"Row {row_number:,} gives an empty prompt.",
-                        "Fill in the row's cells, or remove the row.",
-                    )
+            )
+            return
+        row = dict(zip(header, cells, strict=True))
+        custom_id = row[options.id_column].strip() if options.id_column else f"row-{row_number}"
+        prompt = options.render(row)
+        if not prompt.strip():
+            self.problem(
+                Problem(
+                    line,
+                    ", ".join(placeholders),
+                    f"Row {row_number:,} gives an empty prompt.",
+                    "Fill in the row's cells, or remove the row.",
                 )
-                continue
-            params = options.params(prompt)
-            item = {"custom_id": custom_id, "params": params}
-            raw = orjson.dumps(item)
-            problems = self.rules.check(line, item, raw)
-            if problems is not None:
-                for problem in problems:
-                    self.problem(problem)
-                continue
-            if len(self.accepted) >= self.max_requests:
-                raise self._too_many(line)
-            accepted = self.accepted
-            accepted.custom_ids.append(custom_id)
-            accepted.lines.append(line)
-            accepted.lengths.append(len(raw))
-            self.estimate.add(params)
-            accepted.write(raw + SEPARATOR)
-            if len(self.preview) < PREVIEW_REQUESTS:
-                self._preview(line, custom_id, params, raw)
+            )
+            return
+        params = options.params(prompt)
+        item = {"custom_id": custom_id, "params": params}
+        raw = orjson.dumps(item)
+        problems = self.rules.check(line, item, raw)
+        if problems is not None:
+            for problem in problems:
+                self.problem(problem)
+            return
+        if len(self.accepted) >= self.max_requests:
+            raise self._too_many(line)
+        if len(self.preview) < PREVIEW_REQUESTS:
+            self._preview(line, custom_id, params, raw)
+        self.estimate.add(params)
+        accepted = self.accepted
+        accepted.custom_ids.append(custom_id)
+        accepted.lines.append(line)
+        accepted.lengths.append(len(raw))
+        accepted.write(raw + SEPARATOR)
 
     # A segment's result
     def run(self, lines: Lines, fmt: str, csv_options: CsvOptions | None = None) -> SegmentResult:

@@ -5,9 +5,12 @@ image as about 1,600 tokens and a PDF page as about 1,500: enough to tell a $3 b
 one. Output is priced at each request's `max_tokens`, the most it can cost. The walk looks at the
 places text sits in a request (system, each message's content blocks, tool definitions) rather
 than at every value, and `cache_control` is found in the request's bytes.
+
+Only requests the check accepted come here: they keep intake.bounds (nesting at most MAX_DEPTH,
+so orjson can encode any part; max_tokens an integer of at most MAX_INTEGER).
 """
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import orjson
 
@@ -18,6 +21,10 @@ IMAGE_TOKENS = 1600
 DOCUMENT_PAGE_TOKENS = 1500
 # Per message, the API adds a few tokens of framing.
 MESSAGE_OVERHEAD_TOKENS = 4
+# Digits the costs are worked out with: Decimal's default 28 would not hold a file of requests
+# each asking for bounds.MAX_INTEGER output tokens (over 10**27 in all), priced to 1/10,000 of
+# a dollar, and quantize refuses a number it cannot hold.
+COST_DIGITS = 60
 
 
 def _block_chars_and_tokens(block) -> tuple[int, int, bool]:
@@ -34,10 +41,10 @@ def _block_chars_and_tokens(block) -> tuple[int, int, bool]:
     if kind == "image":
         return 0, IMAGE_TOKENS, cached
     if kind == "document":
-        source = block.get("source") or {}
-        data = source.get("data")
+        source = block.get("source")
+        data = source.get("data") if type(source) is dict else None
         size = len(data) if type(data) is str else 0
-        if source.get("type") == "text":
+        if type(source) is dict and source.get("type") == "text":
             return size, 0, cached
         # A base64 PDF: about 3 KB of base64 per page of text.
         return 0, max(1, size // 3000) * DOCUMENT_PAGE_TOKENS, cached
@@ -125,6 +132,10 @@ class Estimate:
                 mine[index] += value
 
     def as_dict(self) -> dict:
+        with localcontext(prec=COST_DIGITS):
+            return self._as_dict()
+
+    def _as_dict(self) -> dict:
         table = price_table()
         discount = Decimal(str(table["batch_discount"]))
         rows, input_cost, output_cost, unpriced = [], Decimal(0), Decimal(0), []

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from batches import bulk
 from batches.claims import Claim
+from batches.intake.bounds import MAX_DEPTH, depth
 from batches.intake.checking import CheckStopped, check_file, compose_bodies, discard, index_rows
 from batches.intake.estimating import request_tokens
 from batches.intake.problems import REPORT_HEADER, Problem
@@ -286,8 +287,12 @@ def _store_report(submission: Submission, paths: list[str], directory: str) -> s
 def try_bound(params: dict) -> tuple[str, int, Decimal | None]:
     """(model, max_tokens, the most expensive outcome sent on its own, at the standard price) of
     a checked request's params: its estimated input, then max_tokens of output."""
-    tokens, _ = request_tokens(params)
     model, max_tokens = params["model"], params["max_tokens"]
+    if type(max_tokens) is not int or depth(params) > MAX_DEPTH:
+        # Not a request today's check accepts (intake.bounds), so one stored before it held
+        # lines to them: its cost is left unstated rather than worked out from it.
+        return model, max_tokens, None
+    tokens, _ = request_tokens(params)
     return model, max_tokens, standard_cost_at_most(model, tokens, max_tokens)
 
 

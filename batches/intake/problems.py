@@ -8,7 +8,8 @@ from batches.spreadsheets import safe_cell
 
 # The page shows this many; the downloadable report has them all.
 FIRST_PROBLEMS = 100
-FIX_NESTING = "Flatten it: no real request nests lists and objects hundreds of levels deep."
+# bounds.MAX_DEPTH, which imports this module (a test keeps the two alike).
+FIX_NESTING = "Flatten it: a request nests lists and objects at most 64 levels deep."
 FIX_UTF8 = "Save the file as UTF-8 (in Excel: “CSV UTF-8”; in an editor: encoding UTF-8)."
 REPORT_HEADER = ["line", "field", "problem", "how to fix it"]
 
@@ -22,6 +23,15 @@ class Problem:
 
     def as_dict(self) -> dict:
         return {"line": self.line, "field": self.field, "message": self.message, "fix": self.fix}
+
+
+def without_nul(problem: Problem) -> Problem:
+    """The problem with each NUL it quotes (a key of the file's, say) written as `\\u0000`, as the
+    file wrote it: PostgreSQL keeps no NUL in text, so a report holding one could not be kept."""
+    field, message, fix = (
+        text.replace("\x00", "\\u0000") for text in (problem.field, problem.message, problem.fix)
+    )
+    return Problem(problem.line, field, message, fix)
 
 
 class ProblemLog:
@@ -41,6 +51,8 @@ class ProblemLog:
                 self._writer.writerow(REPORT_HEADER)
 
     def add(self, problem: Problem) -> None:
+        if "\x00" in problem.field or "\x00" in problem.message or "\x00" in problem.fix:
+            problem = without_nul(problem)
         self.count += 1
         if len(self.first) < FIRST_PROBLEMS:
             self.first.append(problem)

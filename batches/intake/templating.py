@@ -1,12 +1,19 @@
 """A CSV row and a prompt template into one request's `params`."""
 
+import math
 import string
 from dataclasses import dataclass, fields
+
+from batches.intake.bounds import MAX_INTEGER
 
 ADVICE = (
     "Placeholders are plain column names in braces, like {review}; "
     "write {{ and }} for a literal brace."
 )
+
+
+def clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def guess_id_column(columns: list[str]) -> str:
@@ -57,6 +64,31 @@ class CsvOptions:
                 raise
             raise ValueError(f"The template has an unmatched brace ({exc}). {ADVICE}") from None
         return names
+
+    def unusable(self) -> tuple[str, str, str] | None:
+        """(field, what is wrong, how to fix it) when these options make no row a request the
+        API takes (every row would be refused alike, or could not even be written as JSON: a
+        max_tokens past bounds.MAX_INTEGER, a temperature that is not a finite number); None
+        when they are fine. Neither the upload form nor `validatebatch --max-tokens` bounds
+        max_tokens from above, and `validatebatch --temperature nan` is a float."""
+        max_tokens = self.max_tokens
+        if type(max_tokens) is not int or not 1 <= max_tokens <= MAX_INTEGER:
+            return (
+                "max_tokens",
+                f"max_tokens is {clip(repr(max_tokens))}; it must be a whole number from 1 to "
+                f"{MAX_INTEGER:,}.",
+                "Give max_tokens as the most output tokens a row may get, such as 1024.",
+            )
+        temperature = self.temperature
+        if temperature is not None and (
+            type(temperature) not in (int, float) or not math.isfinite(temperature)
+        ):
+            return (
+                "temperature",
+                f"temperature is {clip(repr(temperature))}, not a finite number.",
+                "Give a temperature from 0 to 1, or none.",
+            )
+        return None
 
     def render(self, row: dict[str, str]) -> str:
         # Plain lookups only: never str.format, which would allow attribute access.
