@@ -20,7 +20,7 @@ class QueuedPasswordResetForm(PasswordResetForm):
     sends nothing), so the answer's time does not tell which it was."""
 
     def save(self, *args, **kwargs) -> None:
-        found = [user.pk for user in self.get_users(self.cleaned_data["email"])]
+        found: list[int | None] = [user.pk for user in self.get_users(self.cleaned_data["email"])]
         for user_pk in found or [None]:
             tasks.send_password_reset.delay_on_commit(user_pk)
 

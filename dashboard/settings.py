@@ -108,6 +108,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Before any body is read (CSRF reads a form's in process_view, after every middleware).
+    "dashboard.middleware.UploadsPerPersonMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -416,6 +418,16 @@ MAX_BATCH_BYTES = env_int("MAX_BATCH_BYTES", 256_000_000, minimum=1000, maximum=
 MAX_UPLOAD_BATCHES = env_int("MAX_UPLOAD_BATCHES", 10, minimum=1, maximum=1000)
 # The largest upload the form accepts (bytes, before decompression).
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 2_000_000_000, minimum=1000)
+# Slow clients (dashboard/slow_clients.py): a body must bring this many bytes a second in every
+# window or it is cut off; a process receives at most WEB_THREADS - 2 bodies at once, so two of
+# its threads always answer pages; one login has at most UPLOADS_PER_USER uploads on their way.
+MIN_UPLOAD_BYTES_PER_SECOND = env_int("MIN_UPLOAD_BYTES_PER_SECOND", 8 * 1024, minimum=1)
+UPLOAD_RATE_WINDOW_SECONDS = env_float("UPLOAD_RATE_WINDOW_SECONDS", 15.0, minimum=1.0)
+WEB_THREADS = env_int("WEB_THREADS", 8, minimum=3)
+BODIES_PER_PROCESS = WEB_THREADS - 2
+UPLOADS_PER_USER = env_int("UPLOADS_PER_USER", 2, minimum=1)
+# A body at least this large is an upload, for the count per login.
+UPLOAD_MIN_BYTES = 1024 * 1024
 # Bounds on one check that no file can lift: the decompressed bytes read (skipped ones included:
 # by default what the largest upload's batches can hold, and a tenth more for line breaks and
 # rejected lines), the physical lines (blank ones included), one line's length, and seconds.

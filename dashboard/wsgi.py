@@ -1,6 +1,13 @@
+"""The WSGI application: Django's, with every request body watched so that slow clients cannot
+hold the web process (dashboard/slow_clients.py)."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 application = get_wsgi_application()
+
+from dashboard.slow_clients import guard_bodies  # noqa: E402 (after Django is set up)
+
+application = guard_bodies(application)

@@ -17,6 +17,7 @@ FLOORS = [
         "stamps, polls, and intake's parsing and rules (no model)",
         ["dashboard.env", "dashboard.errors", "dashboard.schemas", "dashboard.betas",
          "dashboard.storage", "dashboard.object_storage", "dashboard.local_files",
+         "dashboard.slow_clients",
          "dashboard.celery", "batches.text", "batches.spreadsheets",
          "batches.pricing", "batches.changes", "batches.outbound", "batches.outbound_http",
          "batches.bulk", "batches.claims", "batches.crypto", "batches.client", "batches.polling",

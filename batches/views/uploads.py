@@ -24,7 +24,7 @@ from batches.intake.templating import CsvOptions, guess_id_column
 from batches.models import AuditEntry, Submission, Trial, Workspace
 from batches.roles import Ability
 from batches.views.access import poll_key, submission_for, workspace_for
-from dashboard import betas
+from dashboard import betas, slow_clients
 
 logger = logging.getLogger(__name__)
 TEMPLATE = "batches/submission.html"
@@ -135,6 +135,8 @@ def _raw_upload(request) -> TemporaryUploadedFile:
             try:
                 chunk = request.read(min(RAW_CHUNK_BYTES, left))
             except OSError:  # the connection dropped (the person canceled, or the network)
+                if slow_clients.was_cut_off(request.environ):
+                    raise RawUploadError(slow_clients.too_slow_message()) from None
                 chunk = b""
             if not chunk:
                 raise RawUploadError(

@@ -142,12 +142,17 @@
         form.replaceWith(fresh);
         var invalid = fresh.querySelector("[aria-invalid=true]");
         if (invalid) invalid.focus();
+      } else if (xhr.status === 429 || xhr.status === 503) {  // too many uploads at once: it says when
+        var said = null;
+        try { said = JSON.parse(xhr.responseText).message; } catch (ignored) { said = null; }
+        uploadProblem(form, said || "The dashboard is busy receiving other uploads: try again in a minute.");
       } else {
         uploadProblem(form, "The upload failed (the server answered " + xhr.status + "): reload the page and try again.");
       }
     };
     xhr.onerror = function () {
-      uploadProblem(form, "The upload was interrupted: check the connection and try again.");
+      // Also what a browser reports when the server refused the upload before reading it.
+      uploadProblem(form, "The upload was interrupted: check the connection and try again (with other uploads on their way, wait for one to finish first).");
     };
     xhr.onabort = function () { uploadProblem(form, "Upload canceled: nothing was kept."); };
     cancel.onclick = function () { xhr.abort(); };
