@@ -18,7 +18,7 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
-from batches import labels, roles, usage, webhooks
+from batches import budgets, labels, roles, webhooks
 from batches.models import Batch, BudgetNotice, Workspace
 
 Event = webhooks.Event
@@ -157,7 +157,7 @@ def announce_budget(workspace_pk: int, *, http: httpx.Client | None = None) -> l
     workspace = Workspace.objects.get(pk=workspace_pk)
     if workspace.monthly_budget is None:
         return []
-    status = usage.budget_status(workspace)
+    status = budgets.budget_status(workspace)
     budget = workspace.monthly_budget
     told = []
     for threshold in BudgetNotice.THRESHOLDS:

@@ -26,7 +26,7 @@ from django.db.models import (
 )
 from django.utils.functional import cached_property
 
-from batches import changes, search, usage
+from batches import budgets, changes, search
 from batches.models import (
     Batch,
     BatchLabel,
@@ -296,7 +296,7 @@ def estimate(batch: Batch) -> dict | None:
     data = submission.estimate
     try:
         low = Decimal(data.get("input_cost") or 0)
-        high = usage.estimate_total(data)
+        high = budgets.estimate_total(data)
     except ArithmeticError:
         return None
     parts = max(1, len(data.get("parts") or []) or submission.parts.count())

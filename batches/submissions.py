@@ -26,7 +26,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from batches import audit, labels, roles, usage
+from batches import audit, budgets, labels, roles
 from batches.claims import Claim
 from batches.client import ApiClient, ApiError
 from batches.intake import job
@@ -123,7 +123,7 @@ class SubmitRefused(Exception):
 
 
 def spending_refusal(
-    actor, submission: Submission, spending: usage.SpendCheck, *, confirmed: bool
+    actor, submission: Submission, spending: budgets.SpendCheck, *, confirmed: bool
 ) -> str:
     """Why Submit may not go ahead for what the file could cost, or "": above the upload's own
     spend cap (never), or above what is left of the workspace's budget (only with an admin's
@@ -163,14 +163,14 @@ def submit(
     cannot start now (already submitted, still checking, problems). Raises `SubmitRefused`.
 
     The workspace's row is the budget's lock: the check of what is left and the commitment that
-    spends it (the upload turning `submitting`, which `usage.budget_status` counts at its most
+    spends it (the upload turning `submitting`, which `budgets.budget_status` counts at its most
     expensive outcome until its batches have a cost) happen in one transaction under it, so
     Submits at once are decided one after the other, each seeing the others' commitments."""
     with transaction.atomic():
         workspace = Workspace.objects.select_for_update().get(pk=submission.workspace_id)
         submission.refresh_from_db()
         submission.workspace = workspace
-        spending = usage.spend_check(submission) if submission.estimate else None
+        spending = budgets.spend_check(submission) if submission.estimate else None
         if spending is not None:
             refusal = spending_refusal(actor, submission, spending, confirmed=confirm_over_budget)
             if refusal:

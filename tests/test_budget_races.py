@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from batches import submissions, usage
+from batches import budgets, submissions
 from batches.models import AuditEntry, Submission, SubmissionPart
 from tests import factories
 
@@ -72,7 +72,7 @@ def test_it_commits_at_most_the_budget_when_twenty_submits_come_at_once(workspac
     refused = [answer for answer in answers if isinstance(answer, str)]
     assert len(started) == 9 and len(refused) == 11
     assert all("left of the workspace's budget" in answer for answer in refused)
-    status = usage.budget_status(workspace)
+    status = budgets.budget_status(workspace)
     assert status.committed == Decimal("90.0000") <= status.budget
     assert Submission.objects.filter(state=Submission.State.SUBMITTING).count() == 9
     assert AuditEntry.objects.filter(action=AuditEntry.Action.SUBMIT).count() == 9
@@ -83,7 +83,7 @@ def test_it_counts_an_upload_waiting_for_its_batches_at_its_most_expensive_outco
     waiting = checked_upload(workspace, user, "30.00")
     assert submissions.submit(waiting, user)  # submitting: no batch exists yet
 
-    status = usage.budget_status(workspace)
+    status = budgets.budget_status(workspace)
 
     assert status.committed == Decimal("30.0000") and status.left == Decimal("70.0000")
 

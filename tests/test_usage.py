@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from batches import totals, usage
+from batches import budgets, totals, usage
 from batches.models import Batch, BatchUsage, Result, SubmissionPart
 from batches.roles import Role
 from batches.workspaces import create_workspace
@@ -304,7 +304,7 @@ def test_the_budget_counts_spent_committed_and_left(workspace, user):
     this_month_batch(workspace, "2.5")
     running_upload_batch(workspace, user, "3.00")  # half of the upload: $1.50 committed
     factories.running_batch(workspace)  # made outside: no estimate
-    status = usage.budget_status(workspace)
+    status = budgets.budget_status(workspace)
     assert (status.spent, status.committed, status.left) == (
         Decimal("2.5000"),
         Decimal("1.5000"),

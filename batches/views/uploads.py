@@ -16,7 +16,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from batches import audit, mirror, polling, roles, submissions, tasks, trials, usage
+from batches import audit, budgets, mirror, polling, roles, submissions, tasks, trials
 from batches.client import ApiClient, ApiError
 from batches.forms import CsvOptionsForm, TryForm, UploadForm
 from batches.intake import job
@@ -77,7 +77,7 @@ def _context(request, submission: Submission, csv_form=None, key=None) -> dict:
         "batches": [part.batch for part in parts if part.batch is not None],
         "more_problems": max(0, submission.problem_count - len(submission.problems)),
         "can": roles.abilities(request.user, submission.workspace),
-        "spending": usage.spend_check(submission) if submission.estimate else None,
+        "spending": budgets.spend_check(submission) if submission.estimate else None,
         "trials": tried,
         "trying": any(trial.state == Trial.State.SENDING and not trial.is_lost for trial in tried),
         "try_options": _try_options(submission),
@@ -232,7 +232,7 @@ def _upload_page(request, workspace: Workspace, form: UploadForm, *, raw: bool =
             "workspace": workspace,
             "form": form,
             "recent": recent,
-            "budget": usage.budget_status(workspace) if workspace.monthly_budget else None,
+            "budget": budgets.budget_status(workspace) if workspace.monthly_budget else None,
             "known_betas": betas.KNOWN,
             "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
             "uploadable": _uploadable(request.user),

@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from batches import roles, usage
+from batches import budgets, roles, usage
 from batches.forms import UsagePeriodForm
 from batches.models import Workspace
 from batches.spreadsheets import BOM, safe_row
@@ -57,7 +57,7 @@ def _page(request, workspaces, workspace):
         "workspaces": workspaces,
         "figures": figures,
         "charts": _charts(figures) if figures else [],
-        "budget": usage.budget_status(workspace) if workspace else None,
+        "budget": budgets.budget_status(workspace) if workspace else None,
         "can": roles.abilities(request.user, workspace) if workspace else {},
         "query": _without_csv(request.GET),
         "presets": _presets(zone),
