@@ -6,6 +6,7 @@ Each page also listens for `securitypolicyviolation` events, which Chromium rais
 refused inline script or style, so a violation fails the test even when nothing is logged.
 """
 
+import os
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,29 @@ def shot(page, name, *, full=True):
     return path
 
 
-needs_chromium = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"
-)
+def when_chromium_is_missing(ci: str | None) -> str:
+    """What a browser test does on a machine without Chromium, given the CI variable: "fail"
+    when it is set and not empty (there a missing browser is a broken setup, which a skip would
+    hide behind a green run), "skip" on a developer's machine."""
+    return "fail" if ci else "skip"
+
+
+def check_chromium(path: Path, ci: str | None) -> None:
+    """Nothing when Chromium is at `path`; else skips the test, or fails it (CI set)."""
+    if path.exists():
+        return
+    missing = f"no Chromium at {path}: install Debian's package chromium (apt-get install chromium)"
+    if when_chromium_is_missing(ci) == "fail":
+        pytest.fail(f"{missing}. CI is set: a missing browser fails the run.", pytrace=False)
+    pytest.skip(missing)
+
+
+@pytest.fixture
+def chromium() -> str:
+    """The Chromium the browser tests drive. Without it a test skips, or fails when CI is set."""
+    check_chromium(Path(CHROMIUM), os.environ.get("CI"))
+    return CHROMIUM
+
+
+# The fixture is registered for the whole suite by tests/conftest.py (pytest_plugins).
+needs_chromium = pytest.mark.usefixtures("chromium")

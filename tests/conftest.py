@@ -13,8 +13,9 @@ from django.conf import settings
 
 from dashboard.supervisor import embedded_redis_argv
 
-# Fixtures for the mirror: workspaces whose API is the emulator, in this process.
-pytest_plugins = ["tests.mirror", "tests.processes"]
+# Fixtures for the mirror: workspaces whose API is the emulator, in this process; and the browser
+# tests' Chromium check (tests/browser.py).
+pytest_plugins = ["tests.mirror", "tests.processes", "tests.browser"]
 
 
 def _redis_answers(url: str) -> bool:
