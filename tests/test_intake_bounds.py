@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 
-from batches.intake import bounds, checking, command_line
+from batches.intake import bounds, command_line, line_checking
 from batches.intake.bounds import MAX_DEPTH, MAX_INTEGER, deeper_than, depth
 from batches.intake.problems import FIX_NESTING
 from batches.intake.rules import bounded_validator
@@ -211,14 +211,14 @@ def test_csv_options_no_row_could_use_are_one_problem_of_the_file(tmp_path):
 
 
 def test_whatever_else_raises_on_a_line_is_that_lines_problem(tmp_path, monkeypatch):
-    real = checking.request_tokens
+    real = line_checking.request_tokens
 
     def request_tokens(params):
         if params.get("system") == "boom":
             raise ZeroDivisionError("division by zero")
         return real(params)
 
-    monkeypatch.setattr(checking, "request_tokens", request_tokens)
+    monkeypatch.setattr(line_checking, "request_tokens", request_tokens)
     content = "\n".join([good("a", system="x"), good("b", system="boom"), good("c", system="y")])
     report = check(tmp_path, content, models=None)
     assert [(p.line, p.message) for p in report.problems] == [

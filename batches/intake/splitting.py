@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 # A create body is {"requests":[ ... ]}: what it costs besides the requests themselves (written
-# with a line break after the bracket and before the brace, see checking.PartWriter).
+# with a line break after the bracket and before the brace, see batches.intake.accepted).
 ENVELOPE_BYTES = len(b'{"requests":[\n\n]}')
 # Each request in a body is followed by ",\n" (the last one by "\n").
 SEPARATOR_BYTES = 2
