@@ -43,20 +43,36 @@ def test_renewing_moves_the_lease_and_writes_fields_with_it(row):
     assert stored.last_sync_error == "half way"
 
 
-def test_a_claim_kept_alive_outlives_its_lease_while_the_work_progresses(row, settings):
+def wait_for(condition, what: str, timeout: float = 10) -> None:
+    """Polls `condition` until it holds; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.01)
+
+
+def test_a_claim_kept_alive_outlives_its_lease_while_the_work_progresses(row, settings, caplog):
     settings.CLAIM_LEASE_SECONDS = 0.6
     settings.CLAIM_RENEW_SECONDS = 0.1
     settings.CLAIM_STALL_SECONDS = 0.5
     claim = Claim.take(Workspace, row.pk, "sync_claimed_until")
+    twice_the_lease = claim.until + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
     with claim.kept_alive():
-        for _ in range(15):  # 1.5 s: more than twice the lease
-            time.sleep(0.1)
+        # The work progresses until it has held the claim for more than twice its lease; at each
+        # step the holder renews, then waits for the thread's next renewal.
+        while timezone.now() < twice_the_lease:
             claim.progressed()
             assert claim.renew()  # the holder's own renewals never collide with the thread's
+            ours = claim.until
+            wait_for(lambda ours=ours: claim.until != ours, "the keep-alive thread to renew")
         assert Workspace.objects.get().sync_claimed_until > timezone.now()
         # No progress: the thread stops renewing, and the claim lapses within a lease.
-        time.sleep(1.4)
-        assert Workspace.objects.get().sync_claimed_until < timezone.now()
+        wait_for(lambda: "made no progress" in caplog.text, "the keep-alive thread to give up")
+        wait_for(
+            lambda: Workspace.objects.get().sync_claimed_until < timezone.now(),
+            "the claim to lapse",
+            timeout=settings.CLAIM_LEASE_SECONDS + 5,
+        )
         assert Claim.take(Workspace, row.pk, "sync_claimed_until") is not None
 
 

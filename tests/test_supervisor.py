@@ -86,15 +86,49 @@ def start(env):
     )
 
 
-def wait_healthy(process, port, timeout=90):
+def wait_until(process, condition, what: str, timeout: float):
+    """Polls `condition` until it returns something true, and returns that; fails after
+    `timeout` seconds, or as soon as the supervisor exits (with its output)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stdout.read()
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not happen in {timeout} s")
+
+
+def wait_healthy(process, port, timeout=90):
+    def healthy():
         status, body = health(port)
-        if status == 200:
-            return body
-        time.sleep(0.3)
-    raise AssertionError("the dashboard did not become healthy in time")
+        return body if status == 200 else None
+
+    return wait_until(process, healthy, "the dashboard becoming healthy", timeout)
+
+
+# What runs below the supervisor once everything has started, by a piece of each command line:
+# the worker's pool (--concurrency=2) is two more processes with the worker's command line, which
+# it forks seconds after /healthz first answers.
+EVERYTHING = {"redis-server": 1, " runserver ": 1, " worker ": 3, " beat ": 1}
+
+
+def everything_started(process, timeout=60) -> set[int]:
+    """The processes below the supervisor, once each of EVERYTHING runs."""
+
+    def below():
+        commands = {pid: command_line(pid) for pid in descendants(process.pid)}
+        running = {key: sum(key in line for line in commands.values()) for key in EVERYTHING}
+        return set(commands) if all(running[key] >= EVERYTHING[key] for key in running) else None
+
+    return wait_until(process, below, f"starting {EVERYTHING}", timeout)
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 KEY = "sk-ant-api03-supervisor-secret-0123456789"
@@ -114,9 +148,7 @@ def test_it_starts_everything_and_stops_every_process_on_a_signal(supervisor_env
     try:
         assert wait_healthy(process, port) == {"status": "ok", "database": "ok", "broker": "ok"}
         # The web server, the worker (and its pool), beat and Redis all run under it.
-        time.sleep(1)
-        below = descendants(process.pid)
-        assert len(below) >= 4
+        below = everything_started(process)
         # The key made the real API's workspace, and then left every environment.
         for pid in {process.pid, *below}:
             assert KEY.encode() not in environment_of(pid), pid
