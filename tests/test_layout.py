@@ -4,6 +4,9 @@ Every module of `batches/` (and the project's infrastructure in `dashboard/`) is
 module imports only from its own floor or below, and the imports form no cycle, lazy imports
 inside functions included. A new module must be given a floor here, which is the point: where
 it goes is decided, not drifted into. The README's layout table describes the same floors.
+
+And no room grows past MAX_LINES: a module that does is split into a package of rooms named for
+what they hold (as `batches.models` and `batches.intake` are).
 """
 
 import ast
@@ -62,6 +65,8 @@ FLOORS = [
 ]  # fmt: skip
 FLOOR_OF = {module: number for number, (_, modules) in enumerate(FLOORS) for module in modules}
 COMMANDS_FLOOR = len(FLOORS) - 1
+# The most lines a module may have (ours, migrations aside).
+MAX_LINES = 600
 
 
 def _modules() -> dict[str, Path]:
@@ -169,3 +174,16 @@ def test_the_views_are_reached_only_from_the_urls_and_settings():
         if name.startswith("batches.views") or name in ("batches.urls", "dashboard.settings"):
             continue
         assert not [i for i in _imports(path, modules) if i.startswith("batches.views")], name
+
+
+def test_no_module_is_over_max_lines():
+    too_long = {}
+    for package in ("batches", "dashboard", "emulator"):
+        for path in (ROOT / package).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue
+            with path.open(encoding="utf-8") as handle:
+                count = sum(1 for _ in handle)
+            if count > MAX_LINES:
+                too_long[str(path.relative_to(ROOT))] = count
+    assert too_long == {}, f"split these into rooms of at most {MAX_LINES} lines: {too_long}"
