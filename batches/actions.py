@@ -66,6 +66,16 @@ def _refusal(batch: Batch, action: str) -> str:
     return ""
 
 
+def offered(batch: Batch, can: dict[str, bool]) -> dict[str, bool]:
+    """What the batch page offers a person whose abilities are `can`: each action their role
+    allows that applies to the batch now, by the same rule `request_action` enforces."""
+    return {
+        "cancel": can["submit"] and not _refusal(batch, Action.CANCEL),
+        "delete": can["delete"] and not _refusal(batch, Action.DELETE),
+        "refresh": can["submit"] and not _refusal(batch, Action.REFRESH),
+    }
+
+
 def request_action(batch: Batch, action: str, user=None) -> None:
     """Record `action` as pending on the batch, once, and who asked for a cancel or a delete;
     the caller enqueues the task."""

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from batches import audit, roles
+from batches import roles
 from batches.models import (
     AuditEntry,
     Batch,
@@ -14,6 +14,8 @@ from batches.models import (
     SubmissionPart,
     Workspace,
 )
+from batches.operations import members as member_operations
+from batches.operations import workspaces as workspace_operations
 from dashboard.errors import remember_secret
 
 
@@ -97,8 +99,32 @@ class MembersOnly(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class MembershipFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        """Never the last admin removed or made less than admin (the rule of
+        operations.members, checked here so the page says it before anything is saved)."""
+        super().clean()
+        if self.instance.pk is None:
+            return
+        leaving: list[int] = []
+        joining = 0
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None) or {}
+            if not data:
+                continue
+            stays_admin = not data.get("DELETE") and data.get("role") == Membership.Role.ADMIN
+            if form.instance.pk and not stays_admin:
+                leaving.append(form.instance.pk)
+            elif not form.instance.pk and form.has_changed() and stays_admin:
+                joining += 1
+        refusal = member_operations.last_admin_refusal(self.instance, leaving, joining)
+        if refusal:
+            raise forms.ValidationError(refusal)
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
+    formset = MembershipFormSet
     fields = ["user", "role"]
     autocomplete_fields = ["user"]
     extra = 0
@@ -132,55 +158,57 @@ class WorkspaceAdmin(MembersOnly, admin.ModelAdmin):
             return False
         return super().has_change_permission(request, obj)
 
-    # Changes made here are audited as those made on the settings pages are.
-    AUDITED_FIELDS = ("name", "slug", "base_url", "notify_email", "notify_webhook_url",
-                      "results_downloadable")  # fmt: skip
-
+    # Changes made here go through the same change functions as the settings pages'.
     def save_model(self, request, obj, form, change):
-        stored = Workspace.objects.filter(pk=obj.pk).first() if change else None
-        before = audit.workspace_settings(stored, self.AUDITED_FIELDS) if stored else {}
-        hint = stored.api_key_hint if stored else ""
-        super().save_model(request, obj, form, change)
-        after = audit.workspace_settings(obj, self.AUDITED_FIELDS)
-        if not change:
-            audit.record(audit.Action.WORKSPACE_CREATE, request=request, workspace=obj,
-                         target="admin", after=after)  # fmt: skip
-            return
-        changed_before, changed_after = audit.changed_settings(before, after)
-        if changed_after:
-            audit.record(audit.Action.SETTINGS_CHANGE, request=request, workspace=obj,
-                         target="admin", before=changed_before, after=changed_after)  # fmt: skip
-        if form.cleaned_data.get("api_key"):
-            audit.record(audit.Action.KEY_CHANGE, request=request, workspace=obj, target="API key",
-                         before={"api_key": hint}, after={"api_key": obj.api_key_hint})  # fmt: skip
+        workspace_operations.save_from_admin(
+            obj,
+            request.user,
+            created=not change,
+            key_changed=bool(form.cleaned_data.get("api_key")),
+            save=lambda: super(WorkspaceAdmin, self).save_model(request, obj, form, change),
+            request=request,
+        )
 
     def delete_model(self, request, obj):
-        audit.record(audit.Action.WORKSPACE_DELETE, request=request, workspace=obj, target="admin")
-        super().delete_model(request, obj)
+        workspace_operations.delete(obj, request.user, where="admin", request=request)
 
     def delete_queryset(self, request, queryset):
         for workspace in queryset:
-            audit.record(audit.Action.WORKSPACE_DELETE, request=request, workspace=workspace,
-                         target="admin")  # fmt: skip
-        super().delete_queryset(request, queryset)
+            workspace_operations.delete(workspace, request.user, where="admin", request=request)
 
     def save_formset(self, request, form, formset, change):
-        roles_before = dict(form.instance.memberships.values_list("pk", "role"))
-        super().save_formset(request, form, formset, change)
+        """Each membership added, changed or removed here is a change function's (the last
+        admin is kept by the formset's own check, before anything is saved)."""
         workspace = form.instance
-        for membership in formset.new_objects:
-            audit.record(audit.Action.MEMBER_ADD, request=request, workspace=workspace,
-                         target=f"member {membership.user.get_username()}",
-                         after={"role": membership.role})  # fmt: skip
-        for membership, _ in formset.changed_objects:
-            audit.record(audit.Action.MEMBER_ROLE, request=request, workspace=workspace,
-                         target=f"member {membership.user.get_username()}",
-                         before={"role": roles_before.get(membership.pk)},
-                         after={"role": membership.role})  # fmt: skip
-        for membership in formset.deleted_objects:
-            audit.record(audit.Action.MEMBER_REMOVE, request=request, workspace=workspace,
-                         target=f"member {membership.user.get_username()}",
-                         before={"role": membership.role})  # fmt: skip
+        # What Django's own formset.save() would leave for the admin's history message.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        deleting = list(formset.deleted_forms)
+        # Additions first, then role changes, then removals: an admin made here counts before
+        # another one steps down.
+        kept = [form for form in formset.forms if form not in deleting]
+        for membership_form in kept:
+            if membership_form.instance.pk is None and membership_form.has_changed():
+                formset.new_objects.append(
+                    member_operations.add_member(
+                        workspace,
+                        request.user,
+                        membership_form.cleaned_data["user"],
+                        membership_form.cleaned_data["role"],
+                        request=request,
+                    )
+                )
+        for membership_form in kept:
+            membership = membership_form.instance
+            if membership.pk and "role" in membership_form.changed_data:
+                role = membership_form.cleaned_data["role"]
+                member_operations.change_role(membership, request.user, role, request=request)
+                formset.changed_objects.append((membership, ["role"]))
+        for membership_form in deleting:
+            if membership_form.instance.pk:
+                member_operations.remove_member(
+                    membership_form.instance, request.user, request=request
+                )
+                formset.deleted_objects.append(membership_form.instance)
 
     def has_delete_permission(self, request, obj=None):
         if obj is not None and not roles.may(request.user, obj, roles.Ability.MANAGE):

@@ -2,12 +2,10 @@
 
 1. `create_submission` stores the upload (through the storage API, so any worker can read it)
    and, for JSONL or a CSV with its options, asks for a check (`intake.job`).
-2. `submit` checks what the file could cost against its own spend cap and the workspace's
-   budget, under a lock on the workspace's row, and `request_submit` moves it to `submitting`
-   with a conditional update in the same transaction, so a double click or a reload starts
-   nothing twice and two Submits at once never both spend what is left; the caller enqueues
-   `create_batches` after the commit. With problems in the file, only an explicit "submit the
-   valid requests" does this.
+2. `request_submit` moves a checked submission to `submitting` with a conditional update, so a
+   double click or a reload starts nothing twice (`operations.uploads.submit` does it under the
+   workspace's budget lock, with the spend rules); `create_batches` runs after the commit. With
+   problems in the file, only an explicit "submit the valid requests" does this.
 3. `create_batches` streams each part's create body, written by the check, from storage to the
    API: the upload is never read again. A create whose answer was lost (a timeout, a 5xx) may
    still have made the batch, so before the client tries again it looks for that batch among the
@@ -18,21 +16,18 @@ import logging
 import time
 import uuid
 from datetime import datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from batches import audit, budgets, labels, roles
+from batches import labels
 from batches.claims import Claim
 from batches.client import ApiClient, ApiError
 from batches.intake import job
 from batches.intake.reading import detect_format
-from batches.models import AuditEntry, Batch, Submission, SubmissionPart, Workspace
-from batches.roles import Ability
+from batches.models import Batch, Submission, SubmissionPart, Workspace
 from dashboard import storage
 
 logger = logging.getLogger(__name__)
@@ -115,86 +110,6 @@ def request_submit(submission: Submission, *, valid_only: bool = False) -> bool:
         )
     )
     return changed == 1
-
-
-class SubmitRefused(Exception):
-    """Submit may not go ahead for what the file could cost; the message says why and what to
-    do."""
-
-
-def spending_refusal(
-    actor, submission: Submission, spending: budgets.SpendCheck, *, confirmed: bool
-) -> str:
-    """Why Submit may not go ahead for what the file could cost, or "": above the upload's own
-    spend cap (never), or above what is left of the workspace's budget (only with an admin's
-    explicit confirmation; `actor` None is an operator at the shell, who confirms with a flag)."""
-    if not submission.estimate:
-        return ""
-    if spending.over_cap:
-        return (
-            f"This file could cost up to ${spending.estimate:,.2f}, above its spend cap of "
-            f"${spending.cap:,.2f}: nothing was sent. Upload it again with a higher cap, or "
-            "lower max_tokens."
-        )
-    if not spending.over_budget:
-        return ""
-    left = spending.budget.left or Decimal(0)
-    why = (
-        f"This file could cost up to ${spending.estimate:,.2f}, but ${max(left, Decimal(0)):,.2f} "
-        f"is left of the workspace's budget for {spending.budget.month:%B}"
-    )
-    if actor is not None and not roles.may(actor, submission.workspace, Ability.MANAGE):
-        return f"{why}. A workspace admin must confirm going over the budget: ask one to submit it."
-    if not confirmed:
-        return f"{why}. Confirm going over the budget to submit it."
-    return ""
-
-
-def submit(
-    submission: Submission,
-    actor,
-    *,
-    valid_only: bool = False,
-    confirm_over_budget: bool = False,
-    request=None,
-) -> bool:
-    """Submit a checked upload once, within its spend cap and its workspace's budget: True when
-    this call started it (the caller enqueues `tasks.submit_submission` on commit), False when it
-    cannot start now (already submitted, still checking, problems). Raises `SubmitRefused`.
-
-    The workspace's row is the budget's lock: the check of what is left and the commitment that
-    spends it (the upload turning `submitting`, which `budgets.budget_status` counts at its most
-    expensive outcome until its batches have a cost) happen in one transaction under it, so
-    Submits at once are decided one after the other, each seeing the others' commitments."""
-    with transaction.atomic():
-        workspace = Workspace.objects.select_for_update().get(pk=submission.workspace_id)
-        submission.refresh_from_db()
-        submission.workspace = workspace
-        spending = budgets.spend_check(submission) if submission.estimate else None
-        if spending is not None:
-            refusal = spending_refusal(actor, submission, spending, confirmed=confirm_over_budget)
-            if refusal:
-                raise SubmitRefused(refusal)
-        if not request_submit(submission, valid_only=valid_only):
-            return False
-        over_budget = spending is not None and spending.over_budget
-        if over_budget and actor is not None:
-            Submission.objects.filter(pk=submission.pk).update(over_budget_confirmed_by=actor)
-        audit.record(
-            AuditEntry.Action.SUBMIT,
-            request=request,
-            actor=actor,
-            workspace=workspace,
-            target=audit.upload_target(submission),
-            after={
-                "requests": submission.request_count,
-                "valid_only": valid_only,
-                "estimate": str(spending.estimate if spending else Decimal(0)),
-                **({"over_budget": True} if over_budget else {}),
-            },
-        )
-    submission.refresh_from_db()
-    return True
 
 
 def stalled_submissions(now: datetime) -> list[int]:

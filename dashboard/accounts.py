@@ -6,9 +6,9 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import PasswordResetForm
 from django.urls import reverse_lazy
 
-from batches import audit, tasks
+from batches import tasks
 from batches.invitations import invitation_tokens
-from batches.models import AuditEntry
+from batches.operations import accounts
 
 # Two backends are configured (django-axes and the model backend): name the one to log in by.
 LOGIN_BACKEND = "django.contrib.auth.backends.ModelBackend"
@@ -37,12 +37,7 @@ class ResetPasswordView(auth_views.PasswordResetConfirmView):
 
     def form_valid(self, form):
         response = super().form_valid(form)
-        audit.record(
-            AuditEntry.Action.PASSWORD_SET,
-            request=self.request,
-            actor=form.user,
-            target=self.audit_target,
-        )
+        accounts.password_set(form.user, how=self.audit_target, request=self.request)
         return response
 
 

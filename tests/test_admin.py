@@ -121,6 +121,29 @@ def test_changes_made_in_the_admin_are_audited(admin_client, workspace, django_u
     assert log["member_add"].target == "member newcomer"
 
 
+def test_the_admin_refuses_to_remove_or_demote_the_last_admin(admin_client, workspace, user):
+    """The rule of the settings page and the `members` command holds in the Django admin too."""
+    from batches.models import AuditEntry, Membership
+
+    url = f"/admin/batches/workspace/{workspace.pk}/change/"
+    base = {"name": workspace.name, "slug": workspace.slug, "base_url": workspace.base_url,
+            "notify_email": "on", "results_downloadable": "on", "api_key": ""}  # fmt: skip
+    owner = workspace.memberships.get(user=user)
+    number = list(workspace.memberships.all()).index(owner)
+    for change in (
+        {f"memberships-{number}-DELETE": "on"},
+        {f"memberships-{number}-role": "viewer"},
+    ):
+        answer = admin_client.post(url, base | memberships_formset(workspace) | change)
+        assert answer.status_code == 200  # the form again, nothing saved
+        assert "owner is the last admin of Research: make someone else an admin first." in (
+            answer.content.decode()
+        )
+        owner.refresh_from_db()
+        assert owner.role == Membership.Role.ADMIN
+    assert not AuditEntry.objects.filter(action__startswith="member_").exists()
+
+
 def test_deleting_a_workspace_in_the_admin_is_audited(admin_client, workspace):
     from batches.models import AuditEntry
 

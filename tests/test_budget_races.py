@@ -10,8 +10,10 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from batches import budgets, submissions
+from batches import budgets
 from batches.models import AuditEntry, Submission, SubmissionPart
+from batches.operations import Refused
+from batches.operations import uploads as upload_operations
 from tests import factories
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,8 +48,8 @@ def submit_all_at_once(uploads, actor, **options) -> list[bool | str]:
     def run(index: int, upload: Submission) -> None:
         try:
             start.wait()
-            answers[index] = submissions.submit(upload, actor, **options)
-        except submissions.SubmitRefused as refusal:
+            answers[index] = upload_operations.submit(upload, actor, queue=False, **options)
+        except Refused as refusal:
             answers[index] = str(refusal)
         finally:
             connection.close()
@@ -81,7 +83,7 @@ def test_it_commits_at_most_the_budget_when_twenty_submits_come_at_once(workspac
 def test_it_counts_an_upload_waiting_for_its_batches_at_its_most_expensive_outcome(workspace, user):
     budgeted(workspace, "100.00")
     waiting = checked_upload(workspace, user, "30.00")
-    assert submissions.submit(waiting, user)  # submitting: no batch exists yet
+    assert upload_operations.submit(waiting, user, queue=False)  # submitting: no batch exists yet
 
     status = budgets.budget_status(workspace)
 

@@ -54,6 +54,12 @@ FLOORS = [
     ("what combines them: the actions on a batch", ["batches.actions"]),
     ("the Celery tasks, thin doors into the floors below", ["batches.tasks"]),
     (
+        "the change functions: each change with its rule, its audit entry and its task",
+        ["batches.operations", "batches.operations.batches", "batches.operations.uploads",
+         "batches.operations.members", "batches.operations.workspaces",
+         "batches.operations.accounts"],
+    ),
+    (
         "the edges: pages (one module each), template tags, admin, commands, URLs",
         ["batches.views.access", "batches.views.batch_list", "batches.views.batch_page",
          "batches.views.downloads", "batches.views.header", "batches.views.results",
@@ -187,3 +193,25 @@ def test_no_module_is_over_max_lines():
             if count > MAX_LINES:
                 too_long[str(path.relative_to(ROOT))] = count
     assert too_long == {}, f"split these into rooms of at most {MAX_LINES} lines: {too_long}"
+
+
+# Where an audit entry may be written: the change functions, and the system's own findings (the
+# mirror's ended and vanished batches; the login signals and the chain, in the audit modules).
+AUDIT_WRITERS = ("batches.operations.", "batches.audit", "batches.mirror")
+
+
+def test_audit_entries_are_written_only_by_the_change_functions():
+    writers = []
+    for name, path in _modules().items():
+        if name.startswith(AUDIT_WRITERS):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("record", "record_batches", "entry")
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "audit"
+            ):
+                writers.append(f"{name}:{node.lineno}")
+    assert writers == [], "write audit entries through batches.operations"

@@ -5,15 +5,16 @@ shows the action pending until it lands, polling once a second meanwhile.
 """
 
 from django.contrib import messages
-from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from batches import actions, audit, labels, polling, roles, selectors, tasks
+from batches import actions, labels, polling, roles, selectors
 from batches.forms import BatchNameForm
-from batches.models import AuditEntry, Batch
+from batches.models import Batch
+from batches.operations import Refused
+from batches.operations import batches as batch_operations
 from batches.roles import Ability
 from batches.views.access import batch_for, poll_key
 
@@ -35,6 +36,7 @@ def _detail_context(request, batch: Batch, dialog: str = "", key=None, name_form
         if resubmit_counts and not any(resubmit_counts.values())
         else ""
     )
+    can = roles.abilities(request.user, batch.workspace)
     context = {
         "batch": batch,
         "still_changing": batch.still_changing,
@@ -45,7 +47,8 @@ def _detail_context(request, batch: Batch, dialog: str = "", key=None, name_form
         "resubmit_kinds": actions.RESUBMIT_KINDS,
         "dialog": dialog,
         "resubmissions": selectors.recent_resubmissions(batch),
-        "can": roles.abilities(request.user, batch.workspace),
+        "can": can,
+        "offers": actions.offered(batch, can),
         "name_form": name_form
         or BatchNameForm(initial={"name": batch.name, "labels": ", ".join(labels.names(batch))}),
     }
@@ -91,32 +94,12 @@ def _confirm_page(request, batch, dialog):
     return render(request, DETAIL, _detail_context(request, batch, dialog))
 
 
-# What each action is called in the audit log.
-AUDITED: dict[str, str] = {
-    Batch.Action.CANCEL: AuditEntry.Action.CANCEL,
-    Batch.Action.DELETE: AuditEntry.Action.DELETE,
-    Batch.Action.REMOVE: AuditEntry.Action.DELETE,
-    Batch.Action.REFRESH: AuditEntry.Action.REFRESH,
-}
-
-
 def _start_action(request, batch: Batch, action: str, done: str) -> bool:
-    """Record the action (on the batch, and who asked in the audit log) and hand it to a
-    worker; the page shows it pending until it lands."""
+    """Hand the action to a worker (operations.batches.start_action); the page shows it pending
+    until it lands."""
     try:
-        with transaction.atomic():
-            actions.request_action(batch, action, request.user)
-            audit.record(
-                AUDITED[action],
-                request=request,
-                workspace=batch.workspace,
-                target=audit.batch_target(batch),
-                after={"keep_local_copy": action == Batch.Action.DELETE}
-                if action in (Batch.Action.DELETE, Batch.Action.REMOVE)
-                else {},
-            )
-            tasks.run_batch_action.delay_on_commit(batch.pk)
-    except actions.ActionRefused as refused:
+        batch_operations.start_action(batch, action, request.user, request=request)
+    except Refused as refused:
         messages.error(request, str(refused))
         return False
     messages.info(request, done)
@@ -162,22 +145,16 @@ def batch_rename(request, slug, api_id):
     if not form.is_valid():
         context = _detail_context(request, batch, name_form=form)
         return render(request, DETAIL, context, status=400)
-    before = {"name": batch.name, "labels": labels.names(batch)}
-    after = {"name": form.cleaned_data["name"], "labels": form.cleaned_data["labels"]}
-    if before == after:
+    changed = batch_operations.rename(
+        batch,
+        request.user,
+        form.cleaned_data["name"],
+        form.cleaned_data["labels"],
+        request=request,
+    )
+    if not changed:
         messages.info(request, "Nothing changed.")
         return redirect(batch.get_absolute_url())
-    with transaction.atomic():
-        Batch.objects.filter(pk=batch.pk).update(name=after["name"])
-        labels.set_labels(batch, after["labels"])
-        audit.record(
-            AuditEntry.Action.RENAME,
-            request=request,
-            workspace=batch.workspace,
-            target=audit.batch_target(batch),
-            before=before,
-            after=after,
-        )
     messages.success(request, "Saved the name and labels.")
     return redirect(batch.get_absolute_url())
 
@@ -195,21 +172,10 @@ def batch_resubmit(request, slug, api_id):
     if request.method == "GET":
         return _confirm_page(request, batch, "resubmit")
     try:
-        with transaction.atomic():
-            kinds = request.POST.getlist("kinds")
-            submission = actions.resubmit(batch, request.user, kinds)
-            audit.record(
-                AuditEntry.Action.RESUBMIT,
-                request=request,
-                workspace=batch.workspace,
-                target=audit.batch_target(batch),
-                after={
-                    "kinds": sorted(set(kinds) & set(actions.RESUBMIT_KINDS)),
-                    "upload": str(submission.key),
-                },
-            )
-            tasks.check_submission.delay_on_commit(submission.pk)
-    except (actions.ActionRefused, ValueError) as refused:
+        submission = batch_operations.resubmit(
+            batch, request.user, request.POST.getlist("kinds"), request=request
+        )
+    except Refused as refused:
         messages.error(request, str(refused))
         return redirect(batch.get_absolute_url())
     messages.success(

@@ -6,8 +6,9 @@ from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
-from batches import audit, downloads
-from batches.models import AuditEntry, Batch, BatchRequest, Submission
+from batches import downloads
+from batches.models import Batch, BatchRequest, Submission
+from batches.operations import batches as batch_operations
 from batches.roles import Ability
 from batches.views.access import batch_for, submission_for
 
@@ -16,13 +17,7 @@ JSONL = "application/x-ndjson"
 
 
 def _recorded(request, batch: Batch, name: str) -> None:
-    audit.record(
-        AuditEntry.Action.DOWNLOAD,
-        request=request,
-        workspace=batch.workspace,
-        target=audit.batch_target(batch),
-        after={"file": name},
-    )
+    batch_operations.record_download(batch, request.user, name, request=request)
 
 
 def _batch_download(request, slug, api_id, fmt: str, content_type: str):

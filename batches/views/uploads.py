@@ -2,7 +2,6 @@
 template, see the price, submit it once. (Its downloads are in `batches.views.downloads`.)"""
 
 import logging
-from decimal import Decimal
 from urllib.parse import unquote
 
 import orjson
@@ -16,12 +15,14 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from batches import audit, budgets, mirror, polling, roles, submissions, tasks, trials
+from batches import budgets, mirror, polling, roles, submissions, tasks, trials
 from batches.client import ApiClient, ApiError
 from batches.forms import CsvOptionsForm, TryForm, UploadForm
 from batches.intake import job
 from batches.intake.templating import CsvOptions, guess_id_column
-from batches.models import AuditEntry, Submission, Trial, Workspace
+from batches.models import Submission, Trial, Workspace
+from batches.operations import Refused
+from batches.operations import uploads as upload_operations
 from batches.roles import Ability
 from batches.views.access import poll_key, submission_for, workspace_for
 from dashboard import betas, slow_clients
@@ -201,26 +202,17 @@ def _upload_page(request, workspace: Workspace, form: UploadForm, *, raw: bool =
     form again with what to fix."""
     if request.method == "POST" and form.is_valid():
         _ensure_models(workspace)
-        with transaction.atomic():
-            submission = submissions.create_submission(
-                workspace,
-                request.user,
-                form.cleaned_data["file"],
-                name=form.cleaned_data["name"],
-                oversize=form.cleaned_data["oversize"],
-                spend_cap=form.cleaned_data["spend_cap"],
-                labels=form.cleaned_data["labels"],
-                betas=form.cleaned_data["betas"],
-            )
-            audit.record(
-                AuditEntry.Action.UPLOAD,
-                request=request,
-                workspace=workspace,
-                target=audit.upload_target(submission),
-                after={"file": submission.source_filename, "bytes": submission.upload_size},
-            )
-            if submission.is_checking:
-                tasks.check_submission.delay_on_commit(submission.pk)
+        submission = upload_operations.upload(
+            workspace,
+            request.user,
+            form.cleaned_data["file"],
+            name=form.cleaned_data["name"],
+            oversize=form.cleaned_data["oversize"],
+            spend_cap=form.cleaned_data["spend_cap"],
+            labels=form.cleaned_data["labels"],
+            betas=form.cleaned_data["betas"],
+            request=request,
+        )
         if raw:  # the script goes there itself
             return JsonResponse({"location": submission.get_absolute_url()}, status=201)
         return redirect(submission)
@@ -324,13 +316,7 @@ def submission_preview(request, slug, key):
 @require_POST
 def submission_stop(request, slug, key):
     submission = submission_for(request, slug, key, Ability.SUBMIT)
-    if job.request_stop(submission):
-        audit.record(
-            AuditEntry.Action.STOP_CHECK,
-            request=request,
-            workspace=submission.workspace,
-            target=audit.upload_target(submission),
-        )
+    if upload_operations.stop_check(submission, request.user, request=request):
         messages.info(request, "Stopping the check. Nothing is kept of it.")
     return redirect(submission)
 
@@ -352,17 +338,14 @@ def submission_submit(request, slug, key):
     submission = submission_for(request, slug, key, Ability.SUBMIT)
     valid_only = request.POST.get("valid_only") == "1"
     try:
-        with transaction.atomic():
-            started = submissions.submit(
-                submission,
-                request.user,
-                valid_only=valid_only,
-                confirm_over_budget=request.POST.get("over_budget") == "1",
-                request=request,
-            )
-            if started:
-                tasks.submit_submission.delay_on_commit(submission.pk)
-    except submissions.SubmitRefused as refusal:
+        started = upload_operations.submit(
+            submission,
+            request.user,
+            valid_only=valid_only,
+            confirm_over_budget=request.POST.get("over_budget") == "1",
+            request=request,
+        )
+    except Refused as refusal:
         messages.error(request, str(refusal))
         return redirect(submission)
     if started:
@@ -401,25 +384,16 @@ def submission_try(request, slug, key):
         return redirect(back)
     chosen = form.cleaned_data["custom_ids"]
     try:
-        made = trials.start(
-            submission, request.user, count=form.cleaned_data["count"] or 3, custom_ids=chosen
+        made = upload_operations.try_requests(
+            submission,
+            request.user,
+            count=form.cleaned_data["count"] or 3,
+            custom_ids=chosen,
+            request=request,
         )
-    except trials.TryRefused as refusal:
+    except Refused as refusal:
         messages.error(request, str(refusal))
         return redirect(back)
-    bounds = [trial.cost_at_most for trial in made if trial.cost_at_most is not None]
-    audit.record(
-        AuditEntry.Action.TRY,
-        request=request,
-        workspace=submission.workspace,
-        target=audit.upload_target(submission),
-        after={
-            "custom_ids": [trial.custom_id for trial in made],
-            "cost_at_most": str(sum(bounds, Decimal(0))) if len(bounds) == len(made) else None,
-        },
-    )
-    for trial in made:
-        tasks.send_trial.delay(trial.pk)
     count = len(made)
     messages.success(
         request,

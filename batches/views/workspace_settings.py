@@ -10,7 +10,6 @@ from datetime import datetime, time
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -19,7 +18,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
-from batches import audit, changes, invitations, roles, tasks, webhooks
+from batches import roles, webhooks
 from batches.forms import (
     AddMemberForm,
     AuditFilterForm,
@@ -29,6 +28,9 @@ from batches.forms import (
     WorkspaceOptionsForm,
 )
 from batches.models import AuditEntry, Membership, WebhookDelivery, Workspace
+from batches.operations import Refused
+from batches.operations import members as member_operations
+from batches.operations import workspaces as workspace_operations
 from batches.roles import Ability
 from batches.spreadsheets import safe_cell
 from batches.views.access import workspace_for
@@ -37,13 +39,6 @@ Action = AuditEntry.Action
 SETTINGS = "batches/workspace_settings.html"
 AUDIT = "batches/workspace_audit.html"
 AUDIT_PAGE = 50
-OPTION_FIELDS = [
-    "notify_email",
-    "notify_webhook_url",
-    "results_downloadable",
-    "monthly_budget",
-    "daily_tries",
-]
 
 
 def _settings_page(request, workspace, *, status=200, new_secret="", **forms):
@@ -76,29 +71,13 @@ def workspace_connection(request, slug):
     form = ConnectionForm(request.POST, workspace=workspace)
     if not form.is_valid():
         return _settings_page(request, workspace, status=400, connection_form=form)
-    old_url, old_hint = workspace.base_url, workspace.api_key_hint
-    with transaction.atomic():
-        workspace.base_url = form.cleaned_data["base_url"]
-        if form.cleaned_data["api_key"]:
-            workspace.set_api_key(form.cleaned_data["api_key"])
-            audit.record(
-                Action.KEY_CHANGE,
-                request=request,
-                workspace=workspace,
-                target="API key",
-                before={"api_key": old_hint},
-                after={"api_key": workspace.api_key_hint},
-            )
-        if workspace.base_url != old_url:
-            audit.record(
-                Action.SETTINGS_CHANGE,
-                request=request,
-                workspace=workspace,
-                target="API base URL",
-                before={"base_url": old_url},
-                after={"base_url": workspace.base_url},
-            )
-        workspace.save(update_fields=["base_url", "api_key_encrypted", "api_key_hint"])
+    workspace_operations.change_connection(
+        workspace,
+        request.user,
+        form.cleaned_data["base_url"],
+        form.cleaned_data["api_key"],
+        request=request,
+    )
     messages.success(request, "The API answered: the new connection is saved.")
     return redirect("workspace_settings", workspace.slug)
 
@@ -106,37 +85,19 @@ def workspace_connection(request, slug):
 @require_POST
 def workspace_options(request, slug):
     workspace = workspace_for(request, slug, Ability.MANAGE)
-    before = audit.workspace_settings(workspace, OPTION_FIELDS)
-    form = WorkspaceOptionsForm(request.POST, instance=workspace)
+    form = WorkspaceOptionsForm(request.POST, instance=Workspace.objects.get(pk=workspace.pk))
     if not form.is_valid():
         return _settings_page(request, workspace, status=400, options_form=form)
-    new_secret = ""
-    with transaction.atomic():
-        # Only these columns: a sync or a key change saved meanwhile is not written over.
-        form.save(commit=False)
-        workspace.save(update_fields=OPTION_FIELDS)
-        after = audit.workspace_settings(workspace, OPTION_FIELDS)
-        changed_before, changed_after = audit.changed_settings(before, after)
-        if changed_after:
-            audit.record(
-                Action.SETTINGS_CHANGE,
-                request=request,
-                workspace=workspace,
-                target="notices, downloads and budget",
-                before=changed_before,
-                after=changed_after,
-            )
-        if "webhook_url_fingerprint" in changed_after:
-            webhooks.drop_pending(workspace)
-        if "webhook_url_fingerprint" in changed_after and workspace.notify_webhook_url:
-            # A new receiver gets a new secret, shown on this page once.
-            new_secret = webhooks.set_new_secret(workspace)
-            audit.record(Action.SECRET_CHANGE, request=request, workspace=workspace,
-                         target="webhook signing secret")  # fmt: skip
+    changed, new_secret = workspace_operations.change_options(
+        workspace,
+        request.user,
+        {name: form.cleaned_data[name] for name in workspace_operations.OPTION_FIELDS},
+        request=request,
+    )
     if new_secret:
         messages.success(request, "Saved. Copy the webhook's signing secret now.")
         return _settings_page(request, workspace, new_secret=new_secret)
-    messages.success(request, "Saved." if changed_after else "Nothing changed.")
+    messages.success(request, "Saved." if changed else "Nothing changed.")
     return redirect("workspace_settings", workspace.slug)
 
 
@@ -144,13 +105,11 @@ def workspace_options(request, slug):
 def webhook_secret(request, slug):
     """A new signing secret for the webhook, shown once (the old one stops working)."""
     workspace = workspace_for(request, slug, Ability.MANAGE)
-    if not workspace.notify_webhook_url:
-        messages.error(request, "Set a webhook URL first.")
+    try:
+        secret = workspace_operations.new_webhook_secret(workspace, request.user, request=request)
+    except Refused as refused:
+        messages.error(request, str(refused))
         return redirect("workspace_settings", workspace.slug)
-    with transaction.atomic():
-        secret = webhooks.set_new_secret(workspace)
-        audit.record(Action.SECRET_CHANGE, request=request, workspace=workspace,
-                     target="webhook signing secret")  # fmt: skip
     messages.success(request, "A new signing secret: copy it now. The old one no longer signs.")
     return _settings_page(request, workspace, new_secret=secret)
 
@@ -159,14 +118,11 @@ def webhook_secret(request, slug):
 def webhook_replay(request, slug, pk):
     workspace = workspace_for(request, slug, Ability.MANAGE)
     delivery = get_object_or_404(WebhookDelivery, workspace=workspace, pk=pk)
-    if not webhooks.replay(delivery):
-        messages.error(request, "This was sent to an earlier webhook URL: it is not sent again.")
+    try:
+        workspace_operations.replay_webhook(delivery, request.user, request=request)
+    except Refused as refused:
+        messages.error(request, str(refused))
         return redirect(reverse("workspace_settings", args=[workspace.slug]) + "#webhooks")
-    with transaction.atomic():
-        audit.record(Action.WEBHOOK_REPLAY, request=request, workspace=workspace,
-                     target=f"webhook {delivery.message_id}",
-                     after={"event": delivery.event})  # fmt: skip
-        tasks.deliver_webhook.delay_on_commit(delivery.pk)
     messages.info(request, f"Sending {delivery.get_event_display().lower()} again.")
     return redirect(reverse("workspace_settings", args=[workspace.slug]) + "#webhooks")
 
@@ -178,15 +134,11 @@ def member_add(request, slug):
     if not form.is_valid():
         return _settings_page(request, workspace, status=400, add_form=form)
     user, role = form.cleaned_data["who"], form.cleaned_data["role"]
-    with transaction.atomic():
-        Membership.objects.create(workspace=workspace, user=user, role=role)
-        audit.record(
-            Action.MEMBER_ADD,
-            request=request,
-            workspace=workspace,
-            target=f"member {user.get_username()}",
-            after={"role": role},
-        )
+    try:
+        member_operations.add_member(workspace, request.user, user, role, request=request)
+    except Refused as refused:
+        messages.error(request, str(refused))
+        return redirect("workspace_settings", workspace.slug)
     messages.success(request, f"{user.get_username()} is now a {role} of {workspace.name}.")
     return redirect("workspace_settings", workspace.slug)
 
@@ -198,16 +150,7 @@ def member_invite(request, slug):
     if not form.is_valid():
         return _settings_page(request, workspace, status=400, invite_form=form)
     email, role = form.cleaned_data["email"], form.cleaned_data["role"]
-    with transaction.atomic():
-        user = invitations.invite(workspace, email, role)
-        tasks.send_invitation.delay_on_commit(user.pk, workspace.pk, request.user.pk)
-        audit.record(
-            Action.MEMBER_INVITE,
-            request=request,
-            workspace=workspace,
-            target=f"member {user.get_username()}",
-            after={"email": email, "role": role},
-        )
+    user = member_operations.invite(workspace, request.user, email, role, request=request)
     messages.success(
         request,
         f"Invited {email} as {role}: they get an email with a link to set their password "
@@ -220,50 +163,24 @@ def _membership(workspace: Workspace, pk: int) -> Membership:
     return get_object_or_404(workspace.memberships.select_related("user"), pk=pk)
 
 
-def _keep_the_last_admin(request, workspace: Workspace, name: str):
-    messages.error(
-        request, f"{name} is the last admin of {workspace.name}: make someone else an admin first."
-    )
-    return redirect("workspace_settings", workspace.slug)
-
-
-def _last_admin(workspace: Workspace, membership: Membership) -> bool:
-    return (
-        membership.role == Membership.Role.ADMIN
-        and not roles.admins(workspace).exclude(pk=membership.pk).exists()
-    )
-
-
 @require_POST
 def member_role(request, slug, pk):
     workspace = workspace_for(request, slug, Ability.MANAGE)
-    with transaction.atomic():
-        # Locked: two admins demoting each other at once must not leave the workspace with none.
-        list(roles.admins(workspace).select_for_update())
-        membership = _membership(workspace, pk)
-        form = RoleForm(request.POST)
-        if not form.is_valid():
-            messages.error(request, "Choose viewer, submitter or admin.")
-            return redirect("workspace_settings", workspace.slug)
-        role = form.cleaned_data["role"]
-        name = membership.user.get_username()
-        if role == membership.role:
-            messages.info(request, f"{name} is already a {role}.")
-            return redirect("workspace_settings", workspace.slug)
-        if role != Membership.Role.ADMIN and _last_admin(workspace, membership):
-            return _keep_the_last_admin(request, workspace, name)
-        before = membership.role
-        membership.role = role
-        membership.save(update_fields=["role"])
-        audit.record(
-            Action.MEMBER_ROLE,
-            request=request,
-            workspace=workspace,
-            target=f"member {name}",
-            before={"role": before},
-            after={"role": role},
-        )
-    roles.forget(request.user)
+    membership = _membership(workspace, pk)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose viewer, submitter or admin.")
+        return redirect("workspace_settings", workspace.slug)
+    role = form.cleaned_data["role"]
+    name = membership.user.get_username()
+    try:
+        changed = member_operations.change_role(membership, request.user, role, request=request)
+    except Refused as refused:
+        messages.error(request, str(refused))
+        return redirect("workspace_settings", workspace.slug)
+    if not changed:
+        messages.info(request, f"{name} is already a {role}.")
+        return redirect("workspace_settings", workspace.slug)
     messages.success(request, f"{name} is now a {role}.")
     if not roles.may(request.user, workspace, Ability.MANAGE):
         return redirect(workspace)  # they made themselves something less than admin
@@ -273,22 +190,13 @@ def member_role(request, slug, pk):
 @require_POST
 def member_remove(request, slug, pk):
     workspace = workspace_for(request, slug, Ability.MANAGE)
-    with transaction.atomic():
-        list(roles.admins(workspace).select_for_update())
-        membership = _membership(workspace, pk)
-        name = membership.user.get_username()
-        if _last_admin(workspace, membership):
-            return _keep_the_last_admin(request, workspace, name)
-        membership.delete()
-        audit.record(
-            Action.MEMBER_REMOVE,
-            request=request,
-            workspace=workspace,
-            target=f"member {name}",
-            before={"role": membership.role},
-        )
-    roles.forget(request.user)
-    changes.forget_visibility([membership.user_id])
+    membership = _membership(workspace, pk)
+    name = membership.user.get_username()
+    try:
+        member_operations.remove_member(membership, request.user, request=request)
+    except Refused as refused:
+        messages.error(request, str(refused))
+        return redirect("workspace_settings", workspace.slug)
     messages.success(request, f"{name} is no longer a member of {workspace.name}.")
     if not roles.may(request.user, workspace, Ability.VIEW):
         return redirect("home")

@@ -5,10 +5,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.views.decorators.debug import sensitive_variables
 
-from batches import audit
-from batches.models import AuditEntry, Membership, Workspace
+from batches.models import Membership, Workspace
+from batches.operations import workspaces as workspace_operations
 from batches.outbound import validate_outbound_url
-from batches.workspaces import create_workspace
 from dashboard.env import env_str
 
 
@@ -69,11 +68,14 @@ class Command(BaseCommand):
         unknown = {username for username, _ in wanted} - users.keys()
         if unknown:
             raise CommandError(f"No such user: {', '.join(sorted(unknown))}.")
-        workspace = create_workspace(
-            name, base_url, key, members=[(users[username], role) for username, role in wanted]
+        workspace = workspace_operations.create(
+            name,
+            base_url,
+            key,
+            None,
+            members=[(users[username], role) for username, role in wanted],
+            where="command line",
         )
-        audit.record(AuditEntry.Action.WORKSPACE_CREATE, workspace=workspace, target="command line",
-                     after={"base_url": workspace.base_url, "members": dict(wanted)})  # fmt: skip
         self.stdout.write(
             f"Created workspace {workspace.name!r} ({workspace.slug}) on {workspace.base_url} "
             f"with key {workspace.api_key_hint}."

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from batches import audit, downloads
-from batches.models import AuditEntry, Batch
+from batches import downloads
+from batches.models import Batch
+from batches.operations import batches as batch_operations
 
 FORMATS = {  # what each of downloads.BATCH_FILES is
     "jsonl": "the results as the API gave them, one JSON object a line",
@@ -64,12 +65,7 @@ class Command(BaseCommand):
             except BaseException:
                 partial.unlink(missing_ok=True)
                 raise
-        audit.record(
-            AuditEntry.Action.DOWNLOAD,
-            workspace=batch.workspace,
-            target=audit.batch_target(batch),
-            after={"file": name, "from": "exportresults"},
-        )
+        batch_operations.record_download(batch, None, name, via="exportresults")
         if output is not None:
             sys.stderr.write(f"Wrote {written:,} bytes to {output}.\n")
 

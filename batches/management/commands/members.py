@@ -2,11 +2,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from batches import audit, roles
 from batches.management.commands.createworkspace import parse_member
-from batches.models import AuditEntry, Membership, Workspace
-
-Action = AuditEntry.Action
+from batches.models import Workspace
+from batches.operations import Refused
+from batches.operations import members as member_operations
 
 
 class Command(BaseCommand):
@@ -27,44 +26,24 @@ class Command(BaseCommand):
         if found is None:
             raise CommandError(f"No workspace named {workspace!r}.")
         users = get_user_model().objects
-        with transaction.atomic():
-            list(roles.admins(found).select_for_update())
-            for value in add:
-                username, role = parse_member(value)
-                user = users.filter(username=username).first()
-                if user is None:
-                    raise CommandError(f"No such user: {username}.")
-                self._add(found, user, role)
-            for username in remove:
-                membership = found.memberships.filter(user__username=username).first()
-                if membership is None:
-                    raise CommandError(f"{username} is not a member of {found.name}.")
-                if membership.role == Membership.Role.ADMIN and roles.admins(found).count() == 1:
-                    raise CommandError(
-                        f"{username} is the last admin of {found.name}: add another admin first."
-                    )
-                membership.delete()
-                audit.record(Action.MEMBER_REMOVE, workspace=found, target=f"member {username}",
-                             before={"role": membership.role})  # fmt: skip
+        try:
+            with transaction.atomic():  # all of the command's changes, or none
+                for value in add:
+                    username, role = parse_member(value)
+                    user = users.filter(username=username).first()
+                    if user is None:
+                        raise CommandError(f"No such user: {username}.")
+                    membership = found.memberships.filter(user=user).first()
+                    if membership is None:
+                        member_operations.add_member(found, None, user, role)
+                    else:
+                        member_operations.change_role(membership, None, role)
+                for username in remove:
+                    membership = found.memberships.filter(user__username=username).first()
+                    if membership is None:
+                        raise CommandError(f"{username} is not a member of {found.name}.")
+                    member_operations.remove_member(membership, None)
+        except Refused as refused:
+            raise CommandError(str(refused)) from None
         for membership in found.memberships.select_related("user").order_by("user__username"):
             self.stdout.write(f"{membership.user.get_username()}\t{membership.role}")
-
-    def _add(self, workspace, user, role) -> None:
-        membership = workspace.memberships.filter(user=user).first()
-        name = f"member {user.get_username()}"
-        if membership is None:
-            Membership.objects.create(workspace=workspace, user=user, role=role)
-            audit.record(Action.MEMBER_ADD, workspace=workspace, target=name, after={"role": role})
-            return
-        if membership.role == role:
-            return
-        if membership.role == Membership.Role.ADMIN and roles.admins(workspace).count() == 1:
-            raise CommandError(
-                f"{user.get_username()} is the last admin of {workspace.name}: add another admin "
-                "first."
-            )
-        before = membership.role
-        membership.role = role
-        membership.save(update_fields=["role"])
-        audit.record(Action.MEMBER_ROLE, workspace=workspace, target=name,
-                     before={"role": before}, after={"role": role})  # fmt: skip

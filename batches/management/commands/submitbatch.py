@@ -2,6 +2,7 @@ import sys
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -18,6 +19,8 @@ from batches.intake.command_line import (
 )
 from batches.intake.reading import detect_format
 from batches.models import Submission, Workspace
+from batches.operations import Refused
+from batches.operations import uploads as upload_operations
 from dashboard import betas
 
 
@@ -80,10 +83,11 @@ class Command(BaseCommand):
         with file.open("rb") as handle:
             upload = File(handle, name=file.name)
             upload.size = file.stat().st_size
-            submission = submissions.create_submission(
+            submission = upload_operations.upload(
                 target,
                 submitter,
                 upload,
+                queue=False,
                 name=name,
                 csv_options=csv_options,
                 labels=chosen_labels,
@@ -108,8 +112,10 @@ class Command(BaseCommand):
         if not ok:
             sys.exit(1)
         try:
-            submissions.submit(submission, submitter, confirm_over_budget=over_budget)
-        except submissions.SubmitRefused as refusal:
+            upload_operations.submit(
+                submission, submitter, confirm_over_budget=over_budget, queue=False
+            )
+        except (Refused, PermissionDenied) as refusal:
             raise CommandError(str(refusal)) from None
         submission = submissions.create_batches(submission.pk)
         if submission.state != Submission.State.SUBMITTED:

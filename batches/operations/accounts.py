@@ -1,0 +1,9 @@
+"""Changes to a person's own login: a password set from a link (a reset or an invitation).
+Django's views set it; this records it."""
+
+from batches import audit
+from batches.models import AuditEntry
+
+
+def password_set(user, *, how: str, request=None) -> None:
+    audit.record(AuditEntry.Action.PASSWORD_SET, request=request, actor=user, target=how)
