@@ -11,7 +11,9 @@ Resubmitting calls no API: it prepares a new upload at once.
 import logging
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.core.files import File
 from django.db import transaction
 from django.db.models import Q, Subquery
@@ -159,14 +161,22 @@ def _remove_local_copy(batch: Batch) -> None:
     batch.delete()
 
 
-def stalled_actions(now) -> list[int]:
-    """Actions whose task was lost (a worker killed, a message dropped): asked for over a
-    minute ago and still pending. The beat hands them out again."""
-    from datetime import timedelta
+def longest_action() -> timedelta:
+    """The longest one action's task can take: each attempt may wait its turn at the key's rate
+    limit and then for its answer, with a backoff between attempts. An action pending longer
+    than this (and a margin) has lost its task; one pending less may still be running, and a
+    second task must not be sent then (nothing else holds it off)."""
+    attempt = settings.API_RATE_LIMIT_MAX_WAIT_SECONDS + ACTION_TIMEOUT
+    backoff = settings.API_RETRY_MAX_WAIT_SECONDS * (ACTION_ATTEMPTS - 1)
+    return timedelta(seconds=ACTION_ATTEMPTS * attempt + backoff + 30)
 
+
+def stalled_actions(now) -> list[int]:
+    """Actions whose task was lost (a worker killed, a message dropped): still pending longer
+    than any action's task can run. The beat hands them out again."""
     return list(
         Batch.objects.exclude(pending_action="")
-        .filter(pending_action_at__lt=now - timedelta(minutes=1))
+        .filter(pending_action_at__lt=now - longest_action())
         .values_list("pk", flat=True)
     )
 

@@ -123,6 +123,22 @@ def test_it_cancels_a_running_batch(owner_client, workspace):
     assert "waiting for the API" not in owner_client.get(url(batch)).content.decode()
 
 
+def test_an_action_is_sent_again_only_once_its_task_cannot_still_be_running(workspace, settings):
+    """An action's task may wait its turn at the rate limit and retry: the beat hands it out
+    again only once it has been pending longer than any task can take."""
+    from batches import actions
+
+    settings.API_RATE_LIMIT_MAX_WAIT_SECONDS = 90
+    settings.API_RETRY_MAX_WAIT_SECONDS = 60
+    batch = factories.running_batch(workspace)
+    asked = timezone.now()
+    Batch.objects.filter(pk=batch.pk).update(pending_action="cancel", pending_action_at=asked)
+    longest = actions.longest_action()
+    assert longest >= timedelta(minutes=4)  # two attempts of 90 + 10 s, a minute's backoff
+    assert actions.stalled_actions(asked + timedelta(minutes=2)) == []
+    assert actions.stalled_actions(asked + longest + timedelta(seconds=1)) == [batch.pk]
+
+
 def test_it_refuses_to_cancel_an_ended_batch(owner_client, workspace):
     batch = factories.batch(workspace)
     response = owner_client.post(url(batch, "cancel/"), follow=True)
