@@ -16,7 +16,7 @@ from batches.models import (
 )
 from batches.operations import members as member_operations
 from batches.operations import workspaces as workspace_operations
-from dashboard.errors import remember_secret
+from foundations.errors import remember_secret
 
 
 class WorkspaceForm(forms.ModelForm):

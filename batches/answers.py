@@ -3,7 +3,7 @@
 A workspace's base URL is chosen by a person, so the server behind it may answer anything: JSON
 of another shape, numbers too large for a column, a date that is not one, a megabyte of id. Each
 answer the dashboard keeps is checked here against the published schema (the OpenAPI document
-in `dashboard/schemas`) and against what the database can hold, and a wrong one becomes an
+in `foundations/schemas`) and against what the database can hold, and a wrong one becomes an
 `AnswerError` that names the field, never a KeyError or a database error deep in a sync or a
 page.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
-from dashboard.schemas import validator
+from foundations.schemas import validator
 
 # The columns the answers go to: Batch.api_id (100), Batch.results_url (500), PositiveIntegerField.
 MAX_ID_CHARS = 100

@@ -1,7 +1,7 @@
 from django.apps import AppConfig
 from django.conf import settings
 
-from dashboard.env import env_str
+from foundations.env import env_str
 
 
 class BatchesConfig(AppConfig):

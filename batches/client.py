@@ -31,7 +31,7 @@ from tenacity import (
 
 from batches import answers, call_stats, ratelimit
 from batches.outbound_http import BlockedDestination, GuardedTransport
-from dashboard.betas import header as betas_header
+from foundations.betas import header as betas_header
 
 logger = logging.getLogger(__name__)
 

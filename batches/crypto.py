@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.views.decorators.debug import sensitive_variables
 
-from dashboard.errors import remember_secret
+from foundations.errors import remember_secret
 
 
 @cache

@@ -34,7 +34,7 @@ from batches.spreadsheets import (
     safe_cell,
     safe_row,
 )
-from dashboard.storage import stream
+from foundations.storage import stream
 
 CHUNK = 2000
 READ_SIZE = 256 * 1024

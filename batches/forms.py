@@ -13,9 +13,9 @@ from batches.intake.templating import CsvOptions
 from batches.models import AuditEntry, Membership, Submission, Workspace
 from batches.outbound import validate_outbound_url
 from batches.usage import MAX_BUCKETS, Period, default_period, too_many_buckets
-from dashboard import betas
-from dashboard.errors import remember_secret
-from dashboard.schemas import is_custom_id
+from foundations import betas
+from foundations.errors import remember_secret
+from foundations.schemas import is_custom_id
 
 
 def _choice_field(form: forms.Form, name: str) -> forms.ChoiceField:

@@ -35,9 +35,9 @@ from batches.claims import Claim
 from batches.client import ApiClient, ApiError
 from batches.models import Batch, Result
 from batches.text import holds_nul, without_nul
-from dashboard.local_files import scratch_dir
-from dashboard.schemas import is_custom_id
-from dashboard.storage import LocalFile
+from foundations.local_files import scratch_dir
+from foundations.schemas import is_custom_id
+from foundations.storage import LocalFile
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from batches.client import ApiClient, ApiError
 from batches.intake import job
 from batches.intake.reading import detect_format
 from batches.models import Batch, Submission, SubmissionPart, Workspace
-from dashboard import storage
+from foundations import storage
 
 logger = logging.getLogger(__name__)
 

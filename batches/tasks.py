@@ -1,6 +1,7 @@
 """Celery tasks: thin doors into the mirror, ingestion, intake, submissions, actions and notices.
 They take ids, never model instances, and return what a log line needs (results are ignored)."""
 
+from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
@@ -17,7 +18,6 @@ from batches import (
 )
 from batches.intake import job
 from batches.models import Submission, Workspace
-from dashboard.celery import app
 
 
 def _tick_expiry() -> float:
@@ -26,7 +26,7 @@ def _tick_expiry() -> float:
     return settings.SYNC_INTERVAL_SECONDS
 
 
-@app.task
+@shared_task
 def sync_all_workspaces() -> int:
     """The beat's tick: one sync task per workspace, so one slow or broken key stalls no other."""
     ids = list(Workspace.objects.values_list("pk", flat=True))
@@ -35,7 +35,7 @@ def sync_all_workspaces() -> int:
     return len(ids)
 
 
-@app.task
+@shared_task
 def sync_workspace(workspace_pk: int) -> str:
     report = mirror.sync_workspace(workspace_pk)
     for batch_pk in report.to_ingest:
@@ -50,7 +50,7 @@ def sync_workspace(workspace_pk: int) -> str:
     return str(report)
 
 
-@app.task
+@shared_task
 def ingest_results(batch_pk: int) -> dict:
     report = ingestion.ingest_results(batch_pk)
     if report.stored and not report.error:
@@ -64,50 +64,50 @@ def ingest_results(batch_pk: int) -> dict:
     return {"stored": report.stored, "skipped": report.skipped, "error": report.error}
 
 
-@app.task
+@shared_task
 def index_results_for_search(batch_pk: int) -> int:
     return search.index_results(batch_pk)
 
 
-@app.task
+@shared_task
 def send_trial(trial_pk: int) -> str:
     """One request of a checked upload through the Messages API ("Try first")."""
     return trials.send(trial_pk)
 
 
-@app.task
+@shared_task
 def announce_batch_end(batch_pk: int) -> dict:
     """The workspace's email and webhook for one ended batch, sent once."""
     return notices.announce(batch_pk)
 
 
-@app.task
+@shared_task
 def announce_results(batch_pk: int) -> bool:
     return notices.announce_results(batch_pk)
 
 
-@app.task
+@shared_task
 def announce_budget(workspace_pk: int) -> list[int]:
     """The workspace's notices of its budget reaching 80% or 100% this month, each once."""
     return notices.announce_budget(workspace_pk)
 
 
-@app.task
+@shared_task
 def send_invitation(user_pk: int, workspace_pk: int, inviter_pk: int | None) -> bool:
     return invitations.send_invitation(user_pk, workspace_pk, inviter_pk)
 
 
-@app.task
+@shared_task
 def send_password_reset(user_pk: int | None) -> bool:
     return invitations.send_password_reset(user_pk)
 
 
-@app.task
+@shared_task
 def deliver_webhook(delivery_pk: int) -> str:
     return webhooks.deliver(delivery_pk)
 
 
-@app.task
+@shared_task
 def retry_webhooks() -> int:
     """The beat's sweep: every webhook delivery whose next attempt is due."""
     due = webhooks.due()
@@ -116,13 +116,13 @@ def retry_webhooks() -> int:
     return len(due)
 
 
-@app.task
+@shared_task
 def check_submission(submission_pk: int) -> str:
     """Check an uploaded file in the background (see batches.intake.job)."""
     return job.run_check(submission_pk)
 
 
-@app.task
+@shared_task
 def resume_checks() -> int:
     """On the beat: hand out again the checks whose worker died or whose task was lost."""
     ids = list(Submission.objects.checks_to_resume(timezone.now()).values_list("pk", flat=True))
@@ -131,13 +131,13 @@ def resume_checks() -> int:
     return len(ids)
 
 
-@app.task
+@shared_task
 def submit_submission(submission_pk: int) -> str:
     """Create the batches of a submission that was moved to `submitting` (see submissions.py)."""
     return submissions.create_batches(submission_pk).state
 
 
-@app.task
+@shared_task
 def resume_submissions() -> int:
     """On the beat: hand out again the submit tasks that were lost (see SUBMIT_STALL)."""
     stalled = submissions.stalled_submissions(timezone.now())
@@ -146,7 +146,7 @@ def resume_submissions() -> int:
     return len(stalled)
 
 
-@app.task
+@shared_task
 def run_batch_action(batch_pk: int) -> str:
     """Cancel, delete or refresh a batch, as a person asked (see batches.actions)."""
     outcome = actions.run_action(batch_pk)
@@ -155,7 +155,7 @@ def run_batch_action(batch_pk: int) -> str:
     return outcome.error or outcome.action or "nothing pending"
 
 
-@app.task
+@shared_task
 def resume_actions() -> int:
     """On the beat: hand out again the batch actions whose task was lost."""
     stalled = actions.stalled_actions(timezone.now())

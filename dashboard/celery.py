@@ -15,7 +15,7 @@ app.autodiscover_tasks()
 @worker_ready.connect
 def _sweep_scratch(**kwargs):
     """A worker starting on this machine removes what killed workers here left behind."""
-    from dashboard.storage import sweep_scratch
+    from foundations.storage import sweep_scratch
 
     sweep_scratch()
 

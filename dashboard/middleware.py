@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.http import HttpResponseRedirect, JsonResponse
 from django.utils import timezone
 
-from dashboard import slow_clients
+from foundations import slow_clients
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class TimezoneMiddleware:
 
 class UploadsPerPersonMiddleware:
     """At most UPLOADS_PER_USER uploads on their way for one login at once, counted in Redis
-    across every process (dashboard/slow_clients.py): another is answered 429 at once, its
+    across every process (foundations/slow_clients.py): another is answered 429 at once, its
     body unread, saying what to do. Redis out of reach counts nothing rather than refuse."""
 
     def __init__(self, get_response):

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from dashboard.env import (
+from foundations.env import (
     env_bool,
     env_choice,
     env_float,
@@ -125,8 +125,8 @@ if not DEBUG:
     MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "dashboard.urls"
-# Error pages and reports hide every API key this process has decrypted (dashboard/errors.py).
-DEFAULT_EXCEPTION_REPORTER_FILTER = "dashboard.errors.KeySafeExceptionReporterFilter"
+# Error pages and reports hide every API key this process has decrypted (foundations/errors.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "foundations.errors.KeySafeExceptionReporterFilter"
 WSGI_APPLICATION = "dashboard.wsgi.application"
 
 TEMPLATES = [
@@ -242,7 +242,7 @@ MEDIA_ROOT = VAR_DIR / "media"
 S3_BUCKET = env_str("S3_BUCKET", "")
 if S3_BUCKET:
     _file_storage = {
-        "BACKEND": "dashboard.object_storage.ObjectStorage",
+        "BACKEND": "foundations.object_storage.ObjectStorage",
         "OPTIONS": {
             "bucket_name": S3_BUCKET,
             "endpoint_url": env_str("S3_ENDPOINT_URL", "") or None,
@@ -258,7 +258,7 @@ if S3_BUCKET:
     }
 else:
     _file_storage = {
-        "BACKEND": "dashboard.storage.LocalFileStorage",
+        "BACKEND": "foundations.storage.LocalFileStorage",
         "OPTIONS": {"location": str(MEDIA_ROOT)},
     }
 STORAGES = {
@@ -418,7 +418,7 @@ MAX_BATCH_BYTES = env_int("MAX_BATCH_BYTES", 256_000_000, minimum=1000, maximum=
 MAX_UPLOAD_BATCHES = env_int("MAX_UPLOAD_BATCHES", 10, minimum=1, maximum=1000)
 # The largest upload the form accepts (bytes, before decompression).
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 2_000_000_000, minimum=1000)
-# Slow clients (dashboard/slow_clients.py): a body must bring this many bytes a second in every
+# Slow clients (foundations/slow_clients.py): a body must bring this many bytes a second in every
 # window or it is cut off; a process receives at most WEB_THREADS - 2 bodies at once, so two of
 # its threads always answer pages; one login has at most UPLOADS_PER_USER uploads on their way.
 MIN_UPLOAD_BYTES_PER_SECOND = env_int("MIN_UPLOAD_BYTES_PER_SECOND", 8 * 1024, minimum=1)

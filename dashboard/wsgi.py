@@ -1,5 +1,5 @@
 """The WSGI application: Django's, with every request body watched so that slow clients cannot
-hold the web process (dashboard/slow_clients.py)."""
+hold the web process (foundations/slow_clients.py)."""
 
 import os
 
@@ -8,6 +8,6 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 application = get_wsgi_application()
 
-from dashboard.slow_clients import guard_bodies  # noqa: E402 (after Django is set up)
+from foundations.slow_clients import guard_bodies  # noqa: E402 (after Django is set up)
 
 application = guard_bodies(application)

@@ -46,7 +46,7 @@ class EmulatedBatch(models.Model):
     cancel_initiated_at = models.DateTimeField(null=True, blank=True)
     cancel_seconds = models.FloatField(default=0.0)
     # The beta features its create call named (anthropic-beta): they change what its requests
-    # may ask for (dashboard.betas).
+    # may ask for (foundations.betas).
     betas = models.JSONField(default=list, blank=True)
     # Set once, when the batch is first seen past its end, with the final counts below.
     ended_at = models.DateTimeField(null=True, blank=True)

@@ -9,9 +9,9 @@ import json
 import math
 import re
 
-from dashboard.betas import output_limit
-from dashboard.schemas import is_custom_id, rule_problems, validator
 from emulator import catalog
+from foundations.betas import output_limit
+from foundations.schemas import is_custom_id, rule_problems, validator
 
 MAX_REQUESTS = 100_000
 

@@ -114,7 +114,7 @@ def object_storage(settings, bucket):
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {
-            "BACKEND": "dashboard.object_storage.ObjectStorage",
+            "BACKEND": "foundations.object_storage.ObjectStorage",
             "OPTIONS": {
                 "bucket_name": bucket.name,
                 "endpoint_url": bucket.endpoint,

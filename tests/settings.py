@@ -18,7 +18,7 @@ from dashboard.settings import DATABASES, STORAGES, VAR_DIR
 # folder of their own, emptied at the end (tests/conftest.py), never to var/media.
 os.environ.setdefault("TEST_MEDIA_ROOT", str(VAR_DIR / f"test-media-{os.getpid()}"))
 MEDIA_ROOT = os.environ["TEST_MEDIA_ROOT"]
-if STORAGES["default"]["BACKEND"] == "dashboard.storage.LocalFileStorage":
+if STORAGES["default"]["BACKEND"] == "foundations.storage.LocalFileStorage":
     STORAGES["default"]["OPTIONS"]["location"] = MEDIA_ROOT
 
 # Hashing passwords slowly is the point in production and a waste of minutes in tests.

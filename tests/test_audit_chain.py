@@ -429,7 +429,7 @@ def test_the_head_is_stored_by_overwriting_whichever_storage_holds_the_files(set
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {
-            "BACKEND": "dashboard.object_storage.ObjectStorage",
+            "BACKEND": "foundations.object_storage.ObjectStorage",
             "OPTIONS": {"bucket_name": "files", "location": "here", "file_overwrite": False},
         },
     }

@@ -10,9 +10,9 @@ from django.core.management import CommandError, call_command
 
 from batches import submissions
 from batches.models import Batch, Submission
-from dashboard import betas
 from emulator.models import EmulatedBatch
 from emulator.validation import check_params
+from foundations import betas
 from tests.helpers import run_checks
 from tests.test_dashboard_flows import finish, submit
 

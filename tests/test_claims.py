@@ -79,8 +79,8 @@ def test_a_claim_kept_alive_outlives_its_lease_while_the_work_progresses(row, se
 def test_the_scratch_sweep_removes_only_what_no_live_task_can_still_write(settings, tmp_path):
     import os
 
-    from dashboard.local_files import scratch_dir
-    from dashboard.storage import sweep_scratch
+    from foundations.local_files import scratch_dir
+    from foundations.storage import sweep_scratch
 
     settings.VAR_DIR = tmp_path
     old, fresh = scratch_dir() / "check-old.body", scratch_dir() / "results-1-fresh.jsonl.gz"

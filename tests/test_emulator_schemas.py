@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from dashboard.schemas import validator
 from emulator.faults import set_key_faults
 from emulator.testing import make_batch
+from foundations.schemas import validator
 
 KEY = "sk-test-schemas"
 AUTH = {"x-api-key": KEY}

@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from dashboard.env import env_bool, env_float, env_int, env_list, env_str, env_url
+from foundations.env import env_bool, env_float, env_int, env_list, env_str, env_url
 
 
 def test_it_reads_booleans_in_the_usual_spellings():
@@ -77,7 +77,7 @@ def test_it_names_an_unreadable_secret_file(tmp_path):
 
 
 def test_it_rejects_a_log_level_or_time_zone_it_does_not_know():
-    from dashboard.env import env_choice, env_timezone
+    from foundations.env import env_choice, env_timezone
 
     with pytest.raises(ImproperlyConfigured, match=r"LOG_LEVEL='LOUD' is not one of: DEBUG"):
         env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO"), environ={"LOG_LEVEL": "LOUD"})

@@ -212,7 +212,7 @@ def test_an_unexpected_error_while_storing_is_recorded_counted_and_released(
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {
-            "BACKEND": "dashboard.storage.LocalFileStorage",
+            "BACKEND": "foundations.storage.LocalFileStorage",
             "OPTIONS": {"location": str(tmp_path / "not-a-folder")},
         },
     }
@@ -247,7 +247,7 @@ def test_results_archived_before_they_were_stored_say_so(workspace):
 
 
 def test_a_temporary_file_a_killed_worker_left_is_removed(workspace, settings):
-    from dashboard.local_files import scratch_dir
+    from foundations.local_files import scratch_dir
 
     with ended_later():
         batch_id = ended_batch(workspace, 3)

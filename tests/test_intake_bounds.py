@@ -183,7 +183,7 @@ def test_the_fix_for_nesting_states_the_bound():
 
 
 def test_every_integer_of_the_schema_is_bounded_and_the_published_one_is_left_as_it_was():
-    from dashboard.schemas import openapi_document
+    from foundations.schemas import openapi_document
 
     published = openapi_document()["components"]
     bounded = bounds.bounded_components(published)

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from batches import ingestion, mirror, submissions
 from batches.models import Batch, Submission
-from dashboard.storage import read_range, stream
+from foundations.storage import read_range, stream
 from tests.helpers import run_checks
 
 pytestmark = pytest.mark.django_db

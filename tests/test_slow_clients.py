@@ -1,4 +1,4 @@
-"""Slow clients cannot hold the web process (dashboard/slow_clients.py): a body that arrives too
+"""Slow clients cannot hold the web process (foundations/slow_clients.py): a body that arrives too
 slowly is cut off, a process receives only so many bodies at once, a login has only so many
 uploads on their way; and the production web process is the Procfile's `web` line."""
 
@@ -21,7 +21,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 
 from batches.workspaces import create_workspace
-from dashboard import slow_clients
+from foundations import slow_clients
 from tests.processes import free_port, test_database_url, wait_for_http
 
 ROOT = Path(settings.BASE_DIR)

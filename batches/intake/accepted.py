@@ -20,7 +20,7 @@ from pathlib import Path
 
 from batches.intake.estimating import Estimate
 from batches.intake.problems import Problem
-from dashboard.local_files import scratch_dir
+from foundations.local_files import scratch_dir
 
 BODY_HEAD = b'{"requests":[\n'
 BODY_TAIL = b"\n]}"

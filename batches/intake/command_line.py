@@ -16,7 +16,7 @@ from pathlib import Path
 from batches.intake.checking import Report, check_file
 from batches.intake.reading import detect_format
 from batches.intake.templating import CsvOptions
-from dashboard.local_files import LimitedReader
+from foundations.local_files import LimitedReader
 
 HELP = "Check a JSONL or CSV file of batch requests; exit 1 if it has any problem."
 

@@ -30,10 +30,10 @@ from batches.intake.problems import REPORT_HEADER, Problem
 from batches.intake.templating import CsvOptions
 from batches.models import BatchRequest, Submission, SubmissionPart
 from batches.pricing import standard_cost_at_most
-from dashboard import storage
-from dashboard.betas import output_limit
-from dashboard.local_files import scratch_dir
-from dashboard.storage import LocalFile, sweep_scratch
+from foundations import storage
+from foundations.betas import output_limit
+from foundations.local_files import scratch_dir
+from foundations.storage import LocalFile, sweep_scratch
 
 logger = logging.getLogger(__name__)
 

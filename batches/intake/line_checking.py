@@ -43,7 +43,7 @@ from batches.intake.reading import (
 )
 from batches.intake.rules import Rules, clip, may_hold_nul
 from batches.intake.templating import CsvOptions
-from dashboard.schemas import may_break_rules, rule_problems
+from foundations.schemas import may_break_rules, rule_problems
 
 logger = logging.getLogger(__name__)
 

@@ -337,7 +337,7 @@ def csv_records(
 
 def open_lines(name: str, limits: Limits | None = None, **kwargs) -> Lines:
     """The lines of the stored file `name` (the caller closes `.raw`)."""
-    from dashboard.storage import stream
+    from foundations.storage import stream
 
     return Lines(stream(name), limits or Limits.from_settings(), **kwargs)
 

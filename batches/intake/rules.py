@@ -32,7 +32,7 @@ from batches.intake.bounds import (
 )
 from batches.intake.problems import FIX_NESTING, FIX_UTF8, Problem
 from batches.text import holds_nul
-from dashboard.schemas import is_custom_id, may_break_rules, openapi_document, rule_problems
+from foundations.schemas import is_custom_id, may_break_rules, openapi_document, rule_problems
 
 CONTENT_BLOCK_TYPES = (
     "text",

@@ -24,7 +24,7 @@ from pathlib import Path
 from batches.intake.accepted import BODY_HEAD, BodyPlace, SegmentResult
 from batches.intake.line_checking import Check
 from batches.intake.reading import Limits, Lines
-from dashboard.local_files import scratch_dir
+from foundations.local_files import scratch_dir
 
 # Counting line breaks runs about eight times as fast as checking the lines: the last segment,
 # checked by the process that first counts the lines of all the others, is this much shorter.

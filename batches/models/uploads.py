@@ -119,7 +119,7 @@ class Submission(models.Model):
 
     # The name and labels its batches get (the name is `name` above).
     labels = models.JSONField(default=list, blank=True)
-    # Beta features named in its create calls (the anthropic-beta header; dashboard.betas).
+    # Beta features named in its create calls (the anthropic-beta header; foundations.betas).
     betas = models.JSONField(default=list, blank=True)
     # The first requests' most expensive outcome at the standard price, for "Try first" to state
     # before sending: [{"custom_id", "line", "model", "max_tokens", "cost_at_most"}], up to 10.
@@ -298,7 +298,7 @@ class BatchRequest(models.Model):
 
     def read(self) -> bytes:
         """The request's JSON, exactly as it was sent, from its batch's create body."""
-        from dashboard.storage import read_range
+        from foundations.storage import read_range
 
         body = SubmissionPart.objects.get(submission_id=self.submission_id, index=self.part).body
         if not body.name:

@@ -25,7 +25,7 @@ from batches.operations import Refused
 from batches.operations import uploads as upload_operations
 from batches.roles import Ability
 from batches.views.access import poll_key, submission_for, workspace_for
-from dashboard import betas, slow_clients
+from foundations import betas, slow_clients
 
 logger = logging.getLogger(__name__)
 TEMPLATE = "batches/submission.html"

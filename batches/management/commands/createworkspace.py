@@ -8,7 +8,7 @@ from django.views.decorators.debug import sensitive_variables
 from batches.models import Membership, Workspace
 from batches.operations import workspaces as workspace_operations
 from batches.outbound import validate_outbound_url
-from dashboard.env import env_str
+from foundations.env import env_str
 
 
 def parse_member(value: str) -> tuple[str, str]:

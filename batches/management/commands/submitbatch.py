@@ -21,7 +21,7 @@ from batches.intake.reading import detect_format
 from batches.models import Submission, Workspace
 from batches.operations import Refused
 from batches.operations import uploads as upload_operations
-from dashboard import betas
+from foundations import betas
 
 
 class Command(BaseCommand):

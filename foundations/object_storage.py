@@ -4,8 +4,8 @@ module, so that a setup with local files never loads boto3."""
 from storages.backends.s3 import S3Storage
 from storages.utils import clean_name
 
-from dashboard.local_files import LimitedReader
-from dashboard.storage import _Empty
+from foundations.local_files import LimitedReader
+from foundations.storage import _Empty
 
 
 class ObjectStorage(S3Storage):

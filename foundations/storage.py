@@ -2,7 +2,7 @@
 
 Every file (uploads, the requests a check prepared, problem reports, raw results) goes through
 Django's storage API, so any process on any machine can do any job. Both backends (this one, and
-`dashboard.object_storage` for S3) add one thing to that API, `stream(name, start, end)`: a
+`foundations.object_storage` for S3) add one thing to that API, `stream(name, start, end)`: a
 file's bytes, or a byte range of them, read front to back without first copying the whole file
 to local disk (django-storages' S3File downloads an object whole before the first read). A
 check of a 2 GB upload, a download and one request's preview all read this way.
@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage, default_storage
 
-from dashboard.local_files import LimitedReader, scratch_dir
+from foundations.local_files import LimitedReader, scratch_dir
 
 
 class LocalFileStorage(FileSystemStorage):

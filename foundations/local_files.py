@@ -1,5 +1,5 @@
 """What reading and scratch work need without a storage backend: a byte-limited reader, and this
-machine's scratch directory. Apart from `dashboard.storage` so that checking a file from the shell
+machine's scratch directory. Apart from `foundations.storage` so that checking a file from the shell
 (batches.intake.command_line) does not import Django's storage machinery to get them."""
 
 from pathlib import Path
