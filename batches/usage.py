@@ -41,11 +41,6 @@ from django.db.models.lookups import GreaterThanOrEqual, LessThan
 from django.utils import timezone
 from django.utils.html import format_html_join
 
-# The budgets' names as they were before the budgets had their own room, only for code written
-# before that; new code imports them from batches.budgets. Remove once nothing uses them here.
-from batches.budgets import SpendCheck as SpendCheck
-from batches.budgets import budget_status as budget_status
-from batches.budgets import spend_check as spend_check
 from batches.models import Batch, BatchUsage, Result, Workspace
 from batches.pricing import USAGE_FIELDS
 
