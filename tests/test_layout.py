@@ -128,6 +128,7 @@ WIRING = {
     "dashboard.middleware",
     "dashboard.accounts",
     "dashboard.celery",
+    "dashboard",
 }
 
 
