@@ -21,6 +21,12 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used, after django.setup()
+    from django.contrib.auth.models import User
+
+    from batches.models import Batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
@@ -34,6 +40,7 @@ from django.test.utils import setup_test_environment  # noqa: E402
 setup_test_environment()
 
 from django.db import connection  # noqa: E402
+from django.http import StreamingHttpResponse  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -44,7 +51,7 @@ COLUMNS = (
 )
 
 
-def populate():
+def populate() -> "tuple[User, Batch]":
     from django.contrib.auth import get_user_model
 
     from batches import ingestion
@@ -81,7 +88,7 @@ def populate():
     return user, batch
 
 
-def copy_anchor(batch) -> tuple[float, int]:
+def copy_anchor(batch: "Batch") -> tuple[float, int]:
     query = (
         f"COPY (SELECT {COLUMNS} FROM batches_result WHERE batch_id = {int(batch.pk)} "  # noqa: S608
         "ORDER BY custom_id) TO STDOUT WITH (FORMAT csv)"
@@ -94,9 +101,10 @@ def copy_anchor(batch) -> tuple[float, int]:
     return time.perf_counter() - began, size
 
 
-def download(client, batch) -> tuple[float, int]:
+def download(client: Client, batch: "Batch") -> tuple[float, int]:
     began = time.perf_counter()
     response = client.get(f"{batch.get_absolute_url()}download/results.csv")
+    assert isinstance(response, StreamingHttpResponse), response.status_code
     size = 0
     for chunk in response.streaming_content:
         size += len(chunk)
@@ -104,7 +112,7 @@ def download(client, batch) -> tuple[float, int]:
     return time.perf_counter() - began, size
 
 
-def main():
+def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 7
     old = connection.creation.create_test_db(verbosity=0, keepdb=False)
     try:

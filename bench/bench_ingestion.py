@@ -24,6 +24,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used, after django.setup()
+    from batches.models import Batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
@@ -91,10 +95,10 @@ def replay_server(path: Path) -> ThreadingHTTPServer:
     class Replay(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, *args):
+        def log_message(self, *args: object) -> None:
             pass
 
-        def do_GET(self):
+        def do_GET(self) -> None:
             base = f"http://127.0.0.1:{port}"
             if self.path.endswith("/results"):
                 self.send_response(200)
@@ -139,7 +143,7 @@ def sdk_iterate(base_url: str) -> float:
     return took
 
 
-def ingest(batch) -> float:
+def ingest(batch: "Batch") -> float:
     from batches import ingestion
     from batches.models import Batch, Result
 
@@ -159,7 +163,7 @@ def ingest(batch) -> float:
     return took
 
 
-def main():
+def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     from batches.models import Batch
     from batches.workspaces import create_workspace

@@ -23,8 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used: psycopg only when the database is PostgreSQL
     import sqlite3
@@ -104,7 +105,7 @@ def timed(argv: list[str], env: dict) -> tuple[float, float, str]:
 class Dashboard:
     """runserver, a Celery worker and Redis on a fresh VAR_DIR, as `make run` starts them."""
 
-    def __init__(self, var_dir: Path):
+    def __init__(self, var_dir: Path) -> None:
         self.port = free_port()
         redis_port = free_port()
         self.env = {
@@ -144,7 +145,7 @@ class Dashboard:
             cwd=ROOT, env=self.env, check=True,
         )  # fmt: skip
 
-    def _start(self, argv):
+    def _start(self, argv: list[str]) -> None:
         self.processes.append(
             subprocess.Popen(
                 argv,
@@ -156,7 +157,7 @@ class Dashboard:
             )
         )
 
-    def _wait_until_healthy(self):
+    def _wait_until_healthy(self) -> None:
         import httpx
 
         deadline = time.monotonic() + 60
@@ -169,7 +170,7 @@ class Dashboard:
             time.sleep(0.2)
         sys.exit("The dashboard did not come up.")
 
-    def stop(self):
+    def stop(self) -> None:
         for process in reversed(self.processes):
             os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes:
@@ -239,10 +240,8 @@ def upload_once(dashboard: Dashboard, path: Path) -> tuple[float, float]:
     return elapsed, posted
 
 
-def _epoch(value) -> float:
+def _epoch(value: datetime | str) -> float:
     """A timestamp column as seconds since the epoch (PostgreSQL gives datetimes, SQLite text)."""
-    from datetime import datetime
-
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.timestamp()
@@ -264,12 +263,12 @@ def _wait_for_index(dashboard: Dashboard, key: str) -> None:
 _connection: "sqlite3.Connection | psycopg.Connection | None" = None
 
 
-def _state(dashboard: Dashboard, key: str):
+def _state(dashboard: Dashboard, key: str) -> str | None:
     """The submission's state, read from the database as the page would show it."""
     return _query(dashboard, "SELECT state FROM batches_submission WHERE key = %s", key)
 
 
-def _query(dashboard: Dashboard, sql: str, key: str):
+def _query(dashboard: Dashboard, sql: str, key: str) -> Any:
     """One column of the submission with this key, or None."""
     global _connection
     url = dashboard.env["DATABASE_URL"]

@@ -19,6 +19,12 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used, after django.setup()
+    from django.contrib.auth.models import User
+
+    from batches.models import Batch, Workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
@@ -41,7 +47,7 @@ RESULTS = int(os.environ.get("BENCH_RESULTS", "100000"))
 HX = {"HX-Request": "true"}
 
 
-def populate():
+def populate() -> "tuple[User, User, Workspace, Batch]":
     from django.contrib.auth import get_user_model
 
     from batches import ingestion
@@ -81,7 +87,7 @@ def fingerprint(body: str) -> str:
     return found.group(1) if found else ""
 
 
-def main():
+def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 50
     old = connection.creation.create_test_db(verbosity=0, keepdb=False)
     try:

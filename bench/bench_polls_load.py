@@ -118,9 +118,15 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[18] if len(values) >= 20 else max(values)
 
 
-async def viewer(client, cookie, deadline, latencies, errors):
+async def viewer(
+    client: httpx.AsyncClient,
+    cookie: str,
+    deadline: float,
+    latencies: list[float],
+    errors: list[str],
+) -> None:
     headers = {**HX, "Cookie": f"sessionid={cookie}"}
-    held = {}
+    held: dict[str, str] = {}
     for path in ("/", "/poll/"):
         response = await client.get(path, headers=headers)
         held[path] = fingerprint(response.text)
@@ -142,7 +148,9 @@ async def viewer(client, cookie, deadline, latencies, errors):
         await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
 
 
-async def probe(client, deadline, latencies, errors):
+async def probe(
+    client: httpx.AsyncClient, deadline: float, latencies: list[float], errors: list[str]
+) -> None:
     while time.monotonic() < deadline:
         began = time.perf_counter()
         try:
@@ -155,7 +163,9 @@ async def probe(client, deadline, latencies, errors):
         await asyncio.sleep(0.1)
 
 
-async def one_round(base, cookies, seconds):
+async def one_round(
+    base: str, cookies: list[str], seconds: float
+) -> tuple[list[float], list[float], list[str], float]:
     limits = httpx.Limits(max_connections=VIEWERS + 5, max_keepalive_connections=VIEWERS + 5)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10) as client:
         polls: list[float] = []
@@ -170,7 +180,7 @@ async def one_round(base, cookies, seconds):
         return polls, anchor, errors, time.monotonic() - began
 
 
-def main():
+def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 20
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     old = connection.creation.create_test_db(verbosity=0, keepdb=False)

@@ -35,7 +35,7 @@ SIZE = int(os.environ.get("BENCH_RESULTS", "100000"))
 RUNS = 7
 
 
-def main():
+def main() -> None:
     from django.contrib.auth import get_user_model
 
     from batches.models import Batch

@@ -107,7 +107,14 @@ def start_web(port: int, scratch: Path) -> subprocess.Popen:
                             start_new_session=True)  # fmt: skip
 
 
-def slow_upload(port, path, cookie, token, deadline, answers):
+def slow_upload(
+    port: int,
+    path: str,
+    cookie: str,
+    token: str,
+    deadline: float,
+    answers: list[tuple[str, float]],
+) -> None:
     """Declares 10 MB, sends a byte every 5 s until answered or the phase ends."""
     began = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
@@ -131,7 +138,13 @@ def slow_upload(port, path, cookie, token, deadline, answers):
     answers.append((status, time.monotonic() - began))
 
 
-def probe(base, cookie, deadline, latencies, failures):
+def probe(
+    base: str,
+    cookie: str,
+    deadline: float,
+    latencies: dict[str, list[float]],
+    failures: list[str],
+) -> None:
     with httpx.Client(base_url=base, timeout=5, cookies={"sessionid": cookie}) as client:
         while time.monotonic() < deadline:
             for path in ("/healthz", "/"):
@@ -147,15 +160,17 @@ def probe(base, cookie, deadline, latencies, failures):
             time.sleep(0.2)
 
 
-def p95(values):
+def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[18] if len(values) >= 20 else max(values)
 
 
-def phase(base, port, cookie, path, token, seconds, *, uploads: int) -> dict:
+def phase(
+    base: str, port: int, cookie: str, path: str, token: str, seconds: float, *, uploads: int
+) -> dict:
     deadline = time.monotonic() + seconds
     latencies: dict[str, list[float]] = {"/healthz": [], "/": []}
     failures: list[str] = []
-    answers: list = []
+    answers: list[tuple[str, float]] = []
     threads = [
         threading.Thread(target=slow_upload, args=(port, path, cookie, token, deadline, answers))
         for _ in range(uploads)
@@ -168,7 +183,7 @@ def phase(base, port, cookie, path, token, seconds, *, uploads: int) -> dict:
     return {"latencies": latencies, "failures": failures, "answers": answers}
 
 
-def report(name, found) -> dict[str, float]:
+def report(name: str, found: dict) -> dict[str, float]:
     medians = {}
     for path, values in found["latencies"].items():
         medians[path] = statistics.median(values)
@@ -185,7 +200,7 @@ def report(name, found) -> dict[str, float]:
     return medians
 
 
-def main():
+def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 30
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     old = connection.creation.create_test_db(verbosity=0, keepdb=False)

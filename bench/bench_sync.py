@@ -38,7 +38,7 @@ SIZE = int(os.environ.get("BENCH_BATCHES", "5000"))
 KEY = "sk-ant-bench-sync-000000"
 
 
-def main():
+def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     settings.API_TRANSPORT = "emulator.testing.counting_transport"
     old = connection.creation.create_test_db(verbosity=0, keepdb=False)

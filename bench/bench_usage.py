@@ -21,9 +21,16 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used, after django.setup()
+    from django.contrib.auth.models import User
+
+    from batches.models import Workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
@@ -45,7 +52,7 @@ BATCHES = int(os.environ.get("BENCH_BATCHES", "10000"))
 RESULTS = int(os.environ.get("BENCH_RESULTS", "1000000"))
 
 
-def populate():
+def populate() -> "tuple[User, User, list[Workspace]]":
     from django.contrib.auth import get_user_model
 
     from batches import bulk, totals
@@ -82,7 +89,7 @@ def populate():
     Batch.objects.bulk_create(rows, batch_size=2000)
     ids = list(Batch.objects.order_by("pk").values_list("pk", flat=True))
 
-    def results():
+    def results() -> Iterator[tuple[int, str, str, str, str, str, str, int, int, int, int, str]]:
         for batch_id in ids:
             for n in range(per_batch):
                 if n % 10 == 0:
@@ -123,7 +130,7 @@ def populate():
     return people[0], admin, workspaces
 
 
-def main():
+def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     old = connection.creation.create_test_db(verbosity=0, keepdb=False)
     try:

@@ -8,10 +8,10 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from batches.models import Batch, Result
+from batches.models import Batch, Result, Workspace
 
 
-def fill_batches(workspace, count: int) -> None:
+def fill_batches(workspace: Workspace, count: int) -> None:
     """`count` batches a minute apart, newest last, every thousandth still running (so the
     newest page has one), the rest ended with a few errors. Ids are `msgbatch_bench000000`..."""
     now = timezone.now()

@@ -54,6 +54,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -134,7 +135,7 @@ def path_name(path: Iterable) -> str:
     return text
 
 
-def depth(value) -> int:
+def depth(value: object) -> int:
     """Levels of lists and objects (the judge's own count, not the check's)."""
     deepest = 0
     stack = [(value, 1)] if isinstance(value, (dict, list)) else []
@@ -146,7 +147,7 @@ def depth(value) -> int:
     return deepest
 
 
-def paths(value, prefix: tuple = ()) -> list[tuple]:
+def paths(value: object, prefix: tuple = ()) -> list[tuple]:
     """Every path in a (shallow) request, its own included."""
     found = [prefix]
     stack = [(value, prefix)]
@@ -164,13 +165,13 @@ def paths(value, prefix: tuple = ()) -> list[tuple]:
     return found
 
 
-def get(value, path: tuple):
+def get(value: Any, path: tuple) -> Any:
     for step in path:
         value = value[step]
     return value
 
 
-def put(value, path: tuple, new) -> None:
+def put(value: Any, path: tuple, new: object) -> None:
     get(value, path[:-1])[path[-1]] = new
 
 
@@ -217,7 +218,7 @@ def slot(path: tuple) -> str | frozenset:
     return frozenset({"string"})
 
 
-def json_type(value) -> str:
+def json_type(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -231,7 +232,7 @@ def json_type(value) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
-def allowed(where: str | frozenset, value) -> bool:
+def allowed(where: str | frozenset, value: object) -> bool:
     """Whether the schema lets `value` (any JSON) stand where `slot` said."""
     if where == "free":
         return True
@@ -267,7 +268,7 @@ class Maker:
             pieces.insert(rng.randint(0, len(pieces)), rng.choice(ODD))
         return "".join(pieces)
 
-    def free_value(self, levels: int = 3):
+    def free_value(self, levels: int = 3) -> object:
         """Any JSON value, a few levels deep (what a tool's input may hold)."""
         rng = self.rng
         choice = rng.randrange(9 if levels > 0 else 6)
@@ -341,7 +342,7 @@ class Maker:
             }
         return {"custom_id": custom_id, "params": params}
 
-    def content(self, role: str, tool_names: list[str]):
+    def content(self, role: str, tool_names: list[str]) -> str | list[dict]:
         rng = self.rng
         if rng.random() < 0.5:
             return self.words()
@@ -379,7 +380,7 @@ class Maker:
 
     def tool(self, name: str) -> dict:
         rng = self.rng
-        properties = {
+        properties: dict[str, object] = {
             f"p{n}": {"type": "string", "description": self.words(1, 5)}
             for n in range(rng.randint(0, 30))  # up to 60 brackets: shallow, but many
         }

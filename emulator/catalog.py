@@ -5,6 +5,7 @@ SDK's examples use both; a message generated for an alias names the snapshot, as
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ MODELS: tuple[ModelSpec, ...] = (
 BY_ID = {model.id: model for model in MODELS}
 
 
-def find(model_id) -> ModelSpec | None:
+def find(model_id: object) -> ModelSpec | None:
     return BY_ID.get(model_id) if isinstance(model_id, str) else None
 
 
@@ -62,10 +63,10 @@ def resolved_id(model_id: str) -> str:
     return spec.snapshot or spec.id
 
 
-def model_info(spec: ModelSpec) -> dict:
+def model_info(spec: ModelSpec) -> dict[str, Any]:
     """A `ModelInfo` body, capabilities included (the schema requires every key)."""
 
-    def yes(flag=True):
+    def yes(flag: bool = True) -> dict[str, bool]:
         return {"supported": flag}
 
     return {

@@ -47,7 +47,7 @@ def workspace_of(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-def set_key_faults(api_key: str, **faults) -> EmulatedKeyFaults:
+def set_key_faults(api_key: str, **faults: float | int | bool) -> EmulatedKeyFaults:
     """Turn faults on for one key (fields of `EmulatedKeyFaults`); `clear_key_faults` undoes it."""
     row, _ = EmulatedKeyFaults.objects.update_or_create(
         workspace=workspace_of(api_key), defaults=faults

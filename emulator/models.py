@@ -24,10 +24,10 @@ class ProcessingStatus(models.TextChoices):
 
 
 class EmulatedBatchQuerySet(models.QuerySet):
-    def in_workspace(self, workspace: str):
+    def in_workspace(self, workspace: str) -> "EmulatedBatchQuerySet":
         return self.filter(workspace=workspace)
 
-    def newest_first(self):
+    def newest_first(self) -> "EmulatedBatchQuerySet":
         return self.order_by("-seq")
 
 
@@ -63,7 +63,7 @@ class EmulatedBatch(models.Model):
             models.Index(fields=["workspace", "-seq"], name="emulator_batch_ws_seq"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.batch_id
 
 
@@ -85,7 +85,7 @@ class EmulatedRequestChunk(models.Model):
             models.UniqueConstraint(fields=["batch", "number"], name="emulator_chunk_unique"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.batch_id} chunk {self.number}"
 
     @staticmethod
@@ -122,5 +122,5 @@ class EmulatedKeyFaults(models.Model):
     # not guess among.
     lookalikes_with_lost_answer = models.PositiveIntegerField(default=0)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"faults for {self.workspace[:8]}"

@@ -12,8 +12,8 @@ import math
 import re
 import secrets
 import string
-from collections.abc import Iterator
-from datetime import UTC, timedelta
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -50,7 +50,7 @@ def stable_id(prefix: str, *parts: str, length: int = 24) -> str:
     return prefix + "01" + "".join(chars)
 
 
-def rfc3339(moment) -> str | None:
+def rfc3339(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -109,7 +109,7 @@ def create_batch(
 # The clock -------------------------------------------------------------------------------------
 
 
-def finished_by(batch: EmulatedBatch, moment) -> int:
+def finished_by(batch: EmulatedBatch, moment: datetime) -> int:
     """How many requests (a prefix in request order) have been processed at `moment`."""
     elapsed = (moment - batch.created_at).total_seconds() - batch.base_seconds
     if elapsed < 0:
@@ -120,20 +120,20 @@ def finished_by(batch: EmulatedBatch, moment) -> int:
     return min(batch.request_count, math.floor(elapsed / batch.seconds_per_request + 1e-9))
 
 
-def natural_end(batch: EmulatedBatch):
+def natural_end(batch: EmulatedBatch) -> datetime:
     return batch.created_at + timedelta(
         seconds=batch.base_seconds + batch.request_count * batch.seconds_per_request
     )
 
 
-def end_time(batch: EmulatedBatch):
+def end_time(batch: EmulatedBatch) -> datetime:
     """When the batch ends (or ended), unless a cancel comes first."""
     if batch.cancel_initiated_at is not None:
         return batch.cancel_initiated_at + timedelta(seconds=batch.cancel_seconds)
     return min(natural_end(batch), batch.expires_at)
 
 
-def cutoff(batch: EmulatedBatch):
+def cutoff(batch: EmulatedBatch) -> datetime:
     """The moment after which no further request is processed."""
     cut = min(natural_end(batch), batch.expires_at)
     if batch.cancel_initiated_at is not None:
@@ -141,7 +141,7 @@ def cutoff(batch: EmulatedBatch):
     return cut
 
 
-def status_at(batch: EmulatedBatch, now) -> str:
+def status_at(batch: EmulatedBatch, now: datetime) -> str:
     if batch.ended_at is not None or now >= end_time(batch):
         return ProcessingStatus.ENDED
     if batch.cancel_initiated_at is not None:
@@ -169,7 +169,7 @@ def unprocessed_fate(batch: EmulatedBatch) -> str:
     return "canceled" if batch.cancel_initiated_at is not None else "expired"
 
 
-def finalize_if_due(batch: EmulatedBatch, now=None) -> EmulatedBatch:
+def finalize_if_due(batch: EmulatedBatch, now: datetime | None = None) -> EmulatedBatch:
     """Record the final counts the first time a batch is seen past its end; a no-op after."""
     now = now or timezone.now()
     if batch.ended_at is not None or now < end_time(batch):
@@ -201,7 +201,7 @@ def cancel(batch: EmulatedBatch) -> EmulatedBatch:
 # What a client sees ----------------------------------------------------------------------------
 
 
-def batch_body(batch: EmulatedBatch, results_url: str | None, now=None) -> dict:
+def batch_body(batch: EmulatedBatch, results_url: str | None, now: datetime | None = None) -> dict:
     """The `MessageBatch` object as the API would show it at `now`."""
     now = now or timezone.now()
     batch = finalize_if_due(batch, now)
@@ -262,7 +262,7 @@ def results_lines(batch: EmulatedBatch) -> Iterator[bytes]:
 # One request's outcome -------------------------------------------------------------------------
 
 
-def outcome(batch_id: str, custom_id: str, params: dict, betas=()) -> dict:
+def outcome(batch_id: str, custom_id: str, params: dict, betas: Iterable[str] | None = ()) -> dict:
     """The result of one processed request: `succeeded` with a message, or `errored`."""
     problem = check_params(params, betas)
     if problem:
@@ -277,7 +277,7 @@ def outcome(batch_id: str, custom_id: str, params: dict, betas=()) -> dict:
     return {"type": "succeeded", "message": generate_message(batch_id, custom_id, params)}
 
 
-def _text_of(content) -> str:
+def _text_of(content: str | Iterable[object] | None) -> str:
     if isinstance(content, str):
         return content
     parts = []

@@ -15,7 +15,10 @@ Faults for one key: `emulator.faults.set_key_faults("sk-test-owner", rate_429=1.
 `fault-429` (or -500, -529, -slow, -cut, -expire) in it.
 """
 
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import httpx
 from django.core.handlers.wsgi import WSGIHandler
@@ -27,11 +30,14 @@ from emulator import processing
 from emulator.faults import plan_for, workspace_of
 from emulator.models import EXPIRY, EmulatedBatch
 
+if TYPE_CHECKING:
+    import anthropic
+
 BASE_URL = "http://testserver/emulator"
 HEADERS = {"anthropic-version": "2023-06-01"}
 
 
-def wsgi_app():
+def wsgi_app() -> WSGIApplication:
     """The project's WSGI app for in-process calls inside a test's database transaction.
 
     Like Django's test client, it keeps the request signals from closing the database connection,
@@ -39,7 +45,7 @@ def wsgi_app():
     """
     handler = WSGIHandler()
 
-    def app(environ, start_response):
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterator[bytes]:
         request_started.disconnect(close_old_connections)
         request_finished.disconnect(close_old_connections)
         try:
@@ -70,14 +76,14 @@ def counting_transport() -> httpx.BaseTransport:
     inner = httpx_transport()
 
     class Counting(httpx.BaseTransport):
-        def handle_request(self, request):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
             CALLS.append(request.url.path)
             return inner.handle_request(request)
 
     return Counting()
 
 
-def sdk_client(api_key: str, *, max_retries: int = 0, **options):
+def sdk_client(api_key: str, *, max_retries: int = 0, **options: Any) -> "anthropic.Anthropic":
     """The official `anthropic` SDK (a test-only dependency), pointed at the emulator in-process."""
     import anthropic
     import httpx2

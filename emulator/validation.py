@@ -8,6 +8,8 @@ against the Messages API later, and a bad one ends `errored` with the message `c
 import json
 import math
 import re
+from collections.abc import Iterable
+from typing import NoReturn
 
 from emulator import catalog
 from foundations.betas import output_limit
@@ -20,7 +22,7 @@ class InvalidBatch(Exception):
     """The create body breaks the batch's own rules: a 400 whose message names the field."""
 
 
-def _refuse_constant(name: str):
+def _refuse_constant(name: str) -> NoReturn:
     # Python's json reads NaN and Infinity; JSON, and so the API, does not.
     raise ValueError(f"{name} is not valid JSON")
 
@@ -32,7 +34,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _loads(raw: bytes):
+def _loads(raw: bytes) -> object:
     try:
         return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -167,7 +169,9 @@ def _schema_error(params: dict) -> str | None:
     return _pydantic_style(_dotted(chosen["instanceLocation"]), chosen["error"])
 
 
-def check_params(params: dict, betas=(), *, in_batch: bool = True) -> str | None:
+def check_params(
+    params: dict, betas: Iterable[str] | None = (), *, in_batch: bool = True
+) -> str | None:
     """Why the Messages API would refuse `params` (sent with these beta features, in a batch or
     on their own), or None if it would answer it."""
     problem = _schema_error(params)

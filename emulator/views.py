@@ -8,16 +8,20 @@ key or the settings ask for.
 import functools
 import itertools
 import time
+from collections.abc import Callable, Iterator
+from typing import Any, Concatenate, NoReturn
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.common import no_append_slash
 from django.views.decorators.csrf import csrf_exempt
 
 from emulator import catalog, faults, processing
+from emulator.faults import FaultPlan
 from emulator.models import EmulatedBatch, ProcessingStatus
 from emulator.validation import InvalidBatch, check_params, parse_create_body, parse_message_body
 
@@ -29,7 +33,7 @@ _FAULT_ERRORS = {
 
 
 class ErrorAnswer(Exception):
-    def __init__(self, status: int, kind: str, message: str):
+    def __init__(self, status: int, kind: str, message: str) -> None:
         super().__init__(message)
         self.status, self.kind, self.message = status, kind, message
 
@@ -39,7 +43,7 @@ def error_response(request_id: str, status: int, kind: str, message: str) -> Jso
     return JsonResponse(body, status=status)
 
 
-def _api_key(request) -> str | None:
+def _api_key(request: HttpRequest) -> str | None:
     key = request.headers.get("x-api-key", "").strip()
     if not key:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -48,13 +52,19 @@ def _api_key(request) -> str | None:
     return key or None
 
 
-def api_view(methods: tuple[str, ...]):
-    def decorate(view):
+# An endpoint as written: it is given the request, the key's workspace and the key's faults, then
+# the URL's arguments; `api_view` makes it a Django view, given the request and those arguments.
+type Endpoint[**P] = Callable[Concatenate[HttpRequest, str, FaultPlan, P], HttpResponseBase]
+type View[**P] = Callable[Concatenate[HttpRequest, P], HttpResponseBase]
+
+
+def api_view[**P](methods: tuple[str, ...]) -> Callable[[Endpoint[P]], View[P]]:
+    def decorate(view: Endpoint[P]) -> View[P]:
         @csrf_exempt
         @login_not_required
         @no_append_slash
         @functools.wraps(view)
-        def wrapper(request, *args, **kwargs):
+        def wrapper(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> HttpResponseBase:
             if not settings.EMULATOR_ENABLED:
                 # Off in production unless asked for: anyone could store batches in it.
                 raise Http404("The emulator is turned off (EMULATOR_ENABLED).")
@@ -68,7 +78,14 @@ def api_view(methods: tuple[str, ...]):
     return decorate
 
 
-def _answer(request, request_id, view, methods, args, kwargs):
+def _answer(
+    request: HttpRequest,
+    request_id: str,
+    view: Endpoint[...],
+    methods: tuple[str, ...],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> HttpResponseBase:
     api_key = _api_key(request)
     if api_key is None:
         return error_response(
@@ -107,12 +124,12 @@ def _get_batch(workspace: str, batch_id: str) -> EmulatedBatch:
     return batch
 
 
-def _batch_json(request, batch: EmulatedBatch) -> dict:
+def _batch_json(request: HttpRequest, batch: EmulatedBatch) -> dict:
     url = request.build_absolute_uri(reverse("emulator:batch_results", args=[batch.batch_id]))
     return processing.batch_body(batch, url)
 
 
-def _limit(request) -> int:
+def _limit(request: HttpRequest) -> int:
     raw = request.GET.get("limit", "20")
     try:
         limit = int(raw)
@@ -129,7 +146,7 @@ def _limit(request) -> int:
     return limit
 
 
-def _page(items: list, ids: list[str], request) -> tuple[list, bool]:
+def _page[T](items: list[T], ids: list[str], request: HttpRequest) -> tuple[list[T], bool]:
     """One page of `items` (newest first) as the API pages: `after_id` older, `before_id` newer."""
     limit = _limit(request)
     after_id, before_id = request.GET.get("after_id"), request.GET.get("before_id")
@@ -161,7 +178,7 @@ def _list_body(data: list[dict], has_more: bool) -> dict:
 
 
 @api_view(("GET", "POST"))
-def batches(request, workspace, plan):
+def batches(request: HttpRequest, workspace: str, plan: FaultPlan) -> JsonResponse:
     if request.method == "POST":
         return _create(request, workspace, plan)
     # Only ids are loaded to find the page, so a workspace with many batches stays cheap.
@@ -174,7 +191,7 @@ def batches(request, workspace, plan):
     return JsonResponse(_list_body(data, has_more))
 
 
-def _body(request) -> bytes:
+def _body(request: HttpRequest) -> bytes:
     """The request's body, refused (413) above EMULATOR_MAX_BODY_BYTES as the API refuses."""
     limit = settings.EMULATOR_MAX_BODY_BYTES
     too_large = ErrorAnswer(
@@ -193,12 +210,12 @@ def _body(request) -> bytes:
     return raw
 
 
-def _betas(request) -> list[str]:
+def _betas(request: HttpRequest) -> list[str]:
     names = [name.strip() for name in request.headers.get("anthropic-beta", "").split(",")]
     return [name for name in names if name][:10]
 
 
-def _create(request, workspace, plan):
+def _create(request: HttpRequest, workspace: str, plan: FaultPlan) -> JsonResponse:
     raw = _body(request)
     try:
         requests = parse_create_body(raw)
@@ -216,7 +233,7 @@ def _create(request, workspace, plan):
 
 
 @api_view(("POST",))
-def messages(request, workspace, plan):
+def messages(request: HttpRequest, workspace: str, plan: FaultPlan) -> JsonResponse:
     """`POST /v1/messages`: one request answered at once, by the generator, validation and
     faults that answer a batch's requests, at the standard service tier."""
     try:
@@ -232,7 +249,7 @@ def messages(request, workspace, plan):
 
 
 @api_view(("GET", "DELETE"))
-def batch(request, workspace, plan, batch_id):
+def batch(request: HttpRequest, workspace: str, plan: FaultPlan, batch_id: str) -> JsonResponse:
     found = _get_batch(workspace, batch_id)
     if request.method == "GET":
         return JsonResponse(_batch_json(request, found))
@@ -248,13 +265,17 @@ def batch(request, workspace, plan, batch_id):
 
 
 @api_view(("POST",))
-def batch_cancel(request, workspace, plan, batch_id):
+def batch_cancel(
+    request: HttpRequest, workspace: str, plan: FaultPlan, batch_id: str
+) -> JsonResponse:
     found = processing.cancel(_get_batch(workspace, batch_id))
     return JsonResponse(_batch_json(request, found))
 
 
 @api_view(("GET",))
-def batch_results(request, workspace, plan, batch_id):
+def batch_results(
+    request: HttpRequest, workspace: str, plan: FaultPlan, batch_id: str
+) -> HttpResponseBase:
     found = processing.finalize_if_due(_get_batch(workspace, batch_id))
     if found.ended_at is None:
         raise ErrorAnswer(
@@ -279,7 +300,7 @@ def batch_results(request, workspace, plan, batch_id):
     return StreamingHttpResponse(lines, content_type="application/binary")
 
 
-def _cut_midway(lines, count: int):
+def _cut_midway(lines: Iterator[bytes], count: int) -> Iterator[bytes]:
     """Half the lines, then half a line: what a client sees when a download breaks."""
     for number, line in enumerate(lines):
         if number == count // 2:
@@ -289,14 +310,16 @@ def _cut_midway(lines, count: int):
 
 
 @api_view(("GET",))
-def models_list(request, workspace, plan):
+def models_list(request: HttpRequest, workspace: str, plan: FaultPlan) -> JsonResponse:
     ids = [spec.id for spec in catalog.MODELS]
     page, has_more = _page(list(catalog.MODELS), ids, request)
     return JsonResponse(_list_body([catalog.model_info(spec) for spec in page], has_more))
 
 
 @api_view(("GET",))
-def model_detail(request, workspace, plan, model_id):
+def model_detail(
+    request: HttpRequest, workspace: str, plan: FaultPlan, model_id: str
+) -> JsonResponse:
     spec = catalog.find(model_id)
     if spec is None:
         raise ErrorAnswer(404, "not_found_error", f"model: {model_id}")
@@ -304,5 +327,5 @@ def model_detail(request, workspace, plan, model_id):
 
 
 @api_view(("GET", "POST", "PUT", "PATCH", "DELETE"))
-def not_found(request, workspace, plan, path=""):
+def not_found(request: HttpRequest, workspace: str, plan: FaultPlan, path: str = "") -> NoReturn:
     raise ErrorAnswer(404, "not_found_error", f"Not found: /{path}")

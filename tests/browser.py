@@ -8,8 +8,20 @@ refused inline script or style, so a violation fails the test even when nothing 
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
+
+if TYPE_CHECKING:  # Playwright is imported by the browser tests themselves, when they run
+    from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright
+
+    class WatchedPage(Page):
+        """A page as `open_page` gives it: Playwright's own, with two attributes set on it
+        (a name for the type checker only: no page is of this class)."""
+
+        base: str
+        problems: "Problems"
+
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -35,12 +47,12 @@ document.addEventListener("securitypolicyviolation", (event) => {
 class Problems:
     """Console errors, CSP violations and uncaught exceptions a page produced."""
 
-    def __init__(self, page):
+    def __init__(self, page: "Page") -> None:
         self.found: list[str] = []
         page.on("pageerror", lambda error: self.found.append(f"script error: {error}"))
         page.on("console", self._console)
 
-    def _console(self, message):
+    def _console(self, message: "ConsoleMessage") -> None:
         text = message.text
         if "Content Security Policy" in text or "Refused to" in text:
             self.found.append(f"CSP: {text}")
@@ -52,19 +64,21 @@ class Problems:
             self.found.append(f"console error: {text}")
 
 
-def open_page(playwright, base_url: str, **context_options):
+def open_page(
+    playwright: "Playwright", base_url: str, **context_options: Any
+) -> "tuple[Browser, BrowserContext, WatchedPage]":
     """A new page on `base_url`, watched for problems (its `problems` attribute)."""
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
     context = browser.new_context(**context_options)
     context.add_init_script(WATCH_VIOLATIONS)
     context.set_default_timeout(20_000)
-    page = context.new_page()
+    page = cast("WatchedPage", context.new_page())
     page.base = base_url
     page.problems = Problems(page)
     return browser, context, page
 
 
-def log_in(page, username: str, password: str) -> None:
+def log_in(page: "WatchedPage", username: str, password: str) -> None:
     """Log in through the login page and land on the batch list."""
     page.goto(f"{page.base}/login/")
     page.fill("input[name=username]", username)
@@ -86,7 +100,7 @@ AXE_RUN = """async (tags) => {
 }"""
 
 
-def accessibility_problems(page) -> list[str]:
+def accessibility_problems(page: "Page") -> list[str]:
     """What axe-core finds against WCAG 2.2 AA in the page as it is now. Loaded by the
     debugging protocol's evaluate, which the page's Content-Security-Policy does not govern."""
     if not page.evaluate("typeof window.axe === 'object'"):
@@ -94,7 +108,7 @@ def accessibility_problems(page) -> list[str]:
     return page.evaluate(AXE_RUN, AXE_TAGS)
 
 
-def assert_no_problems(page) -> None:
+def assert_no_problems(page: "WatchedPage") -> None:
     try:
         violations = page.evaluate("window.__violations || []")
     except Exception:  # the page is gone (closed): the listeners saw what it did
@@ -115,7 +129,7 @@ def assert_no_problems(page) -> None:
     assert not found, found
 
 
-def shot(page, name, *, full=True):
+def shot(page: "WatchedPage", name: str, *, full: bool = True) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=full)

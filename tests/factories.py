@@ -7,16 +7,18 @@ what it is about. Ids are numbered per run, so two builders never collide.
 import itertools
 import uuid
 from datetime import timedelta
+from typing import Any
 
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from batches import totals
-from batches.models import Batch, Result, Submission
+from batches.models import Batch, Result, Submission, Workspace
 
 _numbers = itertools.count(1)
 
 
-def batch(workspace, hours_ago: float = 0, **fields) -> Batch:
+def batch(workspace: Workspace, hours_ago: float = 0, **fields: Any) -> Batch:
     """An ended batch (3 succeeded, 1 errored) that ended `hours_ago`, an hour after it was
     created, unless `fields` say otherwise. `api_id` is unique unless given."""
     number = next(_numbers)
@@ -34,7 +36,9 @@ def batch(workspace, hours_ago: float = 0, **fields) -> Batch:
     return Batch.objects.create(workspace=workspace, **values)
 
 
-def running_batch(workspace, processing: int = 4, minutes_ago: float = 3, **fields) -> Batch:
+def running_batch(
+    workspace: Workspace, processing: int = 4, minutes_ago: float = 3, **fields: Any
+) -> Batch:
     """An in-progress batch with `processing` requests, created `minutes_ago`."""
     created_at = timezone.now() - timedelta(minutes=minutes_ago)
     values = {
@@ -50,7 +54,7 @@ def running_batch(workspace, processing: int = 4, minutes_ago: float = 3, **fiel
     return batch(workspace, **values)
 
 
-def ended_news(workspace, ended_ago: timedelta, **fields) -> Batch:
+def ended_news(workspace: Workspace, ended_ago: timedelta, **fields: Any) -> Batch:
     """An ended batch the dashboard saw end (first seen when it ended): news for its notices."""
     ended_at = timezone.now() - ended_ago
     made = batch(workspace, succeeded=2, errored=0, ended_at=ended_at,
@@ -60,7 +64,7 @@ def ended_news(workspace, ended_ago: timedelta, **fields) -> Batch:
     return made
 
 
-def succeeded(batch: Batch, custom_id: str, **fields) -> Result:
+def succeeded(batch: Batch | None, custom_id: str, **fields: Any) -> Result:
     text = fields.pop("text", f"Answer to {custom_id}")
     values = {
         "result_type": "succeeded",
@@ -75,7 +79,7 @@ def succeeded(batch: Batch, custom_id: str, **fields) -> Result:
     return Result(batch=batch, custom_id=custom_id, **values)
 
 
-def errored(batch: Batch, custom_id: str, **fields) -> Result:
+def errored(batch: Batch | None, custom_id: str, **fields: Any) -> Result:
     values = {
         "result_type": "errored",
         "error_type": "invalid_request_error",
@@ -103,7 +107,7 @@ def with_results(batch: Batch, count: int = 4, *, every_errored: int = 4) -> Bat
     return batch
 
 
-def submission(workspace, user, **fields) -> Submission:
+def submission(workspace: Workspace, user: User, **fields: Any) -> Submission:
     """An upload record (no file) in the state `fields` give; JSONL, checking by default."""
     values = {
         "key": uuid.uuid4(),

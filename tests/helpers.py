@@ -1,6 +1,8 @@
 """Small helpers for tests: what stands in for a process the test does not start, and the
 dashboard's own URLs, read from the URLconf."""
 
+from collections.abc import Iterator
+
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from batches import actions, ingestion
@@ -26,7 +28,9 @@ def run_actions() -> list[str]:
     return done
 
 
-def named_urls(resolver=None, parameters=()):
+def named_urls(
+    resolver: URLResolver | None = None, parameters: tuple[str, ...] = ()
+) -> Iterator[tuple[str, tuple[str, ...]]]:
     """(name, parameter names) of every named URL but the admin's (it has its own tests and
     login) and the emulator's (it takes API keys)."""
     resolver = resolver or get_resolver()

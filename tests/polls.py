@@ -8,9 +8,15 @@ VALUES = re.compile(r"""hx-vals='\{"v": "([0-9a-f]*)"\}'""")
 
 def fingerprint_of(body: str) -> str:
     """The fingerprint of the page's (or fragment's) polled region, the header's aside."""
-    return VALUES.search(COUNTER.sub("", body)).group(1)
+    found = VALUES.search(COUNTER.sub("", body))
+    assert found is not None, "no polled region in the page"
+    return found.group(1)
 
 
 def header_fingerprint(body: str) -> str:
     """The header counter's fingerprint."""
-    return VALUES.search(COUNTER.search(body).group(0)).group(1)
+    counter = COUNTER.search(body)
+    assert counter is not None, "no running counter in the header"
+    found = VALUES.search(counter.group(0))
+    assert found is not None, "the header's running counter is not polled"
+    return found.group(1)

@@ -8,10 +8,13 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
+from pytest_django import Settings
 
 S3_KEY_ID = "test-key-id"
 S3_SECRET = "test-secret-key"
@@ -37,7 +40,7 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 30) -> N
     raise RuntimeError(f"Nothing answered at {url} within {timeout:.0f} s.")
 
 
-def test_database_url() -> str:
+def shared_database_url() -> str:
     """The test database (SQLite file or PostgreSQL), for a server in another process."""
     from django.db import connection
 
@@ -50,11 +53,8 @@ def test_database_url() -> str:
     return f"postgres://{credentials}{host}:{port}/{database['NAME']}"
 
 
-test_database_url.__test__ = False  # a helper, not a test
-
-
 @pytest.fixture(scope="session")
-def s3_server():
+def s3_server() -> Iterator[str]:
     """A real S3 API server on 127.0.0.1 (moto's standalone server), for the whole run."""
     port = free_port()
     process = subprocess.Popen(
@@ -75,7 +75,7 @@ def s3_server():
 class Bucket:
     endpoint: str
     name: str
-    client: object
+    client: Any  # boto3's S3 client: boto3 ships no type information
 
     def keys(self) -> list[str]:
         listing = self.client.list_objects_v2(Bucket=self.name)
@@ -93,7 +93,7 @@ class Bucket:
 
 
 @pytest.fixture
-def bucket(s3_server):
+def bucket(s3_server: str) -> Bucket:
     import boto3
 
     client = boto3.client(
@@ -109,7 +109,7 @@ def bucket(s3_server):
 
 
 @pytest.fixture
-def object_storage(settings, bucket):
+def object_storage(settings: Settings, bucket: Bucket) -> Bucket:
     """Every stored file of the test goes to an S3 bucket on the moto server."""
     settings.STORAGES = {
         **settings.STORAGES,

@@ -5,6 +5,7 @@ never shares the embedded Redis (and its queues) with a `make run` on the same c
 """
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("EMBEDDED_REDIS_PORT", "6391")
 # The run's cache keys (and those of the processes it starts) under a prefix of their own, so a
@@ -17,9 +18,11 @@ from dashboard.settings import DATABASES, STORAGES, VAR_DIR
 # Stored files of one run (and of the processes it starts, which inherit the variable) go to a
 # folder of their own, emptied at the end (tests/conftest.py), never to var/media.
 os.environ.setdefault("TEST_MEDIA_ROOT", str(VAR_DIR / f"test-media-{os.getpid()}"))
-MEDIA_ROOT = os.environ["TEST_MEDIA_ROOT"]
-if STORAGES["default"]["BACKEND"] == "foundations.storage.LocalFileStorage":
-    STORAGES["default"]["OPTIONS"]["location"] = MEDIA_ROOT
+MEDIA_ROOT = Path(os.environ["TEST_MEDIA_ROOT"])
+_default_storage = STORAGES["default"]
+assert isinstance(_default_storage, dict)  # STORAGES's type, inferred, says only "objects"
+if _default_storage["BACKEND"] == "foundations.storage.LocalFileStorage":
+    _default_storage["OPTIONS"]["location"] = str(MEDIA_ROOT)
 
 # Hashing passwords slowly is the point in production and a waste of minutes in tests.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -139,7 +139,7 @@ def _address(name, parameters, workspace: Workspace, batch: Batch, submission, m
     values = {
         "slug": workspace.slug,
         "api_id": batch.api_id,
-        "custom_id": batch.results.order_by("pk").first().custom_id,
+        "custom_id": batch.results.order_by("pk")[0].custom_id,
         "key": submission.key,
     }
     if "pk" in parameters:

@@ -1,6 +1,7 @@
 """The API's answers are checked before anything reads them (batches.answers)."""
 
 import copy
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ BATCH = {
 def changed(path: str, value):
     batch = copy.deepcopy(BATCH)
     *parents, last = path.split(".")
-    target = batch
+    target: dict[str, Any] = batch
     for name in parents:
         target = target[name]
     if value is KeyError:

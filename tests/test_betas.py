@@ -47,9 +47,9 @@ def test_a_beta_raises_the_output_limit_of_its_model_only():
 
 def test_the_emulator_answers_what_the_beta_allows_and_refuses_the_rest():
     params = long_request()["params"]
-    assert "max_tokens: 100000 > 64000" in check_params(params)
+    assert "max_tokens: 100000 > 64000" in (check_params(params) or "")
     assert check_params(params, [OUTPUT_128K]) is None
-    assert "> 128000" in check_params({**params, "max_tokens": 130_000}, [OUTPUT_128K])
+    assert "> 128000" in (check_params({**params, "max_tokens": 130_000}, [OUTPUT_128K]) or "")
 
 
 @pytest.mark.django_db

@@ -9,6 +9,7 @@ live server, so every API call crosses real HTTP.
 import json
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -98,7 +99,7 @@ def test_the_check_shows_its_progress_then_its_report_and_can_be_stopped(
     from django.utils import timezone
 
     Submission.objects.filter(pk=submission.pk).update(
-        check_started_at=timezone.now() - timezone.timedelta(seconds=2),
+        check_started_at=timezone.now() - timedelta(seconds=2),
         check_lines=1500,
         check_bytes=submission.upload_size // 2,
         check_requests=1499,

@@ -68,7 +68,9 @@ def test_an_invited_viewer_sets_a_password_and_sees_only_what_a_viewer_may(team,
     shot(admin, "40-workspace-settings")
 
     [message] = mail.outbox
-    link = re.search(r"https?://\S+/invitation/\S+", message.body).group(0)
+    found = re.search(r"https?://\S+/invitation/\S+", str(message.body))
+    assert found is not None, message.body
+    link = found.group(0)
     invited = browser_pages()
     invited.goto(link)
     invited.locator("h1", has_text="Welcome to the batch dashboard").wait_for()

@@ -75,7 +75,7 @@ def test_the_usage_page_draws_its_charts_on_a_laptop_and_a_phone(workspace, live
         assert page.locator("canvas[data-drawn]").count() == 5
         # Spent more than the budget: the bar says so in words as well as in colour.
         label = page.locator(".budget-bar svg").get_attribute("aria-label")
-        assert "of the budget spent" in label
+        assert label is not None and "of the budget spent" in label
         assert page.locator("#budget .stat-bad").count() == 1
         shot(page, "60-usage-1366")
         shot(page, "60-usage-1366-top", full=False)

@@ -44,7 +44,7 @@ def place(live_server, transactional_db, django_user_model):
     labels.set_labels(
         ended, ["evaluation", "nightly", "a label of forty characters nearly all of"[:40]]
     )
-    first = ended.results.order_by("custom_id").first()
+    first = ended.results.order_by("custom_id")[0]
     # An upload with a problem on a long line: the report's table.
     bad = b'{"custom_id": "a-very-long-custom-id-that-keeps-going-and-going-0001", "params": {}}\n'
     upload = submissions.create_submission(

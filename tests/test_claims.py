@@ -2,7 +2,7 @@
 their holder, free again one lease after a holder stops."""
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import time_machine
@@ -34,8 +34,16 @@ def test_one_holder_at_a_time_and_a_lapsed_claim_is_free(row, settings):
     assert Workspace.objects.get().sync_claimed_until is None
 
 
+def _claimed_until() -> datetime:
+    """When the row's claim lapses (or lapsed: the field keeps the time after it passed)."""
+    until = Workspace.objects.get().sync_claimed_until
+    assert until is not None
+    return until
+
+
 def test_renewing_moves_the_lease_and_writes_fields_with_it(row):
     claim = Claim.take(Workspace, row.pk, "sync_claimed_until")
+    assert claim is not None
     before = claim.until
     assert claim.renew(last_sync_error="half way")
     stored = Workspace.objects.get()
@@ -56,6 +64,7 @@ def test_a_claim_kept_alive_outlives_its_lease_while_the_work_progresses(row, se
     settings.CLAIM_RENEW_SECONDS = 0.1
     settings.CLAIM_STALL_SECONDS = 0.5
     claim = Claim.take(Workspace, row.pk, "sync_claimed_until")
+    assert claim is not None
     twice_the_lease = claim.until + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
     with claim.kept_alive():
         # The work progresses until it has held the claim for more than twice its lease; at each
@@ -65,11 +74,11 @@ def test_a_claim_kept_alive_outlives_its_lease_while_the_work_progresses(row, se
             assert claim.renew()  # the holder's own renewals never collide with the thread's
             ours = claim.until
             wait_for(lambda ours=ours: claim.until != ours, "the keep-alive thread to renew")
-        assert Workspace.objects.get().sync_claimed_until > timezone.now()
+        assert _claimed_until() > timezone.now()
         # No progress: the thread stops renewing, and the claim lapses within a lease.
         wait_for(lambda: "made no progress" in caplog.text, "the keep-alive thread to give up")
         wait_for(
-            lambda: Workspace.objects.get().sync_claimed_until < timezone.now(),
+            lambda: _claimed_until() < timezone.now(),
             "the claim to lapse",
             timeout=settings.CLAIM_LEASE_SECONDS + 5,
         )

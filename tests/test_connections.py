@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.processes import free_port, test_database_url, wait_for_http
+from tests.processes import free_port, shared_database_url, wait_for_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ def open_connections(server: subprocess.Popen) -> int:
 
 def test_forty_requests_leave_no_idle_connection_behind(tmp_path):
     port = free_port()
-    url = test_database_url()
+    url = shared_database_url()
     if url.startswith("postgres"):
         url += f"?application_name={APPLICATION}"
     env = {

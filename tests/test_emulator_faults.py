@@ -82,12 +82,15 @@ def test_it_answers_slowly_when_asked(emulator_http):
 def test_it_is_off_unless_enabled(client, settings, admin_user):
     from django.apps import apps
 
+    from batches.apps import BatchesConfig
     from batches.models import Workspace
 
     settings.EMULATOR_ENABLED = False
     response = client.get("/emulator/v1/models", headers={"x-api-key": "sk-x"})
     assert response.status_code == 404
-    apps.get_app_config("batches").first_run(lambda text: None)
+    config = apps.get_app_config("batches")
+    assert isinstance(config, BatchesConfig)
+    config.first_run(lambda text: None)
     assert not Workspace.objects.filter(is_sandbox=True).exists()
     settings.EMULATOR_ENABLED = True
     assert client.get("/emulator/v1/models", headers={"x-api-key": "sk-x",

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import anthropic
 import pytest
+from anthropic.types.messages import MessageBatchErroredResult, MessageBatchIndividualResponse
 
 from emulator.testing import make_batch
 
@@ -112,7 +113,7 @@ def test_it_gives_all_four_result_types_across_batches(emulator_sdk, frozen_now,
     assert after_cancel.request_counts.succeeded == 1
     assert after_cancel.request_counts.canceled == 3
 
-    kinds = {}
+    kinds: dict[str, MessageBatchIndividualResponse] = {}
     for batch_id in (finished.id, canceled.id):
         for line in sdk.messages.batches.results(batch_id):
             kinds.setdefault(line.result.type, line)
@@ -127,7 +128,9 @@ def test_it_gives_all_four_result_types_across_batches(emulator_sdk, frozen_now,
         kinds.setdefault(line.result.type, line)
 
     assert set(kinds) == {"succeeded", "errored", "canceled", "expired"}
-    error = kinds["errored"].result.error
+    errored = kinds["errored"].result
+    assert isinstance(errored, MessageBatchErroredResult)
+    error = errored.error
     assert kinds["errored"].custom_id == "bad-model"
     assert error.type == "error"
     assert error.error.type == "invalid_request_error"
@@ -160,8 +163,8 @@ def test_it_answers_errors_in_the_envelope_with_a_request_id(emulator_sdk, emula
 
     with pytest.raises(anthropic.NotFoundError) as unknown:
         sdk.messages.batches.retrieve("msgbatch_01nothinghere")
-    assert unknown.value.body["error"]["type"] == "not_found_error"
-    assert unknown.value.request_id.startswith("req_")
+    assert unknown.value.type == "not_found_error"  # the envelope's error.type
+    assert (unknown.value.request_id or "").startswith("req_")
 
     with pytest.raises(anthropic.NotFoundError):
         emulator_sdk("sk-test-outsider").messages.batches.retrieve(batch.batch_id)
@@ -170,7 +173,7 @@ def test_it_answers_errors_in_the_envelope_with_a_request_id(emulator_sdk, emula
 
     with pytest.raises(anthropic.BadRequestError) as in_progress:
         sdk.messages.batches.delete(batch.batch_id)
-    assert "cancel it first" in in_progress.value.body["error"]["message"]
+    assert "cancel it first" in (in_progress.value.api_message or "")  # its error.message
 
     with pytest.raises(anthropic.AnthropicError, match="results_url"):
         sdk.messages.batches.results(batch.batch_id)  # no results_url yet: the SDK refuses

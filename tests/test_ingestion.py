@@ -67,7 +67,7 @@ def test_three_batches_one_canceled_give_exactly_their_results(workspace, sdk):
     assert Result.objects.filter(result_type="errored", error_type="invalid_request_error").exists()
     for batch in by_batch.values():
         assert batch.results_ingested == batch.total
-        assert batch.results_file.name.endswith(".jsonl.gz")
+        assert batch.results_file.name and batch.results_file.name.endswith(".jsonl.gz")
         assert batch.results_complete
 
 
@@ -130,7 +130,8 @@ def assert_not_final(batch_id, message):
     batch = Batch.objects.get(pk=batch_id)
     assert message in batch.ingest_error
     assert not batch.results_complete and not batch.results_file
-    assert batch.ingest_attempts == 1 and batch.ingest_not_before > timezone.now()
+    assert batch.ingest_attempts == 1
+    assert batch.ingest_not_before is not None and batch.ingest_not_before > timezone.now()
     assert batch.results_state == "retrying"
     return batch
 
@@ -232,6 +233,7 @@ def test_refresh_now_during_an_ingestion_leaves_its_claim_alone(workspace):
     with ended_later():
         batch_id = ended_batch(workspace, 3)
         held = Claim.take(Batch, batch_id, "ingest_claimed_until")
+        assert held is not None
         assert refresh(batch_id).fetch_results
         assert Batch.objects.get(pk=batch_id).ingest_claimed_until == held.until
         assert ingestion.ingest_results(batch_id).skipped

@@ -3,6 +3,7 @@
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -391,7 +392,8 @@ def test_deeply_nested_brackets_are_reported_on_their_line_and_the_rest_is_check
 
 def test_valid_but_absurdly_nested_json_is_reported_not_crashed_on(tmp_path):
     item = json.loads(good("deep"))
-    node = item["params"]["metadata"] = {}
+    node: dict[str, Any] = {}
+    item["params"]["metadata"] = node
     for _ in range(900):  # still readable JSON, beyond the schema validator's recursion limit
         node["user_id"] = {}
         node = node["user_id"]

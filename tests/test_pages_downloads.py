@@ -49,7 +49,8 @@ def test_totals_price_results_per_model(workspace):
     batch = factories.with_results(factories.batch(workspace), 4)
     totals.store_totals([batch])
     batch.refresh_from_db()
-    assert batch.output_tokens == 150 and batch.cost > 0 and not batch.cost_incomplete
+    assert batch.output_tokens == 150 and not batch.cost_incomplete
+    assert batch.cost is not None and batch.cost > 0
 
 
 # Every database writes the same bytes: PostgreSQL's COPY and the rows read by key elsewhere.

@@ -19,7 +19,7 @@ def test_it_lists_batches_with_progress_cost_and_filters(owner_client, workspace
     assert "Nightly eval" in html and running.api_id in html
     assert "running 3 m" in html and "of at most 24 h" in html
     assert "$0.0" in html  # the actual cost of the ended batch, from its results' usage
-    assert ended.cost > 0 and ended.input_tokens == 300
+    assert ended.cost is not None and ended.cost > 0 and ended.input_tokens == 300
     assert 'hx-trigger="every 3s, batches-changed from:body"' in html
 
     only_problems = owner_client.get("/", {"problems": "errored"})

@@ -86,7 +86,8 @@ def test_a_results_file_too_big_to_scan_is_not_read(workspace):
     batch = factories.with_results(factories.batch(workspace), 4)
     batch.results_file.save("r.jsonl.gz", ContentFile(gzip.compress(json.dumps(LINE).encode())))
     size = batch.results_file.size
-    assert downloads.raw_result_line(batch, "req-0001", max_bytes=size)["result"]["message"]
+    line = downloads.raw_result_line(batch, "req-0001", max_bytes=size)
+    assert line is not None and line["result"]["message"]
     assert downloads.raw_result_line(batch, "req-0001", max_bytes=size - 1) is None
 
 
@@ -117,8 +118,11 @@ def test_the_search_index_finds_what_reading_the_batch_finds(owner_client, works
         assert written == 0 and not search.is_indexed(batch)
     assert found() == by_reading
     # Results stored again: the index no longer matches them and is not used until rewritten.
-    Batch.objects.filter(pk=batch.pk).update(results_ingested_at=batch.results_ingested_at.replace(
-        microsecond=(batch.results_ingested_at.microsecond + 1) % 1_000_000))  # fmt: skip
+    stored_at = batch.results_ingested_at
+    assert stored_at is not None
+    Batch.objects.filter(pk=batch.pk).update(
+        results_ingested_at=stored_at.replace(microsecond=(stored_at.microsecond + 1) % 1_000_000)
+    )
     batch.refresh_from_db()
     assert not search.is_indexed(batch)
     # Deleting the batch deletes its results and their search text, none read into memory.

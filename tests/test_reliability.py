@@ -27,7 +27,7 @@ from batches.workspaces import create_workspace
 from dashboard.celery import app
 from emulator.faults import set_key_faults
 from emulator.testing import make_batch
-from tests.processes import test_database_url
+from tests.processes import shared_database_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ class Workers:
             **{name: value for name, value in os.environ.items() if name != "TEST_MEDIA_ROOT"},
             **bucket.environment(),
             "DJANGO_SETTINGS_MODULE": "dashboard.settings",
-            "DATABASE_URL": test_database_url(),
+            "DATABASE_URL": shared_database_url(),
             "REDIS_URL": settings.REDIS_URL,
             "SECRET_KEY": settings.SECRET_KEY,
             "FERNET_KEYS": ",".join(settings.FERNET_KEYS),

@@ -22,7 +22,7 @@ from django.contrib.sessions.backends.db import SessionStore
 
 from batches.workspaces import create_workspace
 from foundations import slow_clients
-from tests.processes import free_port, test_database_url, wait_for_http
+from tests.processes import free_port, shared_database_url, wait_for_http
 
 ROOT = Path(settings.BASE_DIR)
 
@@ -148,7 +148,7 @@ def production_web(transactional_db, tmp_path, django_user_model):
         "SECURE_SSL_REDIRECT": "false",
         "SECRET_KEY": settings.SECRET_KEY,
         "FERNET_KEYS": ",".join(settings.FERNET_KEYS),
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": shared_database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "CACHE_KEY_PREFIX": settings.CACHE_KEY_PREFIX,
         "STATIC_ROOT": str(static_root),
@@ -178,10 +178,13 @@ def production_web(transactional_db, tmp_path, django_user_model):
     try:
         wait_for_http(f"{base}/healthz", web, timeout=60)
         upload_path = f"/w/{workspace.slug}/upload/"
+        assert session.session_key is not None
         with httpx.Client(base_url=base, cookies={"sessionid": session.session_key}) as client:
             page = client.get(upload_path)
             assert page.status_code == 200, page.text[:500]
-            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+            found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+            assert found is not None, page.text[:500]
+            token = found.group(1)
             cookie = f"sessionid={session.session_key}; csrftoken={client.cookies['csrftoken']}"
         yield base, port, upload_path, cookie, token
     finally:

@@ -116,6 +116,7 @@ def test_the_celery_worker_and_beat_keep_the_mirror_current(live_workspace, tmp_
         beat.terminate()
         beat.wait(timeout=20)
     batch = Batch.objects.get(api_id=emulated.batch_id)
+    assert beat.stdout is not None
     assert batch.processing_status == "ended", beat.stdout.read().decode()[-2000:]
     assert batch.results_ingested == 5
     assert Result.objects.filter(batch=batch, result_type="succeeded").count() == 5

@@ -185,7 +185,9 @@ def test_options_are_saved_with_their_before_and_after(owner_client, workspace):
 
 def _link(message) -> str:
     """The path of the link in an email (which starts with SITE_URL, never the request's host)."""
-    return re.search(re.escape(settings.SITE_URL) + r"(/\S+)", message.body).group(1)
+    found = re.search(re.escape(settings.SITE_URL) + r"(/\S+)", message.body)
+    assert found is not None, message.body
+    return found.group(1)
 
 
 def test_an_invitation_lets_a_new_person_set_a_password_once(
@@ -408,6 +410,7 @@ def test_the_system_records_batches_that_end_or_vanish(workspace):
     from batches import mirror
 
     batch = factories.running_batch(workspace)
+    assert batch.expires_at is not None
     item = {"id": batch.api_id, "type": "message_batch", "processing_status": "ended",
             "request_counts": {"processing": 0, "succeeded": 4, "errored": 0, "canceled": 0,
                                "expired": 0},

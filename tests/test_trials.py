@@ -3,6 +3,7 @@ with what they could cost stated first, their answers and costs at the standard 
 API's errors as it gave them, and the workspace's daily cap."""
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def test_the_check_keeps_what_trying_each_first_request_could_cost(workspace, us
     batch_price = usage_cost(
         params["model"], {"input_tokens": tokens, "output_tokens": params["max_tokens"]}
     )
-    assert bound == 2 * batch_price
+    assert batch_price is not None and bound == 2 * batch_price
     assert trials.cost_of_first(submission, 2) == bound + Decimal(first[1]["cost_at_most"])
 
 
@@ -91,10 +92,12 @@ def test_trying_the_first_requests_shows_each_answer_with_its_tokens_and_standar
         assert trial.stop_reason == "end_turn" and trial.output_tokens > 0
         usage = {"input_tokens": trial.input_tokens, "output_tokens": trial.output_tokens}
         assert trial.cost == usage_cost(trial.answer_model, usage, batch=False)
+        assert trial.cost is not None and trial.cost_at_most is not None
         assert trial.cost <= trial.cost_at_most * 2  # the input is an estimate
     answered = owner_client.get(submission.get_absolute_url())
     html = answered.content.decode()
-    first = Trial.objects.order_by("line").first()
+    first = Trial.objects.order_by("line")[0]
+    assert first.content is not None
     assert html.count("Answered") == 3 and first.content[0]["text"][:40] in html
     assert f"${first.cost:.4f}</strong> at the standard price" in html
     assert "17 of 20" in html
@@ -139,7 +142,7 @@ def test_the_daily_cap_counts_the_last_24_hours_and_zero_turns_tries_off(
         "raise the limit in the workspace's settings."
     )
     assert Trial.objects.count() == 2
-    Trial.objects.update(created_at=timezone.now() - timezone.timedelta(hours=25))
+    Trial.objects.update(created_at=timezone.now() - timedelta(hours=25))
     assert trials.tries_left(Workspace.objects.get(pk=workspace.pk)) == 3
     owner_client.post(try_url(submission), {"count": "3"})
     assert Trial.objects.count() == 5
@@ -171,7 +174,7 @@ def test_an_api_error_is_shown_as_the_api_gave_it_and_never_retried_when_it_may_
 def test_a_try_whose_worker_stopped_says_so_and_stops_the_polling(workspace, user, owner_client):
     submission = upload(workspace, user)
     owner_client.post(try_url(submission), {"count": "1"})
-    Trial.objects.update(created_at=timezone.now() - timezone.timedelta(hours=1))
+    Trial.objects.update(created_at=timezone.now() - timedelta(hours=1))
     html = owner_client.get(submission.get_absolute_url()).content.decode()
     assert "No answer came back: the worker sending it stopped." in html
     assert "hx-trigger" not in html.split('id="submission-live"')[1].split(">")[0]

@@ -21,7 +21,7 @@ from batches import tasks
 from batches.models import Batch, Submission
 from batches.workspaces import create_workspace
 from dashboard.celery import app
-from tests.processes import free_port, test_database_url, wait_for_http
+from tests.processes import free_port, shared_database_url, wait_for_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,9 @@ def _start(argv, env, log: Path) -> subprocess.Popen:
 
 
 def _form_token(html: str) -> str:
-    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    assert found is not None, "no CSRF token in the page"
+    return found.group(1)
 
 
 def test_a_web_process_and_a_worker_share_nothing_but_the_database_redis_and_s3(
@@ -47,7 +49,7 @@ def test_a_web_process_and_a_worker_share_nothing_but_the_database_redis_and_s3(
         **{name: value for name, value in os.environ.items() if name != "TEST_MEDIA_ROOT"},
         **bucket.environment(),
         "DJANGO_SETTINGS_MODULE": "dashboard.settings",
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": shared_database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "SECRET_KEY": settings.SECRET_KEY,
         "FERNET_KEYS": ",".join(settings.FERNET_KEYS),

@@ -246,9 +246,8 @@ def test_the_temporary_copy_of_a_refused_body_is_removed(owner_client, workspace
     from django.core.files import uploadedfile
 
     made = []
-    real = uploadedfile.TemporaryUploadedFile
 
-    class Watched(real):
+    class Watched(uploadedfile.TemporaryUploadedFile):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             made.append(self.temporary_file_path())

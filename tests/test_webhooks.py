@@ -65,7 +65,9 @@ def _turn_on(owner_client, workspace, url) -> str:
     )
     assert response.status_code == 200
     workspace.refresh_from_db()
-    return re.search(r'id="webhook-secret">(whsec_[A-Za-z0-9+/=]+)<', response.content.decode())[1]
+    shown = re.search(r'id="webhook-secret">(whsec_[A-Za-z0-9+/=]+)<', response.content.decode())
+    assert shown is not None, "the settings page shows no new secret"
+    return shown[1]
 
 
 def test_a_delivery_verifies_with_the_secret_shown_once(owner_client, workspace, receiver, user):
@@ -118,6 +120,7 @@ def test_a_delivery_is_given_up_after_its_attempts_and_can_be_replayed(
     _turn_on(owner_client, workspace, receiver.url)
     receiver.statuses = [500] * webhooks.MAX_ATTEMPTS
     delivery = webhooks.enqueue(workspace, "results.ingested", {"id": "msgbatch_1"})
+    assert delivery is not None
     later = timezone.now()
     for _ in range(webhooks.MAX_ATTEMPTS):
         later += timedelta(hours=7)
@@ -158,6 +161,7 @@ def test_no_webhook_no_delivery_and_internal_addresses_are_refused(workspace, se
     workspace.notify_webhook_url = "http://127.0.0.1:9/hooks"
     workspace.save()
     delivery = webhooks.enqueue(workspace, "batch.ended", {})
+    assert delivery is not None
     assert webhooks.deliver(delivery.pk) == "retrying"
     delivery.refresh_from_db()
     assert delivery.last_status is None and delivery.last_error
@@ -167,7 +171,9 @@ def test_no_webhook_no_delivery_and_internal_addresses_are_refused(workspace, se
 def test_a_new_secret_is_shown_once_and_audited(owner_client, workspace, receiver):
     first = _turn_on(owner_client, workspace, receiver.url)
     response = owner_client.post(reverse("webhook_secret", args=[workspace.slug]))
-    second = re.search(r'id="webhook-secret">(whsec_[^<]+)<', response.content.decode())[1]
+    shown = re.search(r'id="webhook-secret">(whsec_[^<]+)<', response.content.decode())
+    assert shown is not None, "the page shows no new secret"
+    second = shown[1]
     assert second != first
     assert AuditEntry.objects.filter(action="secret_change").count() == 2
     recorded = str(list(AuditEntry.objects.values_list("before", "after")))
@@ -182,6 +188,7 @@ def test_a_new_url_drops_what_was_pending_and_old_deliveries_are_not_replayed(
     _turn_on(owner_client, workspace, receiver.url)
     receiver.statuses = [500]
     delivery = webhooks.enqueue(workspace, "batch.ended", {"id": "msgbatch_1"})
+    assert delivery is not None
     assert webhooks.deliver(delivery.pk) == "retrying"
     other = Receiver()
     try:
@@ -253,7 +260,7 @@ def test_the_budget_is_announced_at_80_and_100_percent_once_each(
 def test_a_stored_batch_checks_the_budget(workspace, settings, monkeypatch):
     workspace.monthly_budget = Decimal("0.01")
     workspace.save()
-    asked = []
+    asked: list[int] = []
     monkeypatch.setattr(tasks.announce_budget, "delay", asked.append)
     monkeypatch.setattr(tasks.ingestion, "ingest_results", lambda pk: _Stored())
     tasks.ingest_results(factories.batch(workspace).pk)

@@ -7,6 +7,7 @@ from django.apps import apps
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from batches.apps import BatchesConfig
 from batches.models import Batch, Result, Workspace
 from emulator.testing import BASE_URL, make_batch
 from tests.mirror import KEY
@@ -69,6 +70,7 @@ def test_first_run_creates_the_sandbox_once_and_a_real_workspace_with_a_key(
     admin_user, monkeypatch, settings
 ):
     config = apps.get_app_config("batches")
+    assert isinstance(config, BatchesConfig)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     config.first_run(lambda text: None)
     config.first_run(lambda text: None)

@@ -5,16 +5,20 @@ tools that want a sandbox without the dashboard. Threaded, so a long results dow
 block a poll.
 """
 
+from typing import Any
+
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.core.servers.basehttp import run
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 
 
 class StandaloneHandler(WSGIHandler):
     """The project's WSGI handler with the emulator's URLconf at the root."""
 
-    def get_response(self, request):
+    def get_response(self, request: HttpRequest) -> HttpResponseBase:
         request.urlconf = "emulator.standalone_urls"
         return super().get_response(request)
 
@@ -22,11 +26,11 @@ class StandaloneHandler(WSGIHandler):
 class Command(BaseCommand):
     help = "Serve the Message Batches API emulator alone, at the root of 127.0.0.1:PORT."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=8765)
         parser.add_argument("--host", default="127.0.0.1")
 
-    def handle(self, *args, host, port, **options):
+    def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
         settings.EMULATOR_ENABLED = True  # running it on purpose is turning it on
         # Scripts use whatever host name they were given; this server answers only on `host`.
         if host not in settings.ALLOWED_HOSTS and "*" not in settings.ALLOWED_HOSTS:
