@@ -1,5 +1,11 @@
+from typing import TYPE_CHECKING, Any, cast
+
 from django import forms
 from django.contrib import admin
+from django.contrib.auth.models import User
+from django.db.models import ForeignKey, Model, QuerySet
+from django.db.models.fields.related import RelatedField
+from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
@@ -17,6 +23,15 @@ from batches.models import (
 from batches.operations import members as member_operations
 from batches.operations import workspaces as workspace_operations
 from foundations.errors import remember_secret
+
+if TYPE_CHECKING:  # the stubs' alias, not installed with the site
+    from django_stubs_ext import StrOrPromise
+
+
+def _actor(request: HttpRequest) -> User:
+    """The person using the admin: a signed-in User, since the admin site lets in only active
+    staff (AdminSite.has_permission), which request.user's type cannot say."""
+    return cast(User, request.user)
 
 
 class WorkspaceForm(forms.ModelForm):
@@ -40,7 +55,7 @@ class WorkspaceForm(forms.ModelForm):
             "results_downloadable",
         ]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not self.instance.pk:  # nothing is kept yet: a new workspace's key is required
             key = self.fields["api_key"]
@@ -48,7 +63,7 @@ class WorkspaceForm(forms.ModelForm):
             key.help_text = "The workspace's Anthropic API key (sk-ant-…); stored encrypted."
 
     @sensitive_variables("cleaned")
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         # ModelForm.clean returns cleaned_data; the stubs allow the None a subclass may return.
         super().clean()
         cleaned = self.cleaned_data
@@ -61,7 +76,7 @@ class WorkspaceForm(forms.ModelForm):
         return cleaned
 
     @sensitive_variables()
-    def save(self, commit=True):
+    def save(self, commit: bool = True) -> Workspace:
         if self.cleaned_data.get("api_key"):
             self.instance.set_api_key(self.cleaned_data["api_key"])
         return super().save(commit)
@@ -70,10 +85,17 @@ class WorkspaceForm(forms.ModelForm):
 class MemberWorkspaceFilter(admin.RelatedFieldListFilter):
     """The workspace filter of a list, offering only the viewer's own workspaces."""
 
-    def field_choices(self, field, request, model_admin):
+    def field_choices(
+        self,
+        field: "RelatedField[Any, Any]",
+        request: HttpRequest,
+        model_admin: "admin.ModelAdmin[Any]",
+    ) -> "list[tuple[str, StrOrPromise]]":
         if request.user.is_superuser:
             return super().field_choices(field, request, model_admin)
-        return field.get_choices(
+        # Without the blank choice, get_choices gives a plain list of (value, label) pairs; the
+        # stubs type it as any field's choices (grouped ones, or the blank choice's iterator).
+        return field.get_choices(  # type: ignore[return-value]
             include_blank=False,
             limit_choices_to={"members": request.user},
             ordering=("name",),
@@ -87,20 +109,22 @@ class MembersOnly(admin.ModelAdmin):
 
     members_path = "workspace__members"
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Model]:
         queryset = super().get_queryset(request)
         if request.user.is_superuser:
             return queryset
         return queryset.filter(**{self.members_path: request.user}).distinct()
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+    def formfield_for_foreignkey(
+        self, db_field: ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> "forms.ModelChoiceField[Any] | None":
         if db_field.related_model is Workspace and not request.user.is_superuser:
-            kwargs["queryset"] = Workspace.objects.filter(members=request.user)
+            kwargs["queryset"] = Workspace.objects.filter(members=_actor(request))
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 class MembershipFormSet(forms.BaseInlineFormSet):
-    def clean(self):
+    def clean(self) -> None:
         """Never the last admin removed or made less than admin (the rule of
         operations.members, checked here so the page says it before anything is saved)."""
         super().clean()
@@ -150,33 +174,47 @@ class WorkspaceAdmin(MembersOnly, admin.ModelAdmin):
 
     # The key typed into the form is kept out of error reports, as on the Settings page.
     @method_decorator(sensitive_post_parameters("api_key"))
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         return super().changeform_view(request, object_id, form_url, extra_context)
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Workspace | None = None) -> bool:
         if obj is not None and not roles.may(request.user, obj, roles.Ability.MANAGE):
             return False
         return super().has_change_permission(request, obj)
 
     # Changes made here go through the same change functions as the settings pages'.
-    def save_model(self, request, obj, form, change):
+    def save_model(
+        self, request: HttpRequest, obj: Workspace, form: WorkspaceForm, change: bool
+    ) -> None:
         workspace_operations.save_from_admin(
             obj,
-            request.user,
+            _actor(request),
             created=not change,
             key_changed=bool(form.cleaned_data.get("api_key")),
             save=lambda: super(WorkspaceAdmin, self).save_model(request, obj, form, change),
             request=request,
         )
 
-    def delete_model(self, request, obj):
-        workspace_operations.delete(obj, request.user, where="admin", request=request)
+    def delete_model(self, request: HttpRequest, obj: Workspace) -> None:
+        workspace_operations.delete(obj, _actor(request), where="admin", request=request)
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Workspace]) -> None:
         for workspace in queryset:
-            workspace_operations.delete(workspace, request.user, where="admin", request=request)
+            workspace_operations.delete(workspace, _actor(request), where="admin", request=request)
 
-    def save_formset(self, request, form, formset, change):
+    def save_formset(
+        self,
+        request: HttpRequest,
+        form: WorkspaceForm,
+        formset: MembershipFormSet,
+        change: bool,
+    ) -> None:
         """Each membership added, changed or removed here is a change function's (the last
         admin is kept by the formset's own check, before anything is saved)."""
         workspace = form.instance
@@ -191,7 +229,7 @@ class WorkspaceAdmin(MembersOnly, admin.ModelAdmin):
                 formset.new_objects.append(
                     member_operations.add_member(
                         workspace,
-                        request.user,
+                        _actor(request),
                         membership_form.cleaned_data["user"],
                         membership_form.cleaned_data["role"],
                         request=request,
@@ -201,16 +239,16 @@ class WorkspaceAdmin(MembersOnly, admin.ModelAdmin):
             membership = membership_form.instance
             if membership.pk and "role" in membership_form.changed_data:
                 role = membership_form.cleaned_data["role"]
-                member_operations.change_role(membership, request.user, role, request=request)
+                member_operations.change_role(membership, _actor(request), role, request=request)
                 formset.changed_objects.append((membership, ["role"]))
         for membership_form in deleting:
             if membership_form.instance.pk:
                 member_operations.remove_member(
-                    membership_form.instance, request.user, request=request
+                    membership_form.instance, _actor(request), request=request
                 )
                 formset.deleted_objects.append(membership_form.instance)
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Workspace | None = None) -> bool:
         if obj is not None and not roles.may(request.user, obj, roles.Ability.MANAGE):
             return False
         return super().has_delete_permission(request, obj)
@@ -238,7 +276,7 @@ class BatchAdmin(MembersOnly, admin.ModelAdmin):
         if getattr(field, "concrete", False) and field.name not in {"id", "name"}
     ]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # batches come from the API: created there, mirrored here
 
 
@@ -253,10 +291,10 @@ class ResultAdmin(MembersOnly, admin.ModelAdmin):
     raw_id_fields = ["batch"]
     show_full_result_count = False
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Result | None = None) -> bool:
         return False
 
 
@@ -284,10 +322,10 @@ class SubmissionAdmin(MembersOnly, admin.ModelAdmin):
     inlines = [SubmissionPartInline]
     exclude = ["problems", "estimate", "csv_options", "models_used", "preview", "notes"]
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: Submission | None = None) -> list[str]:
         return [field.name for field in Submission._meta.fields if field.name not in self.exclude]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
 
@@ -301,10 +339,10 @@ class BatchRequestAdmin(MembersOnly, admin.ModelAdmin):
     raw_id_fields = ["submission"]
     show_full_result_count = False
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: BatchRequest | None = None) -> bool:
         return False
 
 
@@ -318,22 +356,22 @@ class AuditEntryAdmin(admin.ModelAdmin):
     date_hierarchy = "at"
     show_full_result_count = False
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEntry]:
         queryset = super().get_queryset(request)
         if request.user.is_superuser:
             return queryset
         # A workspace's admins see its entries (and their own) on its audit page; staff here see
         # the entries of the workspaces they administer.
         administered = Membership.objects.filter(
-            user=request.user, role=Membership.Role.ADMIN
+            user=_actor(request), role=Membership.Role.ADMIN
         ).values("workspace_id")
         return queryset.filter(workspace_id__in=administered)
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: AuditEntry | None = None) -> bool:
         return False

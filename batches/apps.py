@@ -1,14 +1,23 @@
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
 from django.apps import AppConfig
 from django.conf import settings
 
 from foundations.env import env_str
+
+if TYPE_CHECKING:  # the models load once the app is ready, not with this module
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.db import models
+
+    from batches.models import Membership, Workspace
 
 
 class BatchesConfig(AppConfig):
     name = "batches"
     verbose_name = "Batches"
 
-    def first_run(self, say) -> None:
+    def first_run(self, say: Callable[[str], None]) -> None:
         """Called by `make run` after migrating: the Sandbox, and the real API when a key is set."""
         from batches.workspaces import ensure_real_api_workspace, ensure_sandbox
 
@@ -56,7 +65,7 @@ class BatchesConfig(AppConfig):
         post_save.connect(_workspace_saved, sender=Workspace, dispatch_uid="workspace-saved")
 
 
-def _members(workspace) -> list[int]:
+def _members(workspace: "Workspace") -> list[int]:
     """The people who see the workspace: its members, and the site's superusers (who see every
     workspace)."""
     from django.contrib.auth import get_user_model
@@ -66,7 +75,14 @@ def _members(workspace) -> list[int]:
     return sorted({*superusers, *members})
 
 
-def _membership_changed(sender, instance, action, reverse, pk_set, **kwargs) -> None:
+def _membership_changed(
+    sender: "type[models.Model]",
+    instance: "Workspace | AbstractBaseUser",
+    action: str,
+    reverse: bool,
+    pk_set: set[int] | None,
+    **kwargs: Any,
+) -> None:
     """Who sees which workspace is cached (see batches.changes): forget it for whoever a
     membership change touches."""
     from batches import changes
@@ -75,27 +91,29 @@ def _membership_changed(sender, instance, action, reverse, pk_set, **kwargs) -> 
         return
     if reverse:  # user.workspaces changed: only that user's view
         changes.forget_visibility([instance.pk])
-    elif action == "pre_clear":
-        changes.forget_visibility(_members(instance))
+    elif action == "pre_clear":  # workspace.members changed: the instance is the workspace
+        changes.forget_visibility(_members(cast("Workspace", instance)))
     else:
         changes.forget_visibility(pk_set or ())
     changes.bump([instance.pk] if not reverse else (pk_set or ()))
 
 
-def _membership_saved(sender, instance, **kwargs) -> None:
+def _membership_saved(sender: "type[Membership]", instance: "Membership", **kwargs: Any) -> None:
     from batches import changes
 
     changes.forget_visibility([instance.user_id])
     changes.bump([instance.workspace_id])
 
 
-def _workspace_deleted(sender, instance, **kwargs) -> None:
+def _workspace_deleted(sender: "type[Workspace]", instance: "Workspace", **kwargs: Any) -> None:
     from batches import changes
 
     changes.forget_visibility(_members(instance))
 
 
-def _workspace_saved(sender, instance, created, **kwargs) -> None:
+def _workspace_saved(
+    sender: "type[Workspace]", instance: "Workspace", created: bool, **kwargs: Any
+) -> None:
     from batches import changes
 
     # A new workspace (superusers see it at once), or a renamed slug: the {slug: id} maps of

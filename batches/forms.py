@@ -1,8 +1,13 @@
 import re
 from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import UploadedFile
+from django.http import QueryDict
 from django.template.defaultfilters import filesizeformat
 from django.views.decorators.debug import sensitive_variables
 
@@ -29,10 +34,10 @@ def _choice_field(form: forms.Form, name: str) -> forms.ChoiceField:
 class LabelsField(forms.CharField):
     """Labels typed separated by commas, cleaned to a list (batches.labels.parse)."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(required=False, max_length=500, **kwargs)
 
-    def clean(self, value):
+    def clean(self, value: str | None) -> list[str]:
         try:
             return labels.parse(super().clean(value))
         except labels.LabelError as error:
@@ -72,7 +77,7 @@ class UploadForm(forms.Form):
         help_text="Optional. Submit is refused when the file could cost more than this.",
     )
 
-    def __init__(self, *args, file_problem: str = "", **kwargs):
+    def __init__(self, *args: Any, file_problem: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Why a file sent as a request's body was not taken (the view read it): said in place of
         # "This field is required."
@@ -80,13 +85,13 @@ class UploadForm(forms.Form):
         if file_problem:
             self.fields["file"].required = False
 
-    def clean_betas(self):
+    def clean_betas(self) -> list[str]:
         try:
             return betas.parse(self.cleaned_data["betas"])
         except betas.BetaError as error:
             raise forms.ValidationError(str(error)) from None
 
-    def clean_file(self):
+    def clean_file(self) -> UploadedFile:
         if self.file_problem:
             raise forms.ValidationError(self.file_problem)
         upload = self.cleaned_data["file"]
@@ -162,7 +167,9 @@ class CsvOptionsForm(forms.Form):
         required=False, min_value=0, max_value=1, help_text="0 to 1; leave empty for the default."
     )
 
-    def __init__(self, *args, columns: list[str], models: list[dict], **kwargs):
+    def __init__(
+        self, *args: Any, columns: list[str], models: list[dict[str, Any]], **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.columns = columns
         self.models = {model["id"]: model for model in models}
@@ -178,7 +185,7 @@ class CsvOptionsForm(forms.Form):
             # No model list from the API yet: accept a typed model id.
             self.fields["model"] = forms.CharField(max_length=100)
 
-    def clean_template(self):
+    def clean_template(self) -> str:
         template = self.cleaned_data["template"]
         try:
             names = CsvOptions(template=template, model="", max_tokens=1).placeholders()
@@ -197,7 +204,7 @@ class CsvOptionsForm(forms.Form):
             )
         return template
 
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         # Form.clean returns cleaned_data; the stubs allow the None a subclass may return.
         super().clean()
         cleaned = self.cleaned_data
@@ -244,13 +251,13 @@ class ConnectionForm(forms.Form):
         help_text="Leave blank to keep the current key. Enter it again when the address changes.",
     )
 
-    def __init__(self, *args, workspace, **kwargs):
+    def __init__(self, *args: Any, workspace: Workspace, **kwargs: Any) -> None:
         kwargs.setdefault("initial", {"base_url": workspace.base_url})
         super().__init__(*args, **kwargs)
         self.workspace = workspace
 
     @sensitive_variables("key", "cleaned")
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         super().clean()
         cleaned = self.cleaned_data
         base_url = (cleaned.get("base_url") or "").rstrip("/")
@@ -312,11 +319,11 @@ class AddMemberForm(forms.Form):
         choices=Membership.Role.choices, initial=Membership.Role.SUBMITTER, help_text=ROLE_HELP
     )
 
-    def __init__(self, *args, workspace, **kwargs):
+    def __init__(self, *args: Any, workspace: Workspace, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.workspace = workspace
 
-    def clean_who(self):
+    def clean_who(self) -> User:
         from django.contrib.auth import get_user_model
 
         who = self.cleaned_data["who"].strip().replace("\x00", "")
@@ -340,7 +347,7 @@ class InviteForm(forms.Form):
         choices=Membership.Role.choices, initial=Membership.Role.VIEWER, help_text=ROLE_HELP
     )
 
-    def clean_email(self):
+    def clean_email(self) -> str:
         from django.contrib.auth import get_user_model
 
         email = self.cleaned_data["email"].strip()
@@ -378,7 +385,7 @@ class BatchNameForm(forms.Form):
     name = forms.CharField(max_length=200, required=False, help_text="Empty: the batch's id.")
     labels = LabelsField(help_text="Separated by commas, at most 10.")
 
-    def clean_name(self):
+    def clean_name(self) -> str:
         name = " ".join(self.cleaned_data["name"].split())
         if any(ord(character) < 32 for character in name):
             raise forms.ValidationError("A name cannot hold control characters.")
@@ -395,13 +402,13 @@ class UsagePeriodForm(forms.Form):
         label="By", choices=[("day", "Day"), ("week", "Week"), ("month", "Month")]
     )
 
-    def __init__(self, data, *, zone):
+    def __init__(self, data: QueryDict, *, zone: ZoneInfo) -> None:
         self.zone = zone
         default = default_period(zone)
         initial = {"start": default.start, "end": default.end, "by": default.bucket}
         super().__init__({**initial, **{k: v for k, v in data.items() if v}}, initial=initial)
 
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         if self.errors:
             return cleaned

@@ -7,11 +7,12 @@ each has one answer (and one place to make it fast). Facts about one batch are o
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.cache import cache
 from django.core.paginator import Page, Paginator
 from django.db.models import (
@@ -30,6 +31,7 @@ from batches import budgets, changes, search
 from batches.models import (
     Batch,
     BatchLabel,
+    BatchQuerySet,
     BatchRequest,
     Result,
     ResultText,
@@ -63,7 +65,7 @@ USER_ID = re.compile(r"[0-9]{1,18}")
 # Batches ----------------------------------------------------------------------------------------
 
 
-def filter_batches(batches, chosen: dict):
+def filter_batches(batches: BatchQuerySet[Batch], chosen: dict[str, str]) -> BatchQuerySet[Batch]:
     """The batch list's filters (already cleaned text from the query string) applied."""
     if chosen.get("workspace"):
         batches = batches.filter(workspace__slug=chosen["workspace"])
@@ -119,7 +121,7 @@ def sort_key(text: str) -> tuple[str, bool]:
     return name, text.startswith("-")
 
 
-def _sorted(batches, sort: str):
+def _sorted(batches: BatchQuerySet[Batch], sort: str) -> BatchQuerySet[Batch]:
     name, descending = sort_key(sort)
     if name == "requests":
         batches = batches.annotate(
@@ -139,7 +141,13 @@ def _sorted(batches, sort: str):
     return batches.order_by(order, "-created_at", "-id")
 
 
-def batch_page(user, chosen: dict, page_number, *, workspace=None) -> Page:
+def batch_page(
+    user: User | AnonymousUser,
+    chosen: dict[str, str],
+    page_number: str | None,
+    *,
+    workspace: Workspace | None = None,
+) -> Page:
     """One page of the batches `user` can see, filtered and sorted (newest first unless the
     person chose a column)."""
     batches = Batch.objects.visible_to(user)
@@ -173,7 +181,7 @@ class _CountedPaginator(Paginator):
     def count(self) -> int:
         return self._counted()
 
-    def page(self, number) -> Page:
+    def page(self, number: int | str) -> Page:
         """A page found by its ids first (a narrow scan past the earlier pages' rows), then
         those rows whole: page 400 costs little more than page 1."""
         number = self.validate_number(number)
@@ -186,7 +194,7 @@ class _CountedPaginator(Paginator):
         return Page([rows[pk] for pk in ids if pk in rows], number, self)
 
 
-def labels_in_use(workspaces, chosen: str = "", limit: int = 200) -> list[str]:
+def labels_in_use(workspaces: Iterable[Workspace], chosen: str = "", limit: int = 200) -> list[str]:
     """The labels on these workspaces' batches (the list's label filter), the chosen one
     included even when no batch has it any more."""
     found = list(
@@ -200,13 +208,13 @@ def labels_in_use(workspaces, chosen: str = "", limit: int = 200) -> list[str]:
     return found
 
 
-def submitters(workspaces) -> list:
+def submitters(workspaces: Iterable[Workspace]) -> list[User]:
     """The people who submitted a batch in these workspaces (the list's submitter filter)."""
     users = get_user_model().objects.filter(submitted_batches__workspace__in=workspaces)
     return list(users.distinct().order_by("username"))
 
 
-def workspaces_with_counts(user):
+def workspaces_with_counts(user: User | AnonymousUser) -> QuerySet[Workspace]:
     return Workspace.objects.visible_to(user).annotate(
         batch_count=Count("batches", filter=Q(batches__gone_at=None)),
         active_count=Count(
@@ -216,7 +224,7 @@ def workspaces_with_counts(user):
     )
 
 
-def header_counts(user) -> dict:
+def header_counts(user: User | AnonymousUser) -> dict:
     """The header's running count and the newest batch's id, so a batch created (say, by a
     script) and ended between two polls still counts as news; and whether an upload of the
     user's workspaces is being submitted (its batches appear any moment). Two queries, on every
@@ -225,7 +233,7 @@ def header_counts(user) -> dict:
     return _kept_under_stamps(user, "header", (), lambda: _header_counts(user))
 
 
-def _header_counts(user) -> dict:
+def _header_counts(user: User | AnonymousUser) -> dict:
     totals = Batch.objects.visible_to(user).aggregate(
         running=Count("pk", filter=Q(processing_status__in=Batch.ACTIVE, gone_at=None)),
         newest=Max("pk"),
@@ -246,17 +254,19 @@ def _header_counts(user) -> dict:
 COUNTED_TIMEOUT = 600
 
 
-def visible_workspace_ids(user) -> dict[str, int] | None:
+def visible_workspace_ids(user: User | AnonymousUser) -> dict[str, int] | None:
     """{slug: id} of the workspaces the person sees, from the cache when it has them (None when
     the cache cannot be reached)."""
 
-    def load():
+    def load() -> dict[str, int]:
         return dict(Workspace.objects.visible_to(user).values_list("slug", "pk"))
 
     return changes.visible_workspaces(user, load)
 
 
-def _kept_under_stamps[T](user, name: str, extra: tuple, count: Callable[[], T]) -> T:
+def _kept_under_stamps[T](
+    user: User | AnonymousUser, name: str, extra: tuple, count: Callable[[], T]
+) -> T:
     visible = visible_workspace_ids(user)
     stamps = changes.stamps(sorted(visible.values())) if visible is not None else None
     if stamps is None:
@@ -283,7 +293,7 @@ def _cached[T](key: str, timeout: int, count: Callable[[], T]) -> T:
     return value
 
 
-def preference(user) -> UserPreference:
+def preference(user: User) -> UserPreference:
     """The user's preferences, read only (one query; defaults when none are stored)."""
     return UserPreference.objects.filter(user=user).first() or UserPreference(user=user)
 
@@ -322,7 +332,9 @@ def recent_resubmissions(batch: Batch, limit: int = 5) -> list[Submission]:
 FOUND_RESULTS = 10
 
 
-def results_across_batches(user, text: str, workspace=None) -> dict:
+def results_across_batches(
+    user: User | AnonymousUser, text: str, workspace: Workspace | None = None
+) -> dict:
     """What the batch list's search box finds among results: those whose custom_id is exactly
     `text` in every batch the person sees (an index lookup), and, within one workspace, those
     whose answer holds it (the trigram index on PostgreSQL, where the batch's search text is
@@ -355,7 +367,7 @@ def results_across_batches(user, text: str, workspace=None) -> dict:
     return {"by_id": by_id, "by_text": by_text}
 
 
-def filter_results(batch: Batch, chosen: dict):
+def filter_results(batch: Batch, chosen: dict[str, str]) -> QuerySet[Result]:
     """The results explorer's filters (cleaned text) applied to the batch's results."""
     results = Result.objects.filter(batch=batch)
     if chosen.get("type") in Result.Type.values:
@@ -369,7 +381,7 @@ def filter_results(batch: Batch, chosen: dict):
     return results
 
 
-def search_results(batch: Batch, results, text: str):
+def search_results(batch: Batch, results: QuerySet[Result], text: str) -> QuerySet[Result]:
     """Results whose custom_id, answer or error message holds `text`, in any case: through the
     trigram index once batches.search has written the batch's search text, else by reading
     the batch's results."""
@@ -383,7 +395,7 @@ def search_results(batch: Batch, results, text: str):
     )
 
 
-def results_page(results, *, after: str = "", before: str = "") -> dict:
+def results_page(results: QuerySet[Result], *, after: str = "", before: str = "") -> dict:
     """One page of results in custom_id order, paged by key (`after`/`before` a custom_id) on the
     unique (batch, custom_id) index, so page 2,000 costs what page 1 does."""
     results = results.only(

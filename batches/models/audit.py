@@ -1,24 +1,29 @@
 """The audit log's entries: append-only, each chained to the one before it by its hash
 (batches.audit_chain). Written by batches.audit."""
 
+from collections.abc import Collection, Iterable
+from typing import Any, NoReturn
+
 from django.db import models
 from django.utils import timezone
 
 
-class AuditEntryQuerySet(models.QuerySet):
+class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
     """Append-only: rows are added, never changed or removed through the ORM (and on
     PostgreSQL a trigger refuses UPDATE and DELETE too; see migration 0010). Every row added is
     chained to the one before it (batches.audit_chain), whichever way it is added."""
 
-    def bulk_create(
+    # The ignores: inside a QuerySet subclass the django-stubs plugin (6.1.2, mypy 2.4) leaves
+    # the base methods' model type unbound (`list[_Model]`), so no model type can match it.
+    def bulk_create(  # type: ignore[override]
         self,
-        objs,
-        batch_size=None,
-        ignore_conflicts=False,
-        update_conflicts=False,
-        update_fields=None,
-        unique_fields=None,
-    ):
+        objs: Iterable["AuditEntry"],
+        batch_size: int | None = None,
+        ignore_conflicts: bool = False,
+        update_conflicts: bool = False,
+        update_fields: Collection[str] | None = None,
+        unique_fields: Collection[str] | None = None,
+    ) -> list["AuditEntry"]:
         if ignore_conflicts or update_conflicts or update_fields or unique_fields:
             raise AuditEntry.Immutable("Audit entries are only ever added, never upserted.")
         from django.db import transaction
@@ -31,12 +36,12 @@ class AuditEntryQuerySet(models.QuerySet):
         self._for_write = True
         with transaction.atomic(using=self.db, savepoint=False):
             audit_chain.chain(objs, self.db)
-            return super().bulk_create(objs, batch_size=batch_size)
+            return super().bulk_create(objs, batch_size=batch_size)  # type: ignore[arg-type, return-value]
 
-    def update(self, **kwargs):
+    def update(self, **kwargs: Any) -> NoReturn:
         raise AuditEntry.Immutable("Audit entries cannot be changed.")
 
-    def delete(self):
+    def delete(self) -> NoReturn:
         raise AuditEntry.Immutable("Audit entries cannot be deleted.")
 
 
@@ -111,16 +116,16 @@ class AuditEntry(models.Model):
             models.UniqueConstraint(fields=["prev_hash"], name="audit_chain_no_fork"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'}: {self.action}"
 
-    def save(self, *args, using=None, **kwargs):
+    def save(self, *args: Any, using: str | None = None, **kwargs: Any) -> None:
         """Adds the entry, chained (its id and time are given then); never changes one."""
         if not self._state.adding:
             raise self.Immutable("Audit entries cannot be changed.")
         type(self).objects.db_manager(using).bulk_create([self])
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise self.Immutable("Audit entries cannot be deleted.")
 
     @property

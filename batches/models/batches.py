@@ -2,9 +2,11 @@
 the dashboard knows of it besides (who sent it, its totals, how its results' ingestion
 goes, a pending action), and its labels."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Self
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
@@ -15,27 +17,27 @@ from batches.models.workspaces import Workspace
 
 
 class BatchQuerySet(StampedQuerySet):
-    def visible_to(self, user):
+    def visible_to(self, user: User | AnonymousUser) -> Self:
         if not user.is_authenticated:
             return self.none()
         if user.is_superuser:
             return self.all()
         return self.filter(workspace__members=user)
 
-    def active(self):
+    def active(self) -> Self:
         return self.filter(processing_status__in=Batch.ACTIVE)
 
-    def running(self):
+    def running(self) -> Self:
         """In progress or canceling, and still in the API: what the header counts."""
         return self.active().filter(gone_at=None)
 
-    def with_problems(self):
+    def with_problems(self) -> Self:
         return self.filter(Q(errored__gt=0) | Q(expired__gt=0))
 
-    def due_for_poll(self, now):
+    def due_for_poll(self, now: datetime) -> Self:
         return self.active().filter(gone_at__isnull=True, next_poll_at__lte=now)
 
-    def needing_ingestion(self, now):
+    def needing_ingestion(self, now: datetime) -> Self:
         """Ended, with results to fetch, not yet all stored, and not held by a running
         ingestion."""
         return self.filter(Batch.results_fetchable(now)).filter(
@@ -185,10 +187,10 @@ class Batch(models.Model):
         ]
         verbose_name_plural = "batches"
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name or self.api_id
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("batch_detail", args=[self.workspace.slug, self.api_id])
 
     @property
@@ -196,7 +198,7 @@ class Batch(models.Model):
         return self.name or self.api_id
 
     @staticmethod
-    def results_fetchable(now) -> Q:
+    def results_fetchable(now: datetime) -> Q:
         """Ended, with results the API still has, not yet all stored, and (after a failure)
         due for another attempt."""
         return (
@@ -319,7 +321,7 @@ class Batch(models.Model):
         return self.processing + self.succeeded + self.errored + self.canceled + self.expired
 
     @property
-    def results_available_until(self):
+    def results_available_until(self) -> datetime:
         return self.created_at + timedelta(days=29)
 
     @property
@@ -346,7 +348,7 @@ COUNT_FIELDS = ("processing", "succeeded", "errored", "canceled", "expired")
 PROBLEM_COUNTS = ("errored", "expired", "canceled")
 
 
-def _parse_time(value: str | None):
+def _parse_time(value: str | None) -> datetime | None:
     return parse_datetime(value) if value else None
 
 
@@ -371,5 +373,5 @@ class BatchLabel(models.Model):
         ]
         indexes = [models.Index(fields=["name", "batch"], name="batch_label_by_name")]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name

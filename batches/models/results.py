@@ -41,7 +41,7 @@ class Result(models.Model):
             models.Index(fields=["custom_id"], name="result_by_custom_id"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.custom_id}: {self.result_type}"
 
 
@@ -57,5 +57,5 @@ class ResultText(models.Model):
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="+")
     haystack = models.TextField()
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"search text of result {self.pk}"

@@ -2,8 +2,9 @@
 their create bodies (SubmissionPart), where each of its requests lies in those bodies
 (BatchRequest), and its requests tried one by one before the batch (Trial)."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any, Self
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -17,16 +18,16 @@ from batches.models.batches import Batch
 from batches.models.workspaces import Workspace
 
 
-def upload_path(submission, filename):
+def upload_path(submission: "Submission", filename: str) -> str:
     return f"uploads/{submission.workspace.slug}/{submission.key}/{filename}"
 
 
-def part_body_path(part, filename):
+def part_body_path(part: "SubmissionPart", filename: str) -> str:
     return upload_path(part.submission, filename)
 
 
 class SubmissionQuerySet(StampedQuerySet):
-    def checks_to_resume(self, now):
+    def checks_to_resume(self, now: datetime) -> Self:
         """Checks that should be running but are not: their worker died (the claim lapsed) or
         their task never started (asked for over a minute ago, never claimed)."""
         return self.filter(state=Submission.State.CHECKING).filter(
@@ -164,14 +165,14 @@ class Submission(models.Model):
             ),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name or self.source_filename
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("submission_detail", args=[self.workspace.slug, self.key])
 
     @property
-    def display_name(self):
+    def display_name(self) -> str:
         return self.name or self.source_filename
 
     @property
@@ -216,7 +217,7 @@ class Submission(models.Model):
     def can_submit(self) -> bool:
         return self.state in (self.State.READY, self.State.FAILED) or self.can_submit_valid_part
 
-    def check_progress(self, now=None) -> dict:
+    def check_progress(self, now: datetime | None = None) -> dict[str, Any]:
         """How far the check is: share of the upload read, lines, the rate and the time left."""
         from django.utils import timezone
 
@@ -265,7 +266,7 @@ class SubmissionPart(models.Model):
             models.UniqueConstraint(fields=["submission", "index"], name="part_unique_index"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.submission} part {self.index + 1}"
 
 
@@ -293,7 +294,7 @@ class BatchRequest(models.Model):
         ]
         indexes = [models.Index(fields=["submission", "part", "line"], name="request_by_part")]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.custom_id
 
     def read(self) -> bytes:
@@ -366,7 +367,7 @@ class Trial(models.Model):
             models.Index(fields=["workspace", "created_at"], name="trial_recent"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"try of {self.custom_id}"
 
     @property

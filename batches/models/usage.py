@@ -41,7 +41,7 @@ class BatchUsage(models.Model):
         ]
         indexes = [models.Index(fields=["workspace", "created_at"], name="usage_by_time")]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.batch_id} {self.model} {self.result_type} {self.error_type}".strip()
 
 
@@ -65,5 +65,5 @@ class BudgetNotice(models.Model):
             ),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.workspace_id} {self.month:%Y-%m} {self.threshold}%"

@@ -43,7 +43,7 @@ class WebhookDelivery(models.Model):
             ),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.event} {self.message_id}"
 
     @property

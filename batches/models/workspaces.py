@@ -2,8 +2,10 @@
 dashboard choices."""
 
 from decimal import Decimal
+from typing import Any, Self
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
@@ -16,7 +18,7 @@ from batches.outbound import validate_outbound_url
 
 
 class WorkspaceQuerySet(StampedQuerySet):
-    def visible_to(self, user):
+    def visible_to(self, user: User | AnonymousUser) -> Self:
         if not user.is_authenticated:
             return self.none()
         if user.is_superuser:  # the site's superuser is an admin of every workspace
@@ -100,15 +102,15 @@ class Workspace(models.Model):
     class Meta:
         ordering = ["name"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if not self.slug:
             self.slug = slugify(self.name)[:100] or "workspace"
         super().save(*args, **kwargs)
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("workspace_batches", args=[self.slug])
 
     # The key is write-only: set it, use it for a call, show its hint, never render it.
@@ -144,7 +146,7 @@ class Membership(models.Model):
             models.UniqueConstraint(fields=["workspace", "user"], name="membership_once"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.user} in {self.workspace} ({self.get_role_display()})"
 
 
@@ -157,11 +159,11 @@ class UserPreference(models.Model):
     # Besides the toast, a browser notification when one of the user's batches ends.
     browser_notifications = models.BooleanField(default=False)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"Preferences of {self.user}"
 
     @classmethod
-    def for_user(cls, user) -> "UserPreference":
+    def for_user(cls, user: User | AnonymousUser) -> "UserPreference":
         if not user.is_authenticated:
             return cls()
         preference, _ = cls.objects.get_or_create(user=user)

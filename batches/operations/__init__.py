@@ -15,16 +15,18 @@ nowhere else; `tests/test_layout.py` holds that.
 - `accounts`: a password set from a link
 """
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 
 from batches import roles
+from batches.models import Workspace
 
 
 class Refused(Exception):
     """The change does not apply as things are; the message says why and what to do."""
 
 
-def require(actor, workspace, ability: roles.Ability) -> None:
+def require(actor: AbstractBaseUser | None, workspace: Workspace, ability: roles.Ability) -> None:
     """The person may do this in the workspace (the views checked already; the admin and the
     shell may not have). `actor` None is the system or an operator at the shell."""
     if actor is not None and not roles.may(actor, workspace, ability):

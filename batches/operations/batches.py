@@ -2,7 +2,9 @@
 now, resubmit some of its requests, rename and label it; and a download of its results, which
 changes nothing but is recorded as a change is."""
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
+from django.http import HttpRequest
 
 from batches import actions, audit, labels, tasks
 from batches.models import AuditEntry, Batch, Submission
@@ -24,7 +26,9 @@ NEEDS: dict[str, Ability] = {
 }
 
 
-def start_action(batch: Batch, action: str, actor, *, request=None) -> None:
+def start_action(
+    batch: Batch, action: str, actor: AbstractBaseUser | None, *, request: HttpRequest | None = None
+) -> None:
     """Record a cancel, a delete or a refresh as pending on the batch, with who asked, and hand
     it to a worker once that commits; the page shows it pending until the API has answered."""
     require(actor, batch.workspace, NEEDS[action])
@@ -45,7 +49,14 @@ def start_action(batch: Batch, action: str, actor, *, request=None) -> None:
         raise Refused(str(refused)) from None
 
 
-def rename(batch: Batch, actor, name: str, chosen_labels: list[str], *, request=None) -> bool:
+def rename(
+    batch: Batch,
+    actor: AbstractBaseUser | None,
+    name: str,
+    chosen_labels: list[str],
+    *,
+    request: HttpRequest | None = None,
+) -> bool:
     """A new name and labels for any batch (one made outside the dashboard too); False when
     nothing changed."""
     require(actor, batch.workspace, Ability.SUBMIT)
@@ -69,7 +80,13 @@ def rename(batch: Batch, actor, name: str, chosen_labels: list[str], *, request=
     return True
 
 
-def resubmit(batch: Batch, actor, kinds: list[str], *, request=None) -> Submission:
+def resubmit(
+    batch: Batch,
+    actor: AbstractBaseUser | None,
+    kinds: list[str],
+    *,
+    request: HttpRequest | None = None,
+) -> Submission:
     """A new upload of the batch's requests whose results are of the chosen kinds, checked
     once that commits; the person submits it from its page."""
     require(actor, batch.workspace, Ability.SUBMIT)
@@ -93,7 +110,14 @@ def resubmit(batch: Batch, actor, kinds: list[str], *, request=None) -> Submissi
     return submission
 
 
-def record_download(batch: Batch, actor, file: str, *, via: str = "", request=None) -> None:
+def record_download(
+    batch: Batch,
+    actor: AbstractBaseUser | None,
+    file: str,
+    *,
+    via: str = "",
+    request: HttpRequest | None = None,
+) -> None:
     """Results leaving the dashboard: who took which file of which batch (`via` a command)."""
     require(actor, batch.workspace, Ability.DOWNLOAD)
     audit.record(

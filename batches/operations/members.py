@@ -3,7 +3,10 @@ by email. A workspace always keeps an admin: the rule is here, once, for the set
 Django admin and the `members` command alike, checked with the admins' rows locked so that two
 admins demoting each other at once cannot leave it with none."""
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
+from django.http import HttpRequest
 
 from batches import audit, changes, invitations, roles, tasks
 from batches.models import AuditEntry, Membership, Workspace
@@ -39,7 +42,14 @@ def _target(membership: Membership) -> str:
     return f"member {membership.user.get_username()}"
 
 
-def add_member(workspace: Workspace, actor, user, role: str, *, request=None) -> Membership:
+def add_member(
+    workspace: Workspace,
+    actor: AbstractBaseUser | None,
+    user: User,
+    role: str,
+    *,
+    request: HttpRequest | None = None,
+) -> Membership:
     require(actor, workspace, Ability.MANAGE)
     with transaction.atomic():
         if workspace.memberships.filter(user=user).exists():
@@ -52,7 +62,13 @@ def add_member(workspace: Workspace, actor, user, role: str, *, request=None) ->
     return membership
 
 
-def change_role(membership: Membership, actor, role: str, *, request=None) -> bool:
+def change_role(
+    membership: Membership,
+    actor: AbstractBaseUser | None,
+    role: str,
+    *,
+    request: HttpRequest | None = None,
+) -> bool:
     """A member's new role; False when it is the one they have."""
     workspace = membership.workspace
     require(actor, workspace, Ability.MANAGE)
@@ -77,7 +93,9 @@ def change_role(membership: Membership, actor, role: str, *, request=None) -> bo
     return True
 
 
-def remove_member(membership: Membership, actor, *, request=None) -> None:
+def remove_member(
+    membership: Membership, actor: AbstractBaseUser | None, *, request: HttpRequest | None = None
+) -> None:
     workspace = membership.workspace
     require(actor, workspace, Ability.MANAGE)
     with transaction.atomic():
@@ -94,7 +112,14 @@ def remove_member(membership: Membership, actor, *, request=None) -> None:
     changes.forget_visibility([membership.user_id])
 
 
-def invite(workspace: Workspace, actor, email: str, role: str, *, request=None):
+def invite(
+    workspace: Workspace,
+    actor: AbstractBaseUser | None,
+    email: str,
+    role: str,
+    *,
+    request: HttpRequest | None = None,
+) -> AbstractBaseUser:
     """A login for someone new, a member with `role`, and the email with the link to set a
     password, sent by a worker once this commits."""
     require(actor, workspace, Ability.MANAGE)

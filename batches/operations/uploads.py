@@ -1,9 +1,14 @@
 """Changes to uploads: store one (and check it), stop its check, submit it within its spend cap
 and the workspace's budget, try some of its requests through the Messages API first."""
 
+from collections.abc import Collection
 from decimal import Decimal
+from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.files import File
 from django.db import transaction
+from django.http import HttpRequest
 
 from batches import audit, budgets, roles, submissions, tasks, trials
 from batches.intake import job
@@ -13,7 +18,13 @@ from batches.roles import Ability
 
 
 def upload(
-    workspace: Workspace, actor, uploaded_file, *, queue: bool = True, request=None, **options
+    workspace: Workspace,
+    actor: AbstractBaseUser | None,
+    uploaded_file: File,
+    *,
+    queue: bool = True,
+    request: HttpRequest | None = None,
+    **options: Any,
 ) -> Submission:
     """Store an upload; a JSONL file, or a CSV with its options, is checked by a worker once
     this commits (`queue` False: the caller checks it in the foreground, as `submitbatch`
@@ -34,7 +45,9 @@ def upload(
     return submission
 
 
-def stop_check(submission: Submission, actor, *, request=None) -> bool:
+def stop_check(
+    submission: Submission, actor: AbstractBaseUser | None, *, request: HttpRequest | None = None
+) -> bool:
     """Ask a running check to stop (nothing is kept of it); False when none runs."""
     require(actor, submission.workspace, Ability.SUBMIT)
     with transaction.atomic():
@@ -51,7 +64,11 @@ def stop_check(submission: Submission, actor, *, request=None) -> bool:
 
 
 def spending_refusal(
-    actor, submission: Submission, spending: budgets.SpendCheck, *, confirmed: bool
+    actor: AbstractBaseUser | None,
+    submission: Submission,
+    spending: budgets.SpendCheck,
+    *,
+    confirmed: bool,
 ) -> str:
     """Why Submit may not go ahead for what the file could cost, or "": above the upload's own
     spend cap (never), or above what is left of the workspace's budget (only with an admin's
@@ -80,12 +97,12 @@ def spending_refusal(
 
 def submit(
     submission: Submission,
-    actor,
+    actor: AbstractBaseUser | None,
     *,
     valid_only: bool = False,
     confirm_over_budget: bool = False,
     queue: bool = True,
-    request=None,
+    request: HttpRequest | None = None,
 ) -> bool:
     """Submit a checked upload once, within its spend cap and its workspace's budget: True when
     this call started it (its batches are created by a worker once this commits), False when it
@@ -131,7 +148,12 @@ def submit(
 
 
 def try_requests(
-    submission: Submission, actor, *, count: int = 0, custom_ids=(), request=None
+    submission: Submission,
+    actor: AbstractBaseUser | None,
+    *,
+    count: int = 0,
+    custom_ids: Collection[str] = (),
+    request: HttpRequest | None = None,
 ) -> list[Trial]:
     """Send the first `count` requests, or these custom_ids, through the Messages API now,
     within the workspace's tries a day; each is sent by a worker once this commits."""

@@ -2,7 +2,13 @@
 settings (notices, downloads, budget, tries a day), its webhook's signing secret and replays,
 and deleting it. Settings are recorded with their before and after; a key only as its mask."""
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
+from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
 from batches import audit, tasks, webhooks, workspaces
@@ -24,8 +30,9 @@ ADMIN_FIELDS = ["name", "slug", "base_url", "notify_email", "notify_webhook_url"
 
 
 @sensitive_variables("api_key")
-def create(name: str, base_url: str, api_key: str, actor, *, members=(), where: str,
-           request=None) -> Workspace:  # fmt: skip
+def create(name: str, base_url: str, api_key: str, actor: AbstractBaseUser | None, *,
+           members: Iterable[User | tuple[User, str]] = (), where: str,
+           request: HttpRequest | None = None) -> Workspace:  # fmt: skip
     """A workspace with its key and members; `where` says from which door (the audit target)."""
     with transaction.atomic():
         workspace = workspaces.create_workspace(name, base_url, api_key, members=members)
@@ -45,8 +52,8 @@ def create(name: str, base_url: str, api_key: str, actor, *, members=(), where: 
 
 
 @sensitive_variables("api_key")
-def change_connection(workspace: Workspace, actor, base_url: str, api_key: str, *,
-                      request=None) -> None:  # fmt: skip
+def change_connection(workspace: Workspace, actor: AbstractBaseUser | None, base_url: str,
+                      api_key: str, *, request: HttpRequest | None = None) -> None:  # fmt: skip
     """A new base URL, a new key, or both (a new URL always comes with the key again: the stored
     key never goes to a host it was not given for). The caller tried the pair against the API."""
     require(actor, workspace, Ability.MANAGE)
@@ -68,7 +75,13 @@ def change_connection(workspace: Workspace, actor, base_url: str, api_key: str, 
         workspace.save(update_fields=["base_url", "api_key_encrypted", "api_key_hint"])
 
 
-def change_options(workspace: Workspace, actor, values: dict, *, request=None) -> tuple[bool, str]:
+def change_options(
+    workspace: Workspace,
+    actor: AbstractBaseUser | None,
+    values: dict[str, Any],
+    *,
+    request: HttpRequest | None = None,
+) -> tuple[bool, str]:
     """New settings (some of OPTION_FIELDS): (whether any changed, the webhook's new signing
     secret to show once when the webhook's address changed, else "")."""
     require(actor, workspace, Ability.MANAGE)
@@ -93,14 +106,18 @@ def change_options(workspace: Workspace, actor, values: dict, *, request=None) -
     return bool(changed_after), new_secret
 
 
-def _new_secret(workspace: Workspace, actor, request) -> str:
+def _new_secret(
+    workspace: Workspace, actor: AbstractBaseUser | None, request: HttpRequest | None
+) -> str:
     secret = webhooks.set_new_secret(workspace)
     audit.record(Action.SECRET_CHANGE, request=request, actor=actor, workspace=workspace,
                  target="webhook signing secret")  # fmt: skip
     return secret
 
 
-def new_webhook_secret(workspace: Workspace, actor, *, request=None) -> str:
+def new_webhook_secret(
+    workspace: Workspace, actor: AbstractBaseUser | None, *, request: HttpRequest | None = None
+) -> str:
     """A new signing secret for the webhook, to show once (the old one stops signing)."""
     require(actor, workspace, Ability.MANAGE)
     if not workspace.notify_webhook_url:
@@ -109,7 +126,9 @@ def new_webhook_secret(workspace: Workspace, actor, *, request=None) -> str:
         return _new_secret(workspace, actor, request)
 
 
-def replay_webhook(delivery: WebhookDelivery, actor, *, request=None) -> None:
+def replay_webhook(
+    delivery: WebhookDelivery, actor: AbstractBaseUser | None, *, request: HttpRequest | None = None
+) -> None:
     """Send a delivery again (never to an address the webhook has left)."""
     workspace = delivery.workspace
     require(actor, workspace, Ability.MANAGE)
@@ -122,8 +141,9 @@ def replay_webhook(delivery: WebhookDelivery, actor, *, request=None) -> None:
         tasks.deliver_webhook.delay_on_commit(delivery.pk)
 
 
-def save_from_admin(workspace: Workspace, actor, *, created: bool, key_changed: bool,
-                    save, request=None) -> None:  # fmt: skip
+def save_from_admin(workspace: Workspace, actor: AbstractBaseUser | None, *, created: bool,
+                    key_changed: bool, save: Callable[[], None],
+                    request: HttpRequest | None = None) -> None:  # fmt: skip
     """The Django admin's save of a workspace (`save` writes the form's object), audited as the
     settings pages' changes are."""
     if not created:
@@ -149,7 +169,13 @@ def save_from_admin(workspace: Workspace, actor, *, created: bool, key_changed: 
                          after={"api_key": workspace.api_key_hint})  # fmt: skip
 
 
-def delete(workspace: Workspace, actor, *, where: str, request=None) -> None:
+def delete(
+    workspace: Workspace,
+    actor: AbstractBaseUser | None,
+    *,
+    where: str,
+    request: HttpRequest | None = None,
+) -> None:
     require(actor, workspace, Ability.MANAGE)
     with transaction.atomic():
         audit.record(Action.WORKSPACE_DELETE, request=request, actor=actor, workspace=workspace,

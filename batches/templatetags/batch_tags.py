@@ -1,12 +1,18 @@
 """Readable numbers, sizes, durations and status badges for the templates."""
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 from django import template
+from django.template import Context
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from batches import roles
+from batches.models import Batch, Submission, Workspace
 
 register = template.Library()
 
@@ -28,39 +34,41 @@ RESULT_BADGES = {
 
 
 @register.simple_tag(takes_context=True)
-def may(context, workspace, ability: str) -> bool:
+def may(context: Context, workspace: Workspace, ability: str) -> bool:
     """`{% may workspace "submit" as can_submit %}`: whether the person viewing may (a page shows
     only what their role allows; the views check it again)."""
     return roles.may(context["request"].user, workspace, ability)
 
 
 @register.simple_tag(takes_context=True)
-def workspaces_where(context, workspaces, ability: str) -> list:
+def workspaces_where(
+    context: Context, workspaces: Iterable[Workspace], ability: str
+) -> list[Workspace]:
     """`{% workspaces_where workspaces "submit" as uploadable %}`: those the person may."""
     return roles.workspaces_where(context["request"].user, workspaces, ability)
 
 
 @register.simple_tag(takes_context=True)
-def role_in(context, workspace) -> str:
+def role_in(context: Context, workspace: Workspace) -> str:
     role = roles.role_in(context["request"].user, workspace)
     return role.label if role else ""
 
 
 @register.simple_tag
-def status_badge(batch):
+def status_badge(batch: Batch) -> SafeString:
     """How the batch stands or ended (`Batch.outcome`) as a coloured word."""
     css, label = OUTCOME_BADGES.get(batch.outcome, ("badge-neutral", "Unknown"))
     return format_html('<span class="badge {}">{}</span>', css, label)
 
 
 @register.simple_tag
-def result_badge(result_type):
+def result_badge(result_type: str) -> SafeString:
     css, label = RESULT_BADGES.get(result_type, ("badge-neutral", result_type))
     return format_html('<span class="badge {}">{}</span>', css, label)
 
 
 @register.filter
-def duration(value) -> str:
+def duration(value: timedelta | float | str | None) -> str:
     """A timedelta (or seconds) as `4 h 12 m`, `3 m 5 s`, `12 s`."""
     if value is None or value == "":
         return "—"
@@ -79,7 +87,7 @@ def duration(value) -> str:
     return f"{secs} s"
 
 
-def running_for(elapsed) -> str:
+def running_for(elapsed: timedelta | float) -> str:
     """A running batch's age (a timedelta or seconds) to the minute: a label that changes once a
     minute lets the polls answer 204 (nothing new) in between, and seconds tell nobody anything
     about a batch."""
@@ -89,14 +97,14 @@ def running_for(elapsed) -> str:
 
 
 @register.filter
-def batch_duration(batch) -> str:
+def batch_duration(batch: Batch) -> str:
     if batch.ended_at is None:
         return running_for(timezone.now() - batch.created_at)
     return duration(batch.ended_at - batch.created_at)
 
 
 @register.filter
-def filesize(value) -> str:
+def filesize(value: float | str | None) -> str:
     if value in (None, ""):
         return "—"
     size = float(value)
@@ -108,7 +116,7 @@ def filesize(value) -> str:
 
 
 @register.filter
-def percent(part, whole) -> float:
+def percent(part: float, whole: float) -> float:
     try:
         return round(100 * part / whole, 2) if whole else 0
     except (TypeError, ZeroDivisionError):
@@ -116,13 +124,15 @@ def percent(part, whole) -> float:
 
 
 @register.filter
-def negate(value):
+def negate(value: Decimal) -> Decimal:
     return -value
 
 
 @register.filter
-def share(value) -> str:
+def share(value: float | Decimal | None) -> str:
     """A share (0.1234) as a percentage with two decimals: 12.34%."""
+    if value is None:
+        return ""
     try:
         return f"{float(value):.2%}"
     except (TypeError, ValueError):
@@ -153,13 +163,13 @@ SUBMISSION_BADGES = {
 
 
 @register.simple_tag
-def submission_badge(submission):
+def submission_badge(submission: Submission) -> SafeString:
     css = SUBMISSION_BADGES.get(submission.state, "badge-neutral")
     return format_html('<span class="badge {}">{}</span>', css, submission.get_state_display())
 
 
 @register.simple_tag
-def money(value) -> str:
+def money(value: Decimal | float | str | None) -> str:
     """Dollars: `$12.48`, and `$0.0031` for small amounts, so a cheap batch is not `$0.00`."""
     if value in (None, ""):
         return "—"
@@ -181,7 +191,7 @@ SEGMENTS = (
 
 
 @register.inclusion_tag("batches/_progress.html")
-def progress_bar(batch, wide=False):
+def progress_bar(batch: Batch, wide: bool = False) -> dict[str, Any]:
     """Counts where the API moves them; otherwise time elapsed against the 24 h expiry, said so."""
     total = batch.total or 0
     done = total - batch.processing
@@ -211,7 +221,7 @@ def progress_bar(batch, wide=False):
 
 
 @register.filter
-def pretty_json(value) -> str:
+def pretty_json(value: object) -> str:
     import json
 
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
@@ -230,19 +240,19 @@ STOP_REASONS = {
 
 
 @register.filter
-def web_link(url) -> str:
+def web_link(url: str | None) -> str:
     """An http(s) URL from an answer, to link to; "" for anything else (javascript:, data:)."""
     text = str(url or "")
     return text if text.lower().startswith(("https://", "http://")) and len(text) <= 2000 else ""
 
 
 @register.filter
-def stop_reason_words(reason) -> str:
+def stop_reason_words(reason: str | None) -> str:
     return STOP_REASONS.get(reason or "", "")
 
 
 @register.filter
-def blocks(content) -> list:
+def blocks(content: object) -> list[dict[str, Any]]:
     """Message content as a list of blocks: a plain string becomes one text block."""
     if content is None:
         return []
@@ -260,7 +270,7 @@ SAFE_IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 
 
 @register.filter
-def image_src(block) -> str:
+def image_src(block: dict[str, Any]) -> str:
     """A data: URL for a base64 image block of a known image type; empty otherwise."""
     import re
 
@@ -274,13 +284,15 @@ def image_src(block) -> str:
 
 
 @register.filter
-def base64_size(data) -> int:
+def base64_size(data: str | None) -> int:
     return len(data or "") * 3 // 4
 
 
 @register.filter
-def intdot(value) -> str:
+def intdot(value: int | float | Decimal | str | None) -> str:
     """Thousands separators for big integers (also Decimal-free ints from aggregates)."""
+    if value is None:
+        return "—"
     try:
         return f"{int(value):,}"
     except (TypeError, ValueError):
@@ -288,12 +300,12 @@ def intdot(value) -> str:
 
 
 @register.filter
-def get_item(mapping, key):
+def get_item[K, V](mapping: Mapping[K, V] | None, key: K) -> V | None:
     return (mapping or {}).get(key)
 
 
 @register.simple_tag
-def bar_width(share, before=0.0) -> str:
+def bar_width(share: float | None, before: float | None = 0.0) -> str:
     """The width (out of 100) of a bar's segment from `before` to `share`, both shares of the
     whole, kept inside the bar."""
     try:
@@ -305,7 +317,7 @@ def bar_width(share, before=0.0) -> str:
 
 
 @register.simple_tag
-def time_zone():
+def time_zone() -> SafeString:
     """The viewer's time zone, named beside the times a page shows: its abbreviation now (CET,
     UTC, +03), the zone's full name on hover and to screen readers."""
     zone = timezone.get_current_timezone()

@@ -1,17 +1,19 @@
 """The batch lists: every batch the person can see (home), one workspace's, and the workspaces."""
 
-from django.http import HttpResponse
+from typing import Any
+
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from batches import polling, selectors
 from batches.models import Workspace
-from batches.views.access import poll_key, query_text, workspace_for
+from batches.views.access import AuthenticatedHttpRequest, poll_key, query_text, workspace_for
 
 LIST = "batches/_batch_list.html"
 
 
-def _chosen_filters(params, *, fixed_workspace) -> dict:
+def _chosen_filters(params: QueryDict, *, fixed_workspace: Workspace | None) -> dict[str, str]:
     return {
         "workspace": "" if fixed_workspace else query_text(params, "workspace", 50),
         "status": query_text(params, "status", 20),
@@ -23,7 +25,7 @@ def _chosen_filters(params, *, fixed_workspace) -> dict:
     }
 
 
-def _sort_links(params, current: str) -> dict[str, dict]:
+def _sort_links(params: QueryDict, current: str) -> dict[str, dict]:
     """Each sortable column's link (the filters kept, back to the first page) and its state:
     a first click sorts most first, a second least first."""
     name, descending = selectors.sort_key(current)
@@ -38,7 +40,9 @@ def _sort_links(params, current: str) -> dict[str, dict]:
     return links
 
 
-def _batch_list(request, template: str, *, slug=None):
+def _batch_list(
+    request: AuthenticatedHttpRequest, template: str, *, slug: str | None = None
+) -> HttpResponse:
     key = poll_key(request, "batch-list", slug)
     if polling.unchanged(request, key):
         return polling.nothing_new()
@@ -50,7 +54,7 @@ def _batch_list(request, template: str, *, slug=None):
     query = request.GET.copy()
     query.pop("page", None)
     query.pop("v", None)
-    context = {
+    context: dict[str, Any] = {
         "found": selectors.results_across_batches(request.user, chosen["q"], workspace)
         if chosen["q"]
         else None,
@@ -80,7 +84,7 @@ def _batch_list(request, template: str, *, slug=None):
     return render(request, template, context)
 
 
-def _list_poll_answer(request, context) -> HttpResponse:
+def _list_poll_answer(request: AuthenticatedHttpRequest, context: dict[str, Any]) -> HttpResponse:
     """The list polls for as long as it is open (a batch may start anywhere, any time): 204 while
     what it would show is what it shows."""
     if request.GET.get("v") == context["fingerprint"]:
@@ -89,16 +93,16 @@ def _list_poll_answer(request, context) -> HttpResponse:
 
 
 @require_GET
-def home(request):
+def home(request: AuthenticatedHttpRequest) -> HttpResponse:
     return _batch_list(request, "batches/home.html")
 
 
 @require_GET
-def workspace_batches(request, slug):
+def workspace_batches(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     return _batch_list(request, "batches/workspace_batches.html", slug=slug)
 
 
 @require_GET
-def workspace_list(request):
+def workspace_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     workspaces = selectors.workspaces_with_counts(request.user)
     return render(request, "batches/workspace_list.html", {"workspaces": workspaces})

@@ -5,7 +5,7 @@ shows the action pending until it lands, polling once a second meanwhile.
 """
 
 from django.contrib import messages
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -16,7 +16,7 @@ from batches.models import Batch
 from batches.operations import Refused
 from batches.operations import batches as batch_operations
 from batches.roles import Ability
-from batches.views.access import batch_for, poll_key
+from batches.views.access import AuthenticatedHttpRequest, batch_for, poll_key
 
 DETAIL = "batches/batch_detail.html"
 # The batches a person asked to remove from the dashboard, kept in their session (by the POST
@@ -26,7 +26,13 @@ REMOVED_SESSION_KEY = "removed_batches"
 REMOVED_KEPT = 20
 
 
-def _detail_context(request, batch: Batch, dialog: str = "", key=None, name_form=None) -> dict:
+def _detail_context(
+    request: HttpRequest,
+    batch: Batch,
+    dialog: str = "",
+    key: tuple | None = None,
+    name_form: BatchNameForm | None = None,
+) -> dict:
     resubmit_counts = (
         actions.resubmit_counts(batch) if not batch.resubmit_unavailable_reason else {}
     )
@@ -55,7 +61,7 @@ def _detail_context(request, batch: Batch, dialog: str = "", key=None, name_form
     return polling.render_region(request, DETAIL, "live", context, key)
 
 
-def _removed(request, slug, api_id):
+def _removed(request: HttpRequest, slug: str, api_id: str) -> HttpResponse | None:
     """The answer for a batch this person had removed from the dashboard, or None."""
     name = (request.session.get(REMOVED_SESSION_KEY) or {}).get(f"{slug}/{api_id}")
     if name is None:
@@ -70,7 +76,7 @@ def _removed(request, slug, api_id):
 
 
 @require_GET
-def batch_detail(request, slug, api_id):
+def batch_detail(request: AuthenticatedHttpRequest, slug: str, api_id: str) -> HttpResponse:
     key = poll_key(request, "batch", slug)
     if polling.unchanged(request, key):
         return polling.nothing_new()
@@ -89,12 +95,12 @@ def batch_detail(request, slug, api_id):
     return render(request, DETAIL, context)
 
 
-def _confirm_page(request, batch, dialog):
+def _confirm_page(request: HttpRequest, batch: Batch, dialog: str) -> HttpResponse:
     """The batch page with one action's confirmation open (the no-JavaScript path)."""
     return render(request, DETAIL, _detail_context(request, batch, dialog))
 
 
-def _start_action(request, batch: Batch, action: str, done: str) -> bool:
+def _start_action(request: AuthenticatedHttpRequest, batch: Batch, action: str, done: str) -> bool:
     """Hand the action to a worker (operations.batches.start_action); the page shows it pending
     until it lands."""
     try:
@@ -107,7 +113,7 @@ def _start_action(request, batch: Batch, action: str, done: str) -> bool:
 
 
 @require_http_methods(["GET", "POST"])
-def batch_cancel(request, slug, api_id):
+def batch_cancel(request: AuthenticatedHttpRequest, slug: str, api_id: str) -> HttpResponse:
     batch = batch_for(request, slug, api_id, Ability.SUBMIT)
     if request.method == "GET":
         return _confirm_page(request, batch, "cancel")
@@ -122,7 +128,7 @@ def batch_cancel(request, slug, api_id):
 
 
 @require_http_methods(["GET", "POST"])
-def batch_delete(request, slug, api_id):
+def batch_delete(request: AuthenticatedHttpRequest, slug: str, api_id: str) -> HttpResponse:
     batch = batch_for(request, slug, api_id, Ability.DELETE)
     if request.method == "GET":
         return _confirm_page(request, batch, "delete")
@@ -138,7 +144,7 @@ def batch_delete(request, slug, api_id):
 
 
 @require_POST
-def batch_rename(request, slug, api_id):
+def batch_rename(request: AuthenticatedHttpRequest, slug: str, api_id: str) -> HttpResponse:
     """A submitter names and labels a batch (any batch, one made outside the dashboard too)."""
     batch = batch_for(request, slug, api_id, Ability.SUBMIT)
     form = BatchNameForm(request.POST)
@@ -160,14 +166,14 @@ def batch_rename(request, slug, api_id):
 
 
 @require_POST
-def batch_refresh(request, slug, api_id):
+def batch_refresh(request: AuthenticatedHttpRequest, slug: str, api_id: str) -> HttpResponse:
     batch = batch_for(request, slug, api_id, Ability.SUBMIT)
     _start_action(request, batch, Batch.Action.REFRESH, "Asking the API for this batch now.")
     return redirect(batch.get_absolute_url())
 
 
 @require_http_methods(["GET", "POST"])
-def batch_resubmit(request, slug, api_id):
+def batch_resubmit(request: AuthenticatedHttpRequest, slug: str, api_id: str) -> HttpResponse:
     batch = batch_for(request, slug, api_id, Ability.SUBMIT)
     if request.method == "GET":
         return _confirm_page(request, batch, "resubmit")

@@ -2,6 +2,8 @@
 upload's CSV with answers), an upload's problem report, valid lines and left-out lines, and one
 request of an upload as it will be sent."""
 
+from uuid import UUID
+
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
@@ -10,17 +12,19 @@ from batches import downloads
 from batches.models import Batch, BatchRequest, Submission
 from batches.operations import batches as batch_operations
 from batches.roles import Ability
-from batches.views.access import batch_for, submission_for
+from batches.views.access import AuthenticatedHttpRequest, batch_for, submission_for
 
 CSV = "text/csv; charset=utf-8"
 JSONL = "application/x-ndjson"
 
 
-def _recorded(request, batch: Batch, name: str) -> None:
+def _recorded(request: AuthenticatedHttpRequest, batch: Batch, name: str) -> None:
     batch_operations.record_download(batch, request.user, name, request=request)
 
 
-def _batch_download(request, slug, api_id, fmt: str, content_type: str):
+def _batch_download(
+    request: AuthenticatedHttpRequest, slug: str, api_id: str, fmt: str, content_type: str
+) -> StreamingHttpResponse:
     batch = batch_for(request, slug, api_id, Ability.DOWNLOAD)
     try:
         chunks, name = downloads.batch_file(batch, fmt)
@@ -31,17 +35,23 @@ def _batch_download(request, slug, api_id, fmt: str, content_type: str):
 
 
 @require_GET
-def download_jsonl(request, slug, api_id):
+def download_jsonl(
+    request: AuthenticatedHttpRequest, slug: str, api_id: str
+) -> StreamingHttpResponse:
     return _batch_download(request, slug, api_id, "jsonl", JSONL)
 
 
 @require_GET
-def download_csv(request, slug, api_id):
+def download_csv(
+    request: AuthenticatedHttpRequest, slug: str, api_id: str
+) -> StreamingHttpResponse:
     return _batch_download(request, slug, api_id, "csv", CSV)
 
 
 @require_GET
-def download_answers(request, slug, api_id):
+def download_answers(
+    request: AuthenticatedHttpRequest, slug: str, api_id: str
+) -> StreamingHttpResponse:
     return _batch_download(request, slug, api_id, "answers", CSV)
 
 
@@ -65,7 +75,9 @@ def _checked(submission: Submission) -> None:
 
 
 @require_GET
-def submission_report(request, slug, key):
+def submission_report(
+    request: AuthenticatedHttpRequest, slug: str, key: UUID
+) -> StreamingHttpResponse:
     submission = submission_for(request, slug, key)
     if not submission.report_file:
         raise Http404("This file has no problems to report.")
@@ -74,7 +86,9 @@ def submission_report(request, slug, key):
 
 
 @require_GET
-def submission_valid_lines(request, slug, key):
+def submission_valid_lines(
+    request: AuthenticatedHttpRequest, slug: str, key: UUID
+) -> StreamingHttpResponse:
     """The requests that passed every check, in the upload's own format and order."""
     submission = submission_for(request, slug, key, Ability.DOWNLOAD)
     _checked(submission)
@@ -86,7 +100,9 @@ def submission_valid_lines(request, slug, key):
 
 
 @require_GET
-def submission_left_out_lines(request, slug, key):
+def submission_left_out_lines(
+    request: AuthenticatedHttpRequest, slug: str, key: UUID
+) -> StreamingHttpResponse:
     """The lines (or rows) of the upload that have problems, as they were, to fix and upload."""
     submission = submission_for(request, slug, key, Ability.DOWNLOAD)
     _checked(submission)
@@ -98,7 +114,9 @@ def submission_left_out_lines(request, slug, key):
 
 
 @require_GET
-def submission_request(request, slug, key, custom_id):
+def submission_request(
+    request: AuthenticatedHttpRequest, slug: str, key: UUID, custom_id: str
+) -> StreamingHttpResponse:
     """One request of the upload, whole, exactly as it will be sent."""
     submission = submission_for(request, slug, key)
     _checked(submission)

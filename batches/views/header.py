@@ -1,8 +1,10 @@
 """What every page's header carries: the running counter, finished-batch toasts, and the
 browser-notification preference."""
 
+from collections.abc import Sequence
+
 from django.contrib import messages
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils.functional import SimpleLazyObject
@@ -10,14 +12,14 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from batches import notices, polling, selectors
-from batches.models import UserPreference
-from batches.views.access import poll_key
+from batches.models import Batch, UserPreference
+from batches.views.access import AuthenticatedHttpRequest, poll_key
 
 POLL = "batches/_poll.html"
 
 
 @require_GET
-def poll(request):
+def poll(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The layout's poll: the running counter, plus a toast for each of the user's batches that
     ended and that no page has shown them yet (out of band). When what it shows changed since
     the page last saw it, the `batches-changed` event tells the batch list to reload, so new
@@ -44,7 +46,9 @@ def poll(request):
     return response
 
 
-def header_state(request, toasts=(), *, polled=True) -> dict:
+def header_state(
+    request: HttpRequest, toasts: Sequence[Batch] = (), *, polled: bool = True
+) -> dict:
     """What the counter shows, and its fingerprint: of the counter as rendered, and of the
     toasts that come with it."""
     counts = selectors.header_counts(request.user)
@@ -67,7 +71,7 @@ def _trigger(counts: dict, *, polled: bool) -> str:
     return f"{timing}, {polling.REGION_CHANGED} from:body"
 
 
-def header_context(request) -> dict:
+def header_context(request: HttpRequest) -> dict:
     """Context processor: the header's counter for any page that renders it (lazily: a page
     that does not, such as a fragment, runs no query for it)."""
     if not request.user.is_authenticated:
@@ -76,7 +80,7 @@ def header_context(request) -> dict:
 
 
 @require_POST
-def acknowledge_toasts(request):
+def acknowledge_toasts(request: AuthenticatedHttpRequest) -> HttpResponse:
     """A page showed these finished-batch toasts: no page shows them again."""
     ids = [
         value
@@ -88,7 +92,7 @@ def acknowledge_toasts(request):
 
 
 @require_POST
-def notification_preference(request):
+def notification_preference(request: AuthenticatedHttpRequest) -> HttpResponse:
     preference = UserPreference.for_user(request.user)
     preference.browser_notifications = request.POST.get("enabled") == "on"
     preference.save(update_fields=["browser_notifications"])

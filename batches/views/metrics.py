@@ -5,7 +5,7 @@ import hmac
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -14,7 +14,7 @@ from batches.metrics import DashboardCollector
 
 @login_not_required
 @require_GET
-def metrics(request):
+def metrics(request: HttpRequest) -> HttpResponse:
     token = settings.METRICS_TOKEN
     if not token:
         raise Http404("Metrics are turned off (METRICS_TOKEN).")

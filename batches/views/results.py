@@ -3,18 +3,19 @@
 import json
 from urllib.parse import urlencode
 
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from batches import downloads, polling, selectors
 from batches.models import Result
 from batches.pricing import USAGE_FIELDS, usage_cost
-from batches.views.access import batch_for, query_text, result_for
+from batches.views.access import AuthenticatedHttpRequest, batch_for, query_text, result_for
 
 RESULTS = "batches/batch_results.html"
 
 
-def _chosen_filters(params) -> dict:
+def _chosen_filters(params: QueryDict) -> dict[str, str]:
     chosen = {
         "type": query_text(params, "type", 20),
         "error_type": query_text(params, "error_type", 64),
@@ -27,7 +28,7 @@ def _chosen_filters(params) -> dict:
 
 
 @require_GET
-def batch_results(request, slug, api_id):
+def batch_results(request: AuthenticatedHttpRequest, slug: str, api_id: str) -> HttpResponse:
     batch = batch_for(request, slug, api_id)
     chosen = _chosen_filters(request.GET)
     page = selectors.results_page(
@@ -56,7 +57,9 @@ def _usage(result: Result) -> dict:
 
 
 @require_GET
-def result_detail(request, slug, api_id, custom_id):
+def result_detail(
+    request: AuthenticatedHttpRequest, slug: str, api_id: str, custom_id: str
+) -> HttpResponse:
     batch = batch_for(request, slug, api_id)
     result = result_for(batch, custom_id)
     previous_id, next_id = selectors.neighbours(batch, custom_id)
@@ -93,7 +96,9 @@ def _rebuilt_line(result: Result) -> dict:
 
 
 @require_GET
-def result_raw(request, slug, api_id, custom_id):
+def result_raw(
+    request: AuthenticatedHttpRequest, slug: str, api_id: str, custom_id: str
+) -> HttpResponse:
     batch = batch_for(request, slug, api_id)
     result = result_for(batch, custom_id)
     item = downloads.raw_result_line(batch, custom_id)

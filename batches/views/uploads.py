@@ -2,14 +2,18 @@
 template, see the price, submit it once. (Its downloads are in `batches.views.downloads`.)"""
 
 import logging
+from typing import cast
 from urllib.parse import unquote
+from uuid import UUID
 
 import orjson
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.files.uploadedfile import TemporaryUploadedFile
+from django.core.handlers.wsgi import WSGIRequest
 from django.db import transaction
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -24,7 +28,7 @@ from batches.models import Submission, Trial, Workspace
 from batches.operations import Refused
 from batches.operations import uploads as upload_operations
 from batches.roles import Ability
-from batches.views.access import poll_key, submission_for, workspace_for
+from batches.views.access import AuthenticatedHttpRequest, poll_key, submission_for, workspace_for
 from foundations import betas, slow_clients
 
 logger = logging.getLogger(__name__)
@@ -46,7 +50,7 @@ def _ensure_models(workspace: Workspace) -> None:
         logger.info("Model list of %s unavailable: %s", workspace.name, error)
 
 
-def _csv_form(submission: Submission, data=None) -> CsvOptionsForm:
+def _csv_form(submission: Submission, data: QueryDict | None = None) -> CsvOptionsForm:
     columns, _ = submissions.csv_header_and_first_row(submission)
     return CsvOptionsForm(
         data,
@@ -65,7 +69,12 @@ def _try_options(submission: Submission) -> list[dict]:
     ]
 
 
-def _context(request, submission: Submission, csv_form=None, key=None) -> dict:
+def _context(
+    request: HttpRequest,
+    submission: Submission,
+    csv_form: CsvOptionsForm | None = None,
+    key: tuple | None = None,
+) -> dict:
     parts = list(submission.parts.select_related("batch__workspace").order_by("index"))
     tried = list(submission.trials.all()[:30])
     context = {
@@ -108,7 +117,7 @@ class RawUploadError(Exception):
     """Why a file sent as the request's body was not taken; the message says what to do."""
 
 
-def _raw_upload(request) -> TemporaryUploadedFile:
+def _raw_upload(request: HttpRequest) -> TemporaryUploadedFile:
     """The file the upload page's script sent as the request's body, copied to a temporary file
     (which storage then moves into place). Never reads more than the declared length, nor a
     declared length above the upload limit."""
@@ -136,7 +145,9 @@ def _raw_upload(request) -> TemporaryUploadedFile:
             try:
                 chunk = request.read(min(RAW_CHUNK_BYTES, left))
             except OSError:  # the connection dropped (the person canceled, or the network)
-                if slow_clients.was_cut_off(request.environ):
+                # A WSGI request, as every request here is (the slow-client guard that cuts a
+                # body off is WSGI middleware): it has the environ the guard marks.
+                if slow_clients.was_cut_off(cast(WSGIRequest, request).environ):
                     raise RawUploadError(slow_clients.too_slow_message()) from None
                 chunk = b""
             if not chunk:
@@ -153,14 +164,14 @@ def _raw_upload(request) -> TemporaryUploadedFile:
     return received
 
 
-def _uploadable(user) -> list[Workspace]:
+def _uploadable(user: User | AnonymousUser) -> list[Workspace]:
     """The workspaces this person may upload to, by name."""
     visible = Workspace.objects.visible_to(user).order_by("name")
     return roles.workspaces_where(user, visible, Ability.SUBMIT)
 
 
 @require_GET
-def upload_choose(request):
+def upload_choose(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The upload page of the workspace picked on an upload page's workspace picker (the first
     the person may upload to, when the pick is not one of them)."""
     uploadable = _uploadable(request.user)
@@ -176,7 +187,7 @@ def upload_choose(request):
 
 
 @require_http_methods(["GET", "POST"])
-def upload(request, slug):
+def upload(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     workspace = workspace_for(request, slug, Ability.SUBMIT)
     raw = request.method == "POST" and request.content_type == RAW_BODY
     if not raw:
@@ -197,7 +208,9 @@ def upload(request, slug):
         received.close()
 
 
-def _upload_page(request, workspace: Workspace, form: UploadForm, *, raw: bool = False):
+def _upload_page(
+    request: AuthenticatedHttpRequest, workspace: Workspace, form: UploadForm, *, raw: bool = False
+) -> HttpResponse:
     """Store a valid upload and go to its page (for the page's script: say where), or show the
     form again with what to fix."""
     if request.method == "POST" and form.is_valid():
@@ -234,7 +247,7 @@ def _upload_page(request, workspace: Workspace, form: UploadForm, *, raw: bool =
 
 
 @require_GET
-def submission_detail(request, slug, key):
+def submission_detail(request: AuthenticatedHttpRequest, slug: str, key: UUID) -> HttpResponse:
     memo_key = poll_key(request, "submission", slug)
     if polling.unchanged(request, memo_key):
         return polling.nothing_new()
@@ -258,7 +271,7 @@ def submission_detail(request, slug, key):
 
 
 @require_POST
-def submission_template(request, slug, key):
+def submission_template(request: AuthenticatedHttpRequest, slug: str, key: UUID) -> HttpResponse:
     submission = submission_for(request, slug, key, Ability.SUBMIT)
     if not submission.is_csv or not submission.is_editable:
         messages.info(request, "This submission's options can no longer change.")
@@ -277,7 +290,7 @@ def submission_template(request, slug, key):
 
 
 @require_POST
-def submission_preview(request, slug, key):
+def submission_preview(request: AuthenticatedHttpRequest, slug: str, key: UUID) -> HttpResponse:
     """The first row's request with the options as typed so far (the form's live preview)."""
     submission = submission_for(request, slug, key, Ability.SUBMIT)
     form = _csv_form(submission, request.POST)
@@ -314,7 +327,7 @@ def submission_preview(request, slug, key):
 
 
 @require_POST
-def submission_stop(request, slug, key):
+def submission_stop(request: AuthenticatedHttpRequest, slug: str, key: UUID) -> HttpResponse:
     submission = submission_for(request, slug, key, Ability.SUBMIT)
     if upload_operations.stop_check(submission, request.user, request=request):
         messages.info(request, "Stopping the check. Nothing is kept of it.")
@@ -322,7 +335,7 @@ def submission_stop(request, slug, key):
 
 
 @require_POST
-def submission_check(request, slug, key):
+def submission_check(request: AuthenticatedHttpRequest, slug: str, key: UUID) -> HttpResponse:
     """Check a stopped upload again (or one whose check gave up)."""
     submission = submission_for(request, slug, key, Ability.SUBMIT)
     if submission.is_csv and not submission.csv_options:
@@ -334,7 +347,7 @@ def submission_check(request, slug, key):
 
 
 @require_POST
-def submission_submit(request, slug, key):
+def submission_submit(request: AuthenticatedHttpRequest, slug: str, key: UUID) -> HttpResponse:
     submission = submission_for(request, slug, key, Ability.SUBMIT)
     valid_only = request.POST.get("valid_only") == "1"
     try:
@@ -372,7 +385,7 @@ def submission_submit(request, slug, key):
 
 
 @require_POST
-def submission_try(request, slug, key):
+def submission_try(request: AuthenticatedHttpRequest, slug: str, key: UUID) -> HttpResponse:
     """Send the first requests, or the chosen ones, through the Messages API now (Try first)."""
     submission = submission_for(request, slug, key, Ability.SUBMIT)
     back = f"{submission.get_absolute_url()}#try"

@@ -4,10 +4,12 @@ workspace (with its budget) or every workspace the viewer sees; each table also 
 import csv
 import io
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -16,7 +18,7 @@ from batches import budgets, roles, usage
 from batches.forms import UsagePeriodForm
 from batches.models import Workspace
 from batches.spreadsheets import BOM, safe_row
-from batches.views.access import workspace_for
+from batches.views.access import AuthenticatedHttpRequest, workspace_for
 
 # The charts drawn from the tables (the page's script reads these from a JSON island): which
 # table, and how to draw it.
@@ -30,19 +32,21 @@ CHARTS: list[dict[str, Any]] = [
 
 
 @require_GET
-def usage_overview(request):
+def usage_overview(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Every workspace the viewer sees."""
     workspaces = list(Workspace.objects.visible_to(request.user).order_by("name"))
     return _page(request, workspaces, workspace=None)
 
 
 @require_GET
-def workspace_usage(request, slug):
+def workspace_usage(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     workspace = workspace_for(request, slug)
     return _page(request, [workspace], workspace=workspace)
 
 
-def _page(request, workspaces, workspace):
+def _page(
+    request: HttpRequest, workspaces: list[Workspace], workspace: Workspace | None
+) -> HttpResponse:
     zone = timezone.get_current_timezone()
     form = UsagePeriodForm(request.GET, zone=zone)
     figures = None
@@ -66,13 +70,13 @@ def _page(request, workspaces, workspace):
     return render(request, "batches/usage.html", context, status=200 if form.is_valid() else 400)
 
 
-def _without_csv(params) -> str:
+def _without_csv(params: QueryDict) -> str:
     params = params.copy()
     params.pop("csv", None)
     return params.urlencode()
 
 
-def _presets(zone) -> list[dict]:
+def _presets(zone: ZoneInfo) -> list[dict]:
     """A few periods one click away: the last 7 and 30 days by day, this month, the last 12
     months by month."""
     today = timezone.localdate(timezone=zone)
@@ -117,13 +121,13 @@ def _charts(figures: usage.Usage) -> list[dict]:
     return charts
 
 
-def _number(value):
+def _number(value: str | int | float | Decimal | None) -> float | None:
     if value in ("", None):
         return None
     return float(value)
 
 
-def _csv(figures: usage.Usage, table_name: str, workspace) -> HttpResponse:
+def _csv(figures: usage.Usage, table_name: str, workspace: Workspace | None) -> HttpResponse:
     table = figures.tables().get(table_name)
     if table is None:
         raise Http404("No such table.")

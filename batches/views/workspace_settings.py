@@ -6,12 +6,14 @@ hint). The last admin of a workspace cannot be removed or made something else.
 """
 
 import csv
+from collections.abc import Iterator
 from datetime import datetime, time
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Q
-from django.http import StreamingHttpResponse
+from django.db.models import Q, QuerySet
+from django.forms import BaseForm
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -33,7 +35,7 @@ from batches.operations import members as member_operations
 from batches.operations import workspaces as workspace_operations
 from batches.roles import Ability
 from batches.spreadsheets import safe_cell
-from batches.views.access import workspace_for
+from batches.views.access import AuthenticatedHttpRequest, workspace_for
 
 Action = AuditEntry.Action
 SETTINGS = "batches/workspace_settings.html"
@@ -41,7 +43,14 @@ AUDIT = "batches/workspace_audit.html"
 AUDIT_PAGE = 50
 
 
-def _settings_page(request, workspace, *, status=200, new_secret="", **forms):
+def _settings_page(
+    request: HttpRequest,
+    workspace: Workspace,
+    *,
+    status: int = 200,
+    new_secret: str = "",
+    **forms: BaseForm,
+) -> HttpResponse:
     members = workspace.memberships.select_related("user").order_by("user__username").all()
     context = {
         "workspace": workspace,
@@ -60,13 +69,13 @@ def _settings_page(request, workspace, *, status=200, new_secret="", **forms):
 
 
 @require_GET
-def workspace_settings(request, slug):
+def workspace_settings(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     return _settings_page(request, workspace_for(request, slug, Ability.MANAGE))
 
 
 @sensitive_post_parameters("api_key")
 @require_POST
-def workspace_connection(request, slug):
+def workspace_connection(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     workspace = workspace_for(request, slug, Ability.MANAGE)
     form = ConnectionForm(request.POST, workspace=workspace)
     if not form.is_valid():
@@ -83,7 +92,7 @@ def workspace_connection(request, slug):
 
 
 @require_POST
-def workspace_options(request, slug):
+def workspace_options(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     workspace = workspace_for(request, slug, Ability.MANAGE)
     form = WorkspaceOptionsForm(request.POST, instance=Workspace.objects.get(pk=workspace.pk))
     if not form.is_valid():
@@ -102,7 +111,7 @@ def workspace_options(request, slug):
 
 
 @require_POST
-def webhook_secret(request, slug):
+def webhook_secret(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """A new signing secret for the webhook, shown once (the old one stops working)."""
     workspace = workspace_for(request, slug, Ability.MANAGE)
     try:
@@ -115,7 +124,7 @@ def webhook_secret(request, slug):
 
 
 @require_POST
-def webhook_replay(request, slug, pk):
+def webhook_replay(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
     workspace = workspace_for(request, slug, Ability.MANAGE)
     delivery = get_object_or_404(WebhookDelivery, workspace=workspace, pk=pk)
     try:
@@ -128,7 +137,7 @@ def webhook_replay(request, slug, pk):
 
 
 @require_POST
-def member_add(request, slug):
+def member_add(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     workspace = workspace_for(request, slug, Ability.MANAGE)
     form = AddMemberForm(request.POST, workspace=workspace)
     if not form.is_valid():
@@ -144,7 +153,7 @@ def member_add(request, slug):
 
 
 @require_POST
-def member_invite(request, slug):
+def member_invite(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     workspace = workspace_for(request, slug, Ability.MANAGE)
     form = InviteForm(request.POST)
     if not form.is_valid():
@@ -164,7 +173,7 @@ def _membership(workspace: Workspace, pk: int) -> Membership:
 
 
 @require_POST
-def member_role(request, slug, pk):
+def member_role(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
     workspace = workspace_for(request, slug, Ability.MANAGE)
     membership = _membership(workspace, pk)
     form = RoleForm(request.POST)
@@ -188,7 +197,7 @@ def member_role(request, slug, pk):
 
 
 @require_POST
-def member_remove(request, slug, pk):
+def member_remove(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
     workspace = workspace_for(request, slug, Ability.MANAGE)
     membership = _membership(workspace, pk)
     name = membership.user.get_username()
@@ -208,7 +217,7 @@ def member_remove(request, slug, pk):
 # The audit log ----------------------------------------------------------------------------------
 
 
-def _audit_entries(workspace: Workspace, form: AuditFilterForm):
+def _audit_entries(workspace: Workspace, form: AuditFilterForm) -> QuerySet[AuditEntry]:
     """The workspace's entries, and its members' own (logins, failed logins under their names,
     passwords set), which belong to no workspace."""
     own = Q(workspace_id=workspace.pk)
@@ -237,7 +246,7 @@ def _audit_entries(workspace: Workspace, form: AuditFilterForm):
 
 
 @require_GET
-def workspace_audit(request, slug):
+def workspace_audit(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     workspace = workspace_for(request, slug, Ability.MANAGE)
     form = AuditFilterForm(request.GET or None)
     entries = _audit_entries(workspace, form)
@@ -265,7 +274,7 @@ def workspace_audit(request, slug):
 
 
 class _Echo:
-    def write(self, value):
+    def write(self, value: str) -> str:
         return value
 
 
@@ -273,7 +282,7 @@ AUDIT_COLUMNS = ["at", "person", "action", "target", "address", "before", "after
 
 
 @require_GET
-def workspace_audit_csv(request, slug):
+def workspace_audit_csv(request: AuthenticatedHttpRequest, slug: str) -> StreamingHttpResponse:
     """The filtered audit log as CSV, streamed; cells that a spreadsheet would run as a formula
     are written as text."""
     import orjson
@@ -282,7 +291,7 @@ def workspace_audit_csv(request, slug):
     entries = _audit_entries(workspace, AuditFilterForm(request.GET or None))
     writer = csv.writer(_Echo())
 
-    def rows():
+    def rows() -> Iterator[str]:
         yield "\ufeff" + writer.writerow(AUDIT_COLUMNS)
         for entry in entries.iterator(chunk_size=2000):
             yield writer.writerow(

@@ -1,8 +1,9 @@
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.views.decorators.debug import sensitive_variables
 
 from batches.models import Membership, Workspace
@@ -30,7 +31,7 @@ class Command(BaseCommand):
         "or --api-key-file, never from the command line (it would stay in the shell history)."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
         parser.add_argument("--base-url", required=True, help="e.g. https://api.anthropic.com")
         parser.add_argument("--api-key-file", type=Path, help="a file holding the API key")
@@ -44,7 +45,14 @@ class Command(BaseCommand):
         )
 
     @sensitive_variables("key")
-    def handle(self, name, base_url, api_key_file, member, **options):
+    def handle(
+        self,
+        name: str,
+        base_url: str,
+        api_key_file: Path | None,
+        member: list[str],
+        **options: Any,
+    ) -> None:
         try:
             validate_outbound_url(base_url)
         except ValidationError as error:

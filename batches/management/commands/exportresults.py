@@ -3,8 +3,9 @@ download buttons give, streamed to standard output or a file."""
 
 import sys
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from batches import downloads
 from batches.models import Batch
@@ -20,7 +21,7 @@ FORMATS = {  # what each of downloads.BATCH_FILES is
 class Command(BaseCommand):
     help = "Write a batch's results (JSONL, CSV, or the uploaded CSV with its answers)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("batch_id", help="the batch's id, msgbatch_...")
         parser.add_argument(
             "--format",
@@ -31,7 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--output", type=Path, help="a file to write (default: stdout)")
         parser.add_argument("--workspace", help="the workspace's slug, when two hold the id")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         batch = self._batch(options["batch_id"], options["workspace"])
         try:
             chunks, name = downloads.batch_file(batch, options["format"])

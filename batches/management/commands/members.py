@@ -1,5 +1,7 @@
+from typing import Any
+
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from batches.management.commands.createworkspace import parse_member
@@ -14,12 +16,12 @@ class Command(BaseCommand):
         "their role, --remove USER removes one (the last admin stays)."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("workspace", help="the workspace's name or slug")
         parser.add_argument("--add", action="append", default=[], metavar="USER[:ROLE]")
         parser.add_argument("--remove", action="append", default=[], metavar="USER")
 
-    def handle(self, workspace, add, remove, **options):
+    def handle(self, workspace: str, add: list[str], remove: list[str], **options: Any) -> None:
         found = Workspace.objects.filter(name=workspace).first() or (
             Workspace.objects.filter(slug=workspace).first()
         )

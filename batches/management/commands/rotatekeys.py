@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -12,7 +14,7 @@ class Command(BaseCommand):
     )
 
     @transaction.atomic
-    def handle(self, **options):
+    def handle(self, **options: Any) -> None:
         count = 0
         for workspace in Workspace.objects.select_for_update():
             workspace.api_key_encrypted = crypto.rotate(workspace.api_key_encrypted)

@@ -1,10 +1,11 @@
 import sys
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.files import File
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from batches import labels, mirror, submissions
@@ -27,7 +28,7 @@ from foundations import betas
 class Command(BaseCommand):
     help = "Check a file and, when it has no problem, submit it as one or more batches."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", type=Path)
         parser.add_argument("--workspace", required=True)
         parser.add_argument("--name", default="")
@@ -53,7 +54,15 @@ class Command(BaseCommand):
         )
         add_csv_arguments(parser)
 
-    def handle(self, file, workspace, name, user, over_budget, **options):
+    def handle(
+        self,
+        file: Path,
+        workspace: str,
+        name: str,
+        user: str | None,
+        over_budget: bool,
+        **options: Any,
+    ) -> None:
         target = Workspace.objects.filter(name=workspace).first()
         if target is None:
             raise CommandError(f"No workspace named {workspace!r}.")

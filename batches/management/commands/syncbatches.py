@@ -1,7 +1,8 @@
 import time
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from batches import ingestion, mirror
 from batches.models import Workspace
@@ -10,7 +11,7 @@ from batches.models import Workspace
 class Command(BaseCommand):
     help = "Sync batches and ingest results in the foreground, without Celery."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--workspace", help="the workspace's name or slug (default: all)")
         parser.add_argument(
             "--loop",
@@ -18,7 +19,7 @@ class Command(BaseCommand):
             help=f"repeat every SYNC_INTERVAL_SECONDS ({settings.SYNC_INTERVAL_SECONDS:g} s)",
         )
 
-    def handle(self, workspace, loop, **options):
+    def handle(self, workspace: str | None, loop: bool, **options: Any) -> None:
         workspaces = Workspace.objects.all()
         if workspace:
             workspaces = workspaces.filter(name=workspace) | workspaces.filter(slug=workspace)
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         if failed:
             raise CommandError(f"{failed} workspace(s) failed to sync; see above.")
 
-    def sync_once(self, ids) -> int:
+    def sync_once(self, ids: list[int]) -> int:
         failed = 0
         for workspace_id in ids:
             report = mirror.sync_workspace(workspace_id)

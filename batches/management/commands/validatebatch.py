@@ -4,8 +4,9 @@ use. `manage.py validatebatch FILE` without --workspace starts faster through
 
 import sys
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from batches.intake import command_line
 from batches.intake.checking import Report
@@ -16,17 +17,21 @@ class Command(BaseCommand):
     # A file check needs nothing the system checks look at; skipping them starts it sooner.
     requires_system_checks: list[str] = []
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         command_line.add_arguments(parser)
 
-    def handle(self, file, workspace, refuse_oversize, **options):
+    def handle(
+        self, file: Path, workspace: str | None, refuse_oversize: bool, **options: Any
+    ) -> None:
         report = validate(file, workspace, refuse_oversize, options)
         command_line.print_report(self.stdout, report, file)
         if not report.ok:
             sys.exit(1)
 
 
-def validate(file: Path, workspace_name, refuse_oversize, options) -> Report:
+def validate(
+    file: Path, workspace_name: str | None, refuse_oversize: bool, options: dict[str, Any]
+) -> Report:
     models = None
     if workspace_name:
         from batches.models import Workspace

@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from batches import audit_chain, audit_verify
 
@@ -11,7 +13,7 @@ class Command(BaseCommand):
         "exit 0 with the count when all is intact."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--expect-head",
             type=audit_chain.parse_head,
@@ -23,7 +25,9 @@ class Command(BaseCommand):
             "--chunk-size", type=int, default=2000, help="entries read at a time (default 2000)"
         )
 
-    def handle(self, *, expect_head, chunk_size, **options):
+    def handle(
+        self, *, expect_head: audit_chain.Head | None, chunk_size: int, **options: Any
+    ) -> None:
         try:
             expected = []
             if expect_head is not None:
