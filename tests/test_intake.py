@@ -1,6 +1,7 @@
 """The checker on good files and on at least forty kinds of bad ones."""
 
 import gzip
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from batches.intake.checking import check_file, compose_bodies, discard
 from batches.intake.command_line import local_ranges
 from batches.intake.templating import CsvOptions
 from emulator.catalog import MODELS
+from foundations.local_files import LimitedReader
 
 SAMPLES = Path(__file__).parent / "fixtures" / "samples"
 WORKSPACE_MODELS = [{"id": m.id, "max_tokens": m.max_tokens} for m in MODELS]
@@ -437,14 +439,11 @@ def test_it_reports_characters_text_cannot_hold(tmp_path, escape, message):
 
 
 def test_an_unexpected_reader_error_becomes_a_report():
-    class Broken:
-        def read(self, size=-1):
+    class Broken(LimitedReader):
+        def read(self, size: int = -1) -> bytes:
             raise MemoryError("boom")
 
-        def close(self):
-            pass
-
-    merged = check_file(lambda start, end: Broken(), 100, "jsonl", models=None)
+    merged = check_file(lambda start, end: Broken(io.BytesIO(), None), 100, "jsonl", models=None)
     assert "could not be read to the end (MemoryError)" in merged.report.problems[0].message
 
 

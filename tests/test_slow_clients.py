@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -76,7 +77,7 @@ def test_a_body_slower_than_the_floor_is_cut_off_and_its_read_returns(one_second
 
 
 def test_a_body_that_brings_enough_in_each_window_goes_on(one_second_windows):
-    body = slow_clients.GuardedInput(None, 100_000, None)
+    body = slow_clients.GuardedInput(io.BytesIO(), 100_000, None)  # never read: only counted
     start = body.window_started
     body.received = 1_500
     assert not body.too_slow(start + 1.2)  # 1,500 bytes in 1.2 s: above 1,000 a second
@@ -97,8 +98,14 @@ def test_a_process_receives_only_so_many_bodies_at_once(settings):
     guarded = slow_clients.guard_bodies(application)
 
     def request(body: bytes, answers: list) -> None:
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: object = None
+        ) -> Callable[[bytes], object]:
+            answers.append(status)
+            return lambda data: None  # WSGI's write(), which the application never calls
+
         environ = {"CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
-        answers.append(b"".join(guarded(environ, lambda status, headers: answers.append(status))))
+        answers.append(b"".join(guarded(environ, start_response)))
 
     first: list = []
     holder = threading.Thread(target=request, args=(b"first", first))

@@ -71,12 +71,18 @@ def test_the_layout_loads_vendored_htmx_and_sends_the_csrf_token_with_it(owner_c
 
 
 def test_it_renders_times_in_the_zone_the_browser_reported(rf):
+    from django.http import HttpRequest, HttpResponse
     from django.utils import timezone
 
     from dashboard.middleware import TimezoneMiddleware
 
     seen = []
-    middleware = TimezoneMiddleware(lambda request: seen.append(timezone.get_current_timezone()))
+
+    def remember_the_zone(request: HttpRequest) -> HttpResponse:
+        seen.append(timezone.get_current_timezone())
+        return HttpResponse()
+
+    middleware = TimezoneMiddleware(remember_the_zone)
     for cookie in ("Asia/Tokyo", "Not/AZone", "../../etc/passwd", ""):
         request = rf.get("/")
         request.COOKIES["tz"] = cookie
