@@ -217,12 +217,21 @@ def test_a_failing_model_list_does_not_stop_the_batches_syncing(workspace):
     assert not report.error and report.created == 1
 
 
+def no_renewal_within(settings):
+    """No keep-alive renewal of the sync's claim falls within a long sync of the test. The test's
+    transaction holds SQLite's write lock, so the renewing thread (on a connection of its own)
+    could only wait for it, and each sync's end would wait for that thread (10 s a sync, most of
+    the test's time). These tests count API calls; tests/test_claims.py tests the renewals."""
+    settings.CLAIM_LEASE_SECONDS, settings.CLAIM_RENEW_SECONDS = 7200.0, 3600.0
+
+
 def test_a_tick_over_5000_batches_with_100_running_lists_instead_of_retrieving_each(
     workspace, settings, frozen_now
 ):
     from emulator.testing import fill_workspace
 
     settings.API_TRANSPORT = "emulator.testing.counting_transport"
+    no_renewal_within(settings)
     running = fill_workspace(KEY, 5000, active_every=50)
     assert len(running) == 100
     mirror.sync_workspace(workspace.pk)  # the first sync lists everything
@@ -242,6 +251,7 @@ def test_a_tick_with_one_old_batch_running_retrieves_it_rather_than_list_to_the_
     from emulator.testing import fill_workspace
 
     settings.API_TRANSPORT = "emulator.testing.counting_transport"
+    no_renewal_within(settings)
     fill_workspace(KEY, 3000, active_every=3000)  # one running, in the middle... of the oldest
     mirror.sync_workspace(workspace.pk)
     CALLS.clear()
