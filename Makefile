@@ -23,7 +23,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # --no-deps: the lock files list every package, so nothing outside them is installed.
 INSTALL = $(UV) pip install --quiet --python $(BIN)/python --require-hashes --no-deps
 
-.PHONY: install install-dev lock run test lint format bench clean
+.PHONY: install install-dev lock run test test-fast lint format bench clean
 
 install: $(RUN_STAMP)
 
@@ -69,6 +69,10 @@ run: install
 
 test: install-dev lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The quick loop: no lint, no browser tests, no tests that start real processes.
+test-fast: install-dev
+	$(BIN)/python -m pytest -m "not browser and not integration" $(PYTEST_ARGS)
 
 # Python: ruff (lint and format) and mypy with django-stubs. Templates: djLint's linter, and no
 # line longer than 160 characters.

@@ -40,6 +40,7 @@ def _test_database_url() -> str:
     return f"postgres://{credentials}{host}:{port}/{database['NAME']}"
 
 
+@pytest.mark.integration  # starts `manage.py runemulator`, a server in its own process
 @pytest.mark.django_db(transaction=True)
 def test_it_serves_the_sdk_alone_with_runemulator():
     port = _free_port()

@@ -14,7 +14,8 @@ from batches.models import Batch, Submission
 from foundations.storage import read_range, stream
 from tests.helpers import run_checks
 
-pytestmark = pytest.mark.django_db
+# Both tests start moto's S3 server in its own process (tests/processes.py, `s3_server`).
+pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 SAMPLES = Path(__file__).parent / "fixtures" / "samples"
 OPTIONS = {
     "template": "Classify as positive, negative or neutral (one word): {review}",
