@@ -10,10 +10,12 @@ Resubmitting calls no API: it prepares a new upload at once.
 
 import logging
 import tempfile
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
 from django.db import transaction
 from django.db.models import Q, Subquery
@@ -78,7 +80,7 @@ def offered(batch: Batch, can: dict[str, bool]) -> dict[str, bool]:
     }
 
 
-def request_action(batch: Batch, action: str, user=None) -> None:
+def request_action(batch: Batch, action: str, user: AbstractBaseUser | None = None) -> None:
     """Record `action` as pending on the batch, once, and who asked for a cancel or a delete;
     the caller enqueues the task."""
     reason = _refusal(batch, action)
@@ -171,7 +173,7 @@ def longest_action() -> timedelta:
     return timedelta(seconds=ACTION_ATTEMPTS * attempt + backoff + 30)
 
 
-def stalled_actions(now) -> list[int]:
+def stalled_actions(now: datetime) -> list[int]:
     """Actions whose task was lost (a worker killed, a message dropped): still pending longer
     than any action's task can run. The beat hands them out again."""
     return list(
@@ -201,7 +203,7 @@ def resubmit_counts(batch: Batch) -> dict[str, int]:
     return {kind: rows[kind] for kind in RESUBMIT_KINDS}
 
 
-def _kinds_filter(kinds) -> Q:
+def _kinds_filter(kinds: Collection[str]) -> Q:
     query = Q(pk__in=[])
     if "retryable" in kinds:
         query |= Q(result_type="errored") & ~Q(error_type=INVALID_ERROR)
@@ -220,7 +222,7 @@ class ResubmitPlan:
     missing: int
 
 
-def resubmit(batch: Batch, user, kinds) -> Submission:
+def resubmit(batch: Batch, user: AbstractBaseUser | None, kinds: Iterable[str]) -> Submission:
     """A new submission of the requests whose results are of the chosen kinds, linked to `batch`.
 
     The requests are read, in their file order, from the create body the batch was sent with

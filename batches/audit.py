@@ -9,16 +9,19 @@ never is, only that it changed and its masked hint.
 import hashlib
 import ipaddress
 from collections.abc import Iterable
+from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
+from django.http import HttpRequest
 
 from batches.models import AuditEntry, Batch, Submission, Workspace
 
 Action = AuditEntry.Action
 
 
-def client_address(request) -> str | None:
+def client_address(request: HttpRequest | None) -> str | None:
     """The address the request came from, as the login throttling sees it (REMOTE_ADDR)."""
     if request is None:
         return None
@@ -29,7 +32,7 @@ def client_address(request) -> str | None:
         return None
 
 
-def _actor(request, actor):
+def _actor(request: HttpRequest | None, actor: AbstractBaseUser | None) -> AbstractBaseUser | None:
     if actor is None and request is not None:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
@@ -40,8 +43,8 @@ def _actor(request, actor):
 def entry(
     action: str,
     *,
-    request=None,
-    actor=None,
+    request: HttpRequest | None = None,
+    actor: AbstractBaseUser | None = None,
     workspace: Workspace | None = None,
     target: str = "",
     before: dict | None = None,
@@ -63,7 +66,7 @@ def entry(
     )
 
 
-def record(action: str, **details) -> AuditEntry:
+def record(action: str, **details: Any) -> AuditEntry:
     made = entry(action, **details)
     made.save()
     return made
@@ -95,7 +98,7 @@ def masked_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/…" if parts.netloc else "…"
 
 
-def workspace_settings(workspace: Workspace, names) -> dict:
+def workspace_settings(workspace: Workspace, names: Iterable[str]) -> dict:
     """A workspace's settings as the audit log records them: the webhook URL masked (see
     masked_url), with a short fingerprint of the whole URL, so a change of its path alone still
     counts as a change."""
@@ -118,18 +121,27 @@ def changed_settings(before: dict, after: dict) -> tuple[dict, dict]:
 
 
 @receiver(user_logged_in, dispatch_uid="audit-login")
-def _logged_in(sender, request, user, **kwargs):
+def _logged_in(
+    sender: object, request: HttpRequest | None, user: AbstractBaseUser, **kwargs: object
+) -> None:
     record(Action.LOGIN, request=request, actor=user)
 
 
 @receiver(user_logged_out, dispatch_uid="audit-logout")
-def _logged_out(sender, request, user, **kwargs):
+def _logged_out(
+    sender: object, request: HttpRequest | None, user: AbstractBaseUser | None, **kwargs: object
+) -> None:
     if user is not None:
         record(Action.LOGOUT, request=request, actor=user)
 
 
 @receiver(user_login_failed, dispatch_uid="audit-login-failed")
-def _login_failed(sender, credentials, request=None, **kwargs):
+def _login_failed(
+    sender: object,
+    credentials: dict[str, Any],
+    request: HttpRequest | None = None,
+    **kwargs: object,
+) -> None:
     # The username tried, as typed (bounded); never the password.
     tried = str(credentials.get("username", ""))[:150]
     record(Action.LOGIN_FAILED, request=request, actor_name=tried, target=f"username {tried}")

@@ -22,13 +22,15 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC
-from typing import cast
+from datetime import UTC, datetime
+from typing import Any, Protocol, cast
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import FileSystemStorage, default_storage
+from django.core.files.base import ContentFile, File
+from django.core.files.storage import FileSystemStorage, Storage, default_storage
 from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.options import Options
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -44,10 +46,41 @@ _LOCK_KEY = int.from_bytes(hashlib.sha256(b"batches.audit.chain").digest()[:8], 
 _EXACT = 2**53
 
 
+class ChainedEntry(Protocol):
+    """An audit entry (batches.models.AuditEntry, a floor up) as the chain sees it: what the hash
+    is taken over, and what appending sets."""
+
+    id: int
+    at: datetime
+    prev_hash: str
+    hash: str
+
+    @property
+    def _meta(self) -> "Options[Any]": ...
+    @property
+    def actor_id(self) -> int | None: ...
+    @property
+    def actor_name(self) -> str: ...
+    @property
+    def workspace_id(self) -> int | None: ...
+    @property
+    def workspace_name(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def address(self) -> str | None: ...
+    @property
+    def before(self) -> Any: ...
+    @property
+    def after(self) -> Any: ...
+
+
 # The hash ------------------------------------------------------------------------------------
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """A JSON value in one form, whether it is about to be stored or was read back: a number is
     an int when it is a whole number a float holds exactly, else a float (PostgreSQL's jsonb
     gives 1.0 back as 1.0 but 1e20 as 100000000000000000000)."""
@@ -67,17 +100,17 @@ def _plain(value):
     return {key: _plain(item) for key, item in value.items()}
 
 
-def _json(value) -> str:
+def _json(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _stored_json(value):
+def _stored_json(value: object) -> Any:
     """A JSON field's value as the database will give it back (tuples become lists, keys
     strings), in one form."""
     return _plain(json.loads(json.dumps(value)))
 
 
-def _address(value) -> str | None:
+def _address(value: str | None) -> str | None:
     if not value:
         return None
     try:
@@ -86,7 +119,7 @@ def _address(value) -> str | None:
         return str(value)
 
 
-def canonical(entry) -> bytes:
+def canonical(entry: ChainedEntry) -> bytes:
     """What an entry's hash is taken over: every field, the previous entry's hash last, as one
     JSON array with sorted keys and no spaces. The time is UTC to the microsecond, which both
     PostgreSQL and SQLite keep; an address is in its one normal form."""
@@ -109,14 +142,14 @@ def canonical(entry) -> bytes:
     ).encode()
 
 
-def content_hash(entry) -> str:
+def content_hash(entry: ChainedEntry) -> str:
     return hashlib.sha256(canonical(entry)).hexdigest()
 
 
 # Appending -----------------------------------------------------------------------------------
 
 
-def chain(entries: Sequence, using: str) -> None:
+def chain(entries: Sequence[ChainedEntry], using: str) -> None:
     """Gives `entries` (unsaved, in order) their ids, time and hashes, after the newest entry.
     Called by AuditEntry's bulk_create inside the transaction that inserts them, which then holds
     the chain until it ends; once it commits, the new head is exported."""
@@ -134,7 +167,7 @@ def chain(entries: Sequence, using: str) -> None:
     transaction.on_commit(lambda: export_head(*head), using=using)
 
 
-def _claim(connection, table_name: str, count: int) -> tuple[list[int], str]:
+def _claim(connection: BaseDatabaseWrapper, table_name: str, count: int) -> tuple[list[int], str]:
     """`count` new ids and the newest entry's hash, with the chain locked until the transaction
     ends. On PostgreSQL the read is a statement of its own after the lock, so (READ COMMITTED,
     Django's default) it sees the entries of whoever held the lock before."""
@@ -197,10 +230,10 @@ def export_head(head_id: int, head_hash: str) -> None:
         log.warning("The audit chain's head could not be stored as %s.", HEAD_NAME, exc_info=True)
 
 
-_overwriting: dict = {}
+_overwriting: dict[str, Storage] = {}
 
 
-def _head_storage():
+def _head_storage() -> "Storage | _ReplacingStorage":
     """The default file storage, but one that overwrites (each head replaces the one before, in
     one write; the configured storage keeps both under two names). Two appends that commit at
     the same moment may store their heads in either order: the stored head can lag one behind
@@ -224,7 +257,7 @@ def _head_storage():
 class _ReplacingStorage:
     """For a storage that cannot overwrite: the old head removed, then the new one saved."""
 
-    def save(self, name, content):
+    def save(self, name: str, content: File) -> str:
         default_storage.delete(name)
         saved = default_storage.save(name, content)
         if saved != name:  # another process stored its head in between: keep that one

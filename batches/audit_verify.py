@@ -3,7 +3,9 @@ and the deploy check that warns while the app's own database role could rewrite 
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from django.apps import AppConfig
 from django.core import checks
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils import timezone
@@ -16,7 +18,7 @@ class Broken(Exception):
     """The chain does not hold: the message names the first entry where it breaks."""
 
 
-def describe(entry) -> str:
+def describe(entry: AuditEntry) -> str:
     at = timezone.localtime(entry.at)
     return f"entry {entry.id} ({at:%Y-%m-%d %H:%M} {entry.actor_name or 'system'}: {entry.action})"
 
@@ -69,7 +71,7 @@ def verify(expected: Sequence[tuple[str, Head]] = (), chunk_size: int = 2000) ->
     return Verified(count, newest)
 
 
-def _unlinked(entry, previous) -> str:
+def _unlinked(entry: AuditEntry, previous: tuple[int, str] | None) -> str:
     """Why an entry whose content is intact does not follow the entry before it. One more
     query or two, once. An entry forged with a made-up predecessor reads as a removal before
     it (there is no telling them apart)."""
@@ -109,7 +111,9 @@ def _unlinked(entry, previous) -> str:
 
 
 @checks.register(checks.Tags.security, deploy=True)
-def check_audit_role(app_configs=None, **kwargs):
+def check_audit_role(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
     """On PostgreSQL, a warning when the app's own role could rewrite the audit log: it owns the
     table (or is a member of the role that does) or is a superuser, so it can disable the
     append-only trigger, or it may TRUNCATE, UPDATE or DELETE the table."""

@@ -25,7 +25,7 @@ from django.utils import timezone
 from batches.models import Batch, Submission, SubmissionPart, Workspace
 
 
-def _money(value) -> Decimal:
+def _money(value: Decimal | None) -> Decimal:
     return (value or Decimal(0)).quantize(Decimal("0.0001"))
 
 
@@ -129,7 +129,7 @@ class SpendCheck:
         return left is not None and self.estimate > left
 
 
-def spend_check(submission, now: datetime | None = None) -> SpendCheck:
+def spend_check(submission: Submission, now: datetime | None = None) -> SpendCheck:
     return SpendCheck(
         estimate=_money(estimate_total(submission.estimate or {})),
         cap=submission.spend_cap,

@@ -6,11 +6,21 @@ from collections.abc import Iterable
 from itertools import islice
 
 from django.db import connection
+from django.db.models import Field, Model
 
 CHUNK = 20_000
 
 
-def insert_rows(model, fields: list[str], rows: Iterable[tuple], *, plain: bool = False) -> int:
+def _column(model: type[Model], name: str) -> str:
+    """The column of one of the model's fields: a concrete one, as rows are written to."""
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field) and field.column is not None, f"{name} has no column"
+    return field.column
+
+
+def insert_rows(
+    model: type[Model], fields: list[str], rows: Iterable[tuple], *, plain: bool = False
+) -> int:
     """INSERT `rows` (tuples in the order of `fields`) into `model`'s table; returns the count.
 
     `plain`: every value is a number or a string without tab, newline, carriage return or
@@ -19,7 +29,7 @@ def insert_rows(model, fields: list[str], rows: Iterable[tuple], *, plain: bool 
     meta = model._meta
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
-    columns = ", ".join(quote(meta.get_field(name).column) for name in fields)
+    columns = ", ".join(quote(_column(model, name)) for name in fields)
     count = 0
     rows = iter(rows)
     connection.ensure_connection()
@@ -53,7 +63,12 @@ def insert_rows(model, fields: list[str], rows: Iterable[tuple], *, plain: bool 
 
 
 def upsert_rows(
-    model, fields: list[str], rows: list[tuple], *, unique: list[str], update: list[str]
+    model: type[Model],
+    fields: list[str],
+    rows: list[tuple],
+    *,
+    unique: list[str],
+    update: list[str],
 ) -> int:
     """INSERT `rows`, or UPDATE `update` of the row already there with the same `unique` values.
 
@@ -65,7 +80,7 @@ def upsert_rows(
     meta = model._meta
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
-    column = {name: quote(meta.get_field(name).column) for name in [*fields, *unique, *update]}
+    column = {name: quote(_column(model, name)) for name in [*fields, *unique, *update]}
     columns = ", ".join(column[name] for name in fields)
     conflict = ", ".join(column[name] for name in unique)
     assignments = ", ".join(f"{column[name]} = EXCLUDED.{column[name]}" for name in update)

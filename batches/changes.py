@@ -17,10 +17,18 @@ This module imports no model: the models use it.
 
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
 from django.db import models, transaction
+
+if TYPE_CHECKING:  # no model is imported before the app is ready (see above)
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
+
+    # The type of a queryset's rows (the stubs make every QuerySet subclass generic in it).
+    from django.db.models.query import _Model
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +83,9 @@ def stamps(workspace_ids: Iterable[int]) -> tuple[str, ...] | None:
 # Who sees which workspace ------------------------------------------------------------------------
 
 
-def visible_workspaces(user, load) -> dict[str, int] | None:
+def visible_workspaces(
+    user: "AbstractBaseUser | AnonymousUser", load: Callable[[], dict[str, int]]
+) -> dict[str, int] | None:
     """{slug: id} of the workspaces `user` can see, from the cache, else from `load()` (a query)
     and kept. None when the cache cannot be reached (the caller then skips the shortcut)."""
     key = VISIBLE_KEY.format(user.pk)
@@ -123,7 +133,7 @@ def workspace_id_of(obj: models.Model) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def stamp_saved(sender, instance, **kwargs) -> None:
+def stamp_saved(sender: type[models.Model], instance: models.Model, **kwargs: object) -> None:
     """Signal receiver (post_save, post_delete) for every registered model."""
     bump([workspace_id_of(instance)])
 
@@ -136,27 +146,29 @@ class StampedQuerySet(models.QuerySet):
         path = _workspace_paths[self.model]
         return list(self.order_by().values_list(path, flat=True).distinct())
 
-    def update(self, **kwargs):
+    def update(self, **kwargs: Any) -> int:
         ids = self._workspace_ids()
         changed = super().update(**kwargs)
         if changed:
             bump(ids)
         return changed
 
-    def delete(self):
+    def delete(self) -> tuple[int, dict[str, int]]:
         ids = self._workspace_ids()
         deleted = super().delete()
         if deleted[0]:
             bump(ids)
         return deleted
 
-    def bulk_update(self, objs, fields, batch_size=None):
+    def bulk_update(
+        self, objs: Iterable["_Model"], fields: Iterable[str], batch_size: int | None = None
+    ) -> int:
         objs = list(objs)
         changed = super().bulk_update(objs, fields, batch_size=batch_size)
         bump(workspace_id_of(obj) for obj in objs)
         return changed
 
-    def bulk_create(self, objs, *args, **kwargs):
+    def bulk_create(self, objs: Iterable["_Model"], *args: Any, **kwargs: Any) -> list["_Model"]:
         objs = list(objs)
         created = super().bulk_create(objs, *args, **kwargs)
         bump(workspace_id_of(obj) for obj in objs)

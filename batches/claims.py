@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -35,7 +36,9 @@ def lease() -> timedelta:
 # M: the model whose rows are claimed, any model, so its rows are reached through
 # `_default_manager` (a model need not name its manager `objects`).
 class Claim[M: Model]:
-    def __init__(self, model: type[M], pk, field: str, until: datetime, lease: timedelta):
+    def __init__(
+        self, model: type[M], pk: int, field: str, until: datetime, lease: timedelta
+    ) -> None:
         self.model = model
         self.pk = pk
         self.field = field
@@ -50,7 +53,7 @@ class Claim[M: Model]:
     def take(
         cls,
         model: type[M],
-        pk,
+        pk: int,
         field: str,
         duration: timedelta | None = None,
         *,
@@ -69,7 +72,7 @@ class Claim[M: Model]:
     def _ours(self) -> QuerySet[M]:
         return self.model._default_manager.filter(pk=self.pk, **{self.field: self.until})
 
-    def renew(self, **fields) -> bool:
+    def renew(self, **fields: Any) -> bool:
         """Extend the lease (writing `fields` in the same UPDATE); False if it was lost."""
         with self._lock:
             until = max(timezone.now() + self.lease, self.until + timedelta(microseconds=1))
@@ -78,7 +81,7 @@ class Claim[M: Model]:
             self.until = until
             return True
 
-    def release(self, **fields) -> bool:
+    def release(self, **fields: Any) -> bool:
         """Let go of the claim, writing `fields` with it; False if it was no longer ours."""
         with self._lock:
             return self._ours().update(**{self.field: None}, **fields) == 1
@@ -98,7 +101,7 @@ class Claim[M: Model]:
         stop = threading.Event()
         self.progressed()
 
-        def beat():
+        def beat() -> None:
             try:
                 while not stop.wait(settings.CLAIM_RENEW_SECONDS):
                     if time.monotonic() - self._progress_at > settings.CLAIM_STALL_SECONDS:

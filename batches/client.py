@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, Self
 
 import httpx
 from django.conf import settings
@@ -32,11 +32,22 @@ from tenacity import (
 from batches import answers, call_stats, ratelimit
 from batches.outbound_http import BlockedDestination, GuardedTransport
 from foundations.betas import header as betas_header
+from foundations.local_files import BinaryStream
 
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}
 USER_AGENT = "batch-dashboard/0.1"
+
+
+class ApiAccount(Protocol):
+    """What a client is made for: a workspace (batches.models, a floor up), by its API's address
+    and key."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def api_key(self) -> str: ...
 
 
 def default_transport() -> httpx.BaseTransport:
@@ -74,7 +85,7 @@ class ApiError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
 
-    def __str__(self):
+    def __str__(self) -> str:
         parts = [f"{self.status} {self.error_type}".strip() if self.status else self.error_type]
         parts.append(self.message)
         if self.request_id:
@@ -157,7 +168,7 @@ def _log_retry(state: RetryCallState) -> None:
     )
 
 
-def _chunks(stream, size: int = 1 << 20):
+def _chunks(stream: BinaryStream, size: int = 1 << 20) -> Iterator[bytes]:
     """A body streamed from storage a block at a time, so a 256 MB create never sits in memory."""
     while block := stream.read(size):
         yield block
@@ -181,8 +192,8 @@ class ApiClient:
         transport: httpx.BaseTransport | None = None,
         max_attempts: int | None = None,
         timeout: float | None = None,
-        sleep=time.sleep,
-    ):
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         timeout = timeout or settings.API_TIMEOUT_SECONDS
         self.max_attempts = max_attempts or settings.API_MAX_ATTEMPTS
         self.sleep = sleep
@@ -209,12 +220,14 @@ class ApiClient:
 
     @classmethod
     @sensitive_variables("api_key")
-    def for_workspace(cls, workspace, **kwargs) -> "ApiClient":
+    def for_workspace(cls, workspace: ApiAccount, **kwargs: Any) -> "ApiClient":
         return cls(workspace.base_url, workspace.api_key, **kwargs)
 
     @classmethod
     @contextmanager
-    def using(cls, workspace, client: "ApiClient | None" = None, **kwargs):
+    def using(
+        cls, workspace: ApiAccount, client: "ApiClient | None" = None, **kwargs: Any
+    ) -> Iterator["ApiClient"]:
         """The caller's client if it passed one (tests do), else a new one closed afterwards."""
         if client is not None:
             yield client
@@ -225,10 +238,10 @@ class ApiClient:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # The retry policy ---------------------------------------------------------------------------
@@ -270,7 +283,7 @@ class ApiClient:
             # No retry is coming to wait through: this client holds too.
             ratelimit.hold(self.rate_key, seconds)
 
-    def _send_once(self, method: str, path: str, **kwargs) -> httpx.Response:
+    def _send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         self._take_slot()
         started, status = time.monotonic(), "no_answer"
         try:
@@ -304,7 +317,7 @@ class ApiClient:
             raise error
         return response
 
-    def request(self, method: str, path: str, *, attempts: int | None = None, **kwargs) -> Any:
+    def request(self, method: str, path: str, *, attempts: int | None = None, **kwargs: Any) -> Any:
         """One JSON call, retried while the failure is one a retry can help."""
         return self._json(self._retrying(attempts)(self._send_once, method, path, **kwargs))
 
@@ -457,7 +470,7 @@ class ApiClient:
                 error_type="foreign_results_url",
             )
 
-        def open_stream():
+        def open_stream() -> httpx.Response:
             request = self.http.build_request("GET", results_url)
             self._take_slot()
             started = time.monotonic()

@@ -5,6 +5,7 @@ new key can be put in front and `manage.py rotatekeys` re-encrypts every stored 
 """
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -12,9 +13,12 @@ from django.views.decorators.debug import sensitive_variables
 
 from foundations.errors import remember_secret
 
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
+
 
 @cache
-def _fernet():
+def _fernet() -> "MultiFernet":
     # Imported here: the key is needed by the processes that call the API, not by every start.
     from cryptography.fernet import Fernet, MultiFernet
 

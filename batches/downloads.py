@@ -16,13 +16,14 @@ import json
 from collections.abc import Iterable, Iterator
 
 from django.db import connection
+from django.db.models.fields.files import FieldFile
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.utils.text import slugify
 
 from batches import labels
-from batches.intake.reading import CsvError, Limits, Lines, csv_records
+from batches.intake.reading import CsvError, CsvRecord, Limits, Lines, csv_records
 from batches.models import Batch, BatchRequest, Result, Submission
 from batches.spreadsheets import (
     BOM,
@@ -94,28 +95,33 @@ def filename(batch: Batch, suffix: str) -> str:
     return f"{base}-{day}{suffix}"
 
 
-def attachment(chunks: Iterable[bytes | str], name: str, content_type: str):
+def attachment(
+    chunks: Iterable[bytes | str], name: str, content_type: str
+) -> StreamingHttpResponse:
     response = StreamingHttpResponse(chunks, content_type=content_type)
     response["Content-Disposition"] = content_disposition_header(True, name)
     response["X-Content-Type-Options"] = "nosniff"
     return response
 
 
-def stored_file(field_file) -> Iterator[bytes]:
+def stored_file(field_file: FieldFile) -> Iterator[bytes]:
+    assert field_file.name is not None, "no file is stored"  # the callers offer stored ones
     with stream(field_file.name, storage=field_file.storage) as reader:
         while block := reader.read(READ_SIZE):
             yield block
 
 
-def stored_range(field_file, offset: int, length: int) -> Iterator[bytes]:
+def stored_range(field_file: FieldFile, offset: int, length: int) -> Iterator[bytes]:
+    assert field_file.name is not None, "no file is stored"  # the callers offer stored ones
     with stream(field_file.name, offset, offset + length, storage=field_file.storage) as reader:
         while block := reader.read(READ_SIZE):
             yield block
 
 
-def spans_of(field_file, spans: Iterable[tuple[int, int]]) -> Iterator[bytes]:
+def spans_of(field_file: FieldFile, spans: Iterable[tuple[int, int]]) -> Iterator[bytes]:
     """The bytes of each (offset, length) span of a stored file, spans in ascending order, read
     in one pass from the start: a resubmit of 80,000 requests is one read, not 80,000."""
+    assert field_file.name is not None, "no file is stored"  # the callers offer stored ones
     with stream(field_file.name, storage=field_file.storage) as reader:
         position = 0
         for offset, length in spans:
@@ -139,7 +145,9 @@ def raw_jsonl(batch: Batch) -> Iterator[bytes]:
         raise ValueError(f"Batch {batch.pk} keeps no results file.")
     with (
         stream(results.name, storage=results.storage) as stored,
-        gzip.GzipFile(fileobj=stored) as handle,
+        # The stubs ask for a fileobj with seek(), which GzipFile calls only to rewind; reading
+        # goes forward only, and a stored file's stream cannot seek.
+        gzip.GzipFile(fileobj=stored) as handle,  # type: ignore[call-overload]
     ):
         while block := handle.read(READ_SIZE):
             yield block
@@ -199,7 +207,7 @@ def _safe_sql(column: str) -> str:
     )
 
 
-def _regex_class(characters) -> str:
+def _regex_class(characters: Iterable[str]) -> str:
     """A PostgreSQL regular expression's bracket expression of these characters, each as its
     \\uXXXX escape, so that none of them can be read as the expression's syntax."""
     return "[" + "".join(f"\\u{ord(character):04x}" for character in characters) + "]"
@@ -280,18 +288,18 @@ def _appended(result: Result | None) -> list[str]:
 class _RowWriter:
     """CSV cells as bytes in the csv module's default dialect, the one intake reads."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.buffer = io.StringIO()
         self.writer = csv.writer(self.buffer, lineterminator="")
 
-    def __call__(self, values) -> bytes:
+    def __call__(self, values: Iterable[object]) -> bytes:
         self.buffer.seek(0)
         self.buffer.truncate()
         self.writer.writerow(values)
         return self.buffer.getvalue().encode("utf-8")
 
 
-def _record_bytes(record, write: _RowWriter) -> bytes:
+def _record_bytes(record: CsvRecord, write: _RowWriter) -> bytes:
     """A row of the person's file as it was, unless a cell would run as a formula: then the row
     is written again with that cell made plain text."""
     if needs_neutralising(record.cells):
@@ -299,7 +307,9 @@ def _record_bytes(record, write: _RowWriter) -> bytes:
     return record.raw
 
 
-def _upload_records(submission: Submission):
+def _upload_records(
+    submission: Submission,
+) -> tuple[Lines, Iterator[tuple[int, bytes]], Iterator[CsvRecord]]:
     """The upload's lines, their numbered iterator, and the CSV records read from it (the rest
     of the numbered lines can still be read after a CsvError)."""
     upload = submission.upload
@@ -310,7 +320,7 @@ def _upload_records(submission: Submission):
     return lines, numbered, csv_records(numbered)
 
 
-def _rest(error: CsvError, numbered) -> Iterator[bytes]:
+def _rest(error: CsvError, numbered: Iterator[tuple[int, bytes]]) -> Iterator[bytes]:
     """What follows a record the reader gave up on: its own lines and every line after, as
     they are (a file that intake refused at that point)."""
     if error.raw:
@@ -335,7 +345,7 @@ def csv_with_answers(batch: Batch) -> Iterator[bytes]:
         requests = requests.filter(part=part)
     write = _RowWriter()
 
-    def flush(pending):
+    def flush(pending: list[CsvRecord]) -> Iterator[bytes]:
         numbers = [record.last_line for record in pending]
         by_line = dict(
             requests.filter(line__in=numbers).values_list("line", "custom_id").order_by()
@@ -389,11 +399,12 @@ def valid_lines(submission: Submission) -> Iterator[bytes]:
         yield from _body_lines(part.body)
 
 
-def _body_lines(body) -> Iterator[bytes]:
+def _body_lines(body: FieldFile) -> Iterator[bytes]:
     """A create body's requests, one per line: the body writes each on its own line, followed by
     a comma; the first line opens the list and the last one closes it."""
     pending = b""
     first = True
+    assert body.name is not None, "no body is stored"  # a submitted part has its body
     with stream(body.name, storage=body.storage) as reader:
         while block := reader.read(READ_SIZE):
             pieces = (pending + block).split(b"\n")
@@ -481,7 +492,7 @@ def raw_result_line(
             return None
         with (
             stream(results.name, storage=results.storage) as stored,
-            gzip.GzipFile(fileobj=stored) as handle,
+            gzip.GzipFile(fileobj=stored) as handle,  # type: ignore[call-overload]  # as above
         ):
             for line in handle:
                 if needle in line:

@@ -75,7 +75,7 @@ class IngestReport:
     error: str = ""
 
 
-def _text(value, limit: int | None = None) -> str:
+def _text(value: object, limit: int | None = None) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -179,7 +179,14 @@ class _Restart(Exception):
     every line."""
 
 
-def _stream_into(batch: Batch, api: ApiClient, claim: Claim, raw, skip: int, digest_at_skip: str):
+def _stream_into(
+    batch: Batch,
+    api: ApiClient,
+    claim: Claim[Batch],
+    raw: gzip.GzipFile,
+    skip: int,
+    digest_at_skip: str,
+) -> int:
     """Store every result line of the stream (writing each line to `raw`); returns the number of
     lines. The first `skip` lines are not stored again if they are the checkpoint's lines."""
     chunk_size = settings.INGEST_CHUNK_SIZE

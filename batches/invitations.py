@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import PasswordResetForm
+from django.contrib.auth.models import User
 from django.contrib.auth.tokens import PasswordResetTokenGenerator, default_token_generator
 from django.core.mail import send_mail
 from django.db import transaction
@@ -44,14 +45,14 @@ def _free_username(email: str) -> str:
     return name
 
 
-def invitation_link(user) -> str:
+def invitation_link(user: User) -> str:
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     token = invitation_tokens.make_token(user)
     return settings.SITE_URL + reverse("accept_invitation", args=[uid, token])
 
 
 @transaction.atomic
-def invite(workspace: Workspace, email: str, role: str):
+def invite(workspace: Workspace, email: str, role: str) -> User:
     """A new login for `email` in the workspace with `role`; the caller sends the email
     (`send_invitation`, by a task once the transaction commits)."""
     pending = get_user_model().objects.filter(email__iexact=email).first()

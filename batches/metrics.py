@@ -3,6 +3,8 @@ read at each scrape from the database, from Redis (the API calls of every proces
 batches.call_stats) and from the broker (Celery's queue). Nothing here is kept in one process's
 memory, so any web process answers for the whole installation."""
 
+from collections.abc import Iterator
+
 from django.db.models import BooleanField, Case, Count, Min, Sum, When
 from django.utils import timezone
 from prometheus_client.core import (
@@ -10,6 +12,7 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
     InfoMetricFamily,
+    Metric,
 )
 from prometheus_client.registry import Collector
 
@@ -20,13 +23,13 @@ PREFIX = "batch_dashboard"
 
 
 class DashboardCollector(Collector):
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         yield from self._batches()
         yield from self._api_calls()
         yield self._queue_length()
         yield from self._audit_head()
 
-    def _batches(self):
+    def _batches(self) -> Iterator[Metric]:
         batches = GaugeMetricFamily(
             f"{PREFIX}_batches",
             "Batches in the mirror, by workspace and status (deleted: gone from the API)",
@@ -73,9 +76,9 @@ class DashboardCollector(Collector):
             .annotate(oldest=Min("last_polled_at"), created=Min("created_at"))
             .order_by("workspace__slug")
         )
-        for row in oldest:
-            since = row["oldest"] or row["created"]
-            lag.add_metric([row["workspace__slug"]], max(0.0, (now - since).total_seconds()))
+        for group in oldest:
+            since = group["oldest"] or group["created"]
+            lag.add_metric([group["workspace__slug"]], max(0.0, (now - since).total_seconds()))
         yield lag
 
         backlog = GaugeMetricFamily(
@@ -85,7 +88,7 @@ class DashboardCollector(Collector):
         backlog.add_metric([], Batch.objects.filter(Batch.results_fetchable(now)).count())
         yield backlog
 
-    def _api_calls(self):
+    def _api_calls(self) -> Iterator[Metric]:
         counts = call_stats.read()
         calls = CounterMetricFamily(
             f"{PREFIX}_api_calls",
@@ -120,7 +123,7 @@ class DashboardCollector(Collector):
         yield retries
         yield latency
 
-    def _queue_length(self):
+    def _queue_length(self) -> Metric:
         queue = GaugeMetricFamily(
             f"{PREFIX}_celery_queue_length",
             "Tasks waiting in Celery's queue (-1: the broker did not answer)",
@@ -134,7 +137,7 @@ class DashboardCollector(Collector):
         queue.add_metric(["celery"], length)
         return queue
 
-    def _audit_head(self):
+    def _audit_head(self) -> Iterator[Metric]:
         """The audit log's newest entry and its chain hash (batches.audit_chain): Prometheus keeps
         them outside the database, for `verifyaudit --expect-head ID:HASH`."""
         head = AuditEntry.objects.order_by("-id").values_list("id", "hash").first()

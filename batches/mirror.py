@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from batches import audit
@@ -39,7 +40,7 @@ class SyncReport:
     to_ingest: list[int] = field(default_factory=list)
     error: str = ""
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.skipped:
             return f"{self.workspace}: skipped (another sync holds it)"
         if self.error:
@@ -236,7 +237,7 @@ def _refresh(
         report.gone += _not_found(batch, now)
 
 
-def _cheaper_to_list_on(known, due: dict[str, datetime], listed: set[str]) -> bool:
+def _cheaper_to_list_on(known: QuerySet[Batch], due: dict[str, datetime], listed: set[str]) -> bool:
     """Whether the pages still to list down to the oldest due batch not yet seen are fewer than
     the retrieves those batches would take one by one. The mirror knows the listing's order
     (newest first), so it can count how many batches stand before that one."""

@@ -9,17 +9,19 @@ notice twice.
 
 import logging
 import smtplib
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 import httpx
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
 from batches import budgets, labels, roles, webhooks
 from batches.models import Batch, BudgetNotice, Workspace
+from batches.roles import Person
 
 Event = webhooks.Event
 
@@ -36,7 +38,7 @@ NEWS_WINDOW = timedelta(minutes=30)
 NOTICE_WINDOW = timedelta(hours=1)
 
 
-def ended_news(now=None):
+def ended_news(now: datetime | None = None) -> QuerySet[Batch]:
     """Ended batches the dashboard saw end (or saw within moments of their end), lately."""
     now = now or timezone.now()
     return Batch.objects.filter(
@@ -46,25 +48,26 @@ def ended_news(now=None):
     ).filter(ended_at__gte=now - NOTICE_WINDOW)
 
 
-def pending_toasts(user, limit: int = 5) -> list[Batch]:
+def pending_toasts(user: Person, limit: int = 5) -> list[Batch]:
     """The user's batches that ended lately and that no page of theirs has shown yet. Read
     only: a page acknowledges what it showed (`acknowledge_toasts`), by a POST."""
     if not user.is_authenticated:
         return []
+    # By id: a lookup by object wants the user model itself, not any AbstractBaseUser.
     return list(
         ended_news()
-        .filter(submitted_by=user, end_notified_at__isnull=True, workspace__members=user)
+        .filter(submitted_by=user.pk, end_notified_at__isnull=True, workspace__members=user.pk)
         .select_related("workspace")
         .order_by("ended_at")[:limit]
     )
 
 
-def acknowledge_toasts(user, batch_pks) -> int:
+def acknowledge_toasts(user: Person, batch_pks: Iterable[int]) -> int:
     """Mark these of the user's ended batches as shown to them: no page toasts them again."""
     if not user.is_authenticated:
         return 0
     return Batch.objects.filter(
-        pk__in=batch_pks, submitted_by=user, end_notified_at__isnull=True
+        pk__in=batch_pks, submitted_by=user.pk, end_notified_at__isnull=True
     ).update(end_notified_at=timezone.now())
 
 
@@ -135,7 +138,7 @@ def _email(subject: str, body: str, recipients: list[str], *, about: str) -> boo
     return True
 
 
-def _webhook(workspace: Workspace, event: str, data: dict, http) -> bool:
+def _webhook(workspace: Workspace, event: str, data: dict, http: httpx.Client | None) -> bool:
     """Record an event for the workspace's webhook (when it has one) and make its first
     attempt now; a failed one is retried by the beat's sweep (batches.webhooks). True when
     that attempt was accepted."""

@@ -1,6 +1,9 @@
 """The HTTP transport of every outbound call (the API client, webhooks): httpx's own, whose
 connections go only to addresses `batches.outbound.resolve` checked."""
 
+from collections.abc import Iterable
+from typing import Any
+
 import httpcore
 import httpx
 
@@ -14,8 +17,15 @@ class BlockedDestination(httpx.ConnectError):
 class GuardedBackend(httpcore.SyncBackend):
     """Opens TCP connections only to checked addresses, the ones `resolve` returned."""
 
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        last_error = None
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        last_error: httpcore.ConnectError | None = None
         try:
             addresses = resolve(host, port)
         except UnsafeDestination as refused:
@@ -34,7 +44,7 @@ class GuardedTransport(httpx.HTTPTransport):
     """httpx's own transport, with a connection pool whose connections go through
     GuardedBackend. TLS still checks the certificate of the host named in the URL."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(trust_env=False, **kwargs)
         limits = httpx.Limits()
         self._pool = httpcore.ConnectionPool(

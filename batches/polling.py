@@ -19,14 +19,17 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.utils.autoreload import file_changed
 from django.utils.safestring import mark_safe
 from django_htmx.http import HttpResponseStopPolling
+from django_htmx.middleware import HtmxDetails
 
 from batches import changes
 
@@ -38,9 +41,11 @@ def fingerprint(html: str) -> str:
     return hashlib.sha256(CSRF_VALUE.sub("", html).encode()).hexdigest()[:20]
 
 
-def is_fragment(request) -> bool:
+def is_fragment(request: HttpRequest) -> bool:
     """An HTMX request for a region (not a boosted page load)."""
-    return bool(request.htmx) and not request.htmx.boosted
+    # HtmxMiddleware gives every request its `htmx`, which HttpRequest's type does not name.
+    htmx: HtmxDetails = getattr(request, "htmx")  # noqa: B009
+    return bool(htmx) and not htmx.boosted
 
 
 # What each process remembers ----------------------------------------------------------------------
@@ -49,7 +54,7 @@ def is_fragment(request) -> bool:
 class _Memo:
     """Fingerprints by key, the newest MEMO_SIZE kept; shared by a process's threads."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int) -> None:
         self.size = size
         self.generation = 0
         self._items: OrderedDict[tuple, str] = OrderedDict()
@@ -83,18 +88,20 @@ def forget_all() -> None:
 
 
 @receiver(setting_changed)
-def _templates_changed(setting, **kwargs):
+def _templates_changed(setting: str, **kwargs: object) -> None:
     if setting == "TEMPLATES":
         forget_all()
 
 
 @receiver(file_changed)
-def _file_changed(sender, file_path, **kwargs):
+def _file_changed(sender: object, file_path: Path, **kwargs: object) -> None:
     # The development server reloads templates in place: what was remembered may be stale.
     forget_all()
 
 
-def region_key(request, region: str, workspace_ids, *extra) -> tuple | None:
+def region_key(
+    request: HttpRequest, region: str, workspace_ids: Iterable[int], *extra: object
+) -> tuple | None:
     """The key a region's fingerprint is remembered under, or None when it cannot be known
     without the database (a stamp the cache lacks)."""
     stamps = changes.stamps(workspace_ids)
@@ -108,7 +115,7 @@ def region_key(request, region: str, workspace_ids, *extra) -> tuple | None:
     return (region, request.user.pk, request.path, query, stamps, minute, _memo.generation, extra)
 
 
-def unchanged(request, key: tuple | None) -> bool:
+def unchanged(request: HttpRequest, key: tuple | None) -> bool:
     """The poll's fingerprint is the one remembered for this key: nothing it shows changed."""
     sent = request.GET.get("v")
     return bool(key is not None and sent and _memo.get(key) == sent)
@@ -122,7 +129,9 @@ def remember(key: tuple | None, value: str) -> None:
 # Rendering and answering -----------------------------------------------------------------------
 
 
-def render_region(request, template: str, region: str, context: dict, key=None) -> dict:
+def render_region(
+    request: HttpRequest, template: str, region: str, context: dict, key: tuple | None = None
+) -> dict:
     """Render the region's content (`template#region_content`) and add it, with its
     fingerprint, to `context` as `region_html` and `fingerprint` (remembered under `key`)."""
     html = render_to_string(f"{template}#{region}_content", context, request=request)
@@ -133,8 +142,14 @@ def render_region(request, template: str, region: str, context: dict, key=None) 
 
 
 def poll_answer(
-    request, template: str, region: str, context: dict, *, still_changing: bool, settles=True
-):
+    request: HttpRequest,
+    template: str,
+    region: str,
+    context: dict,
+    *,
+    still_changing: bool,
+    settles: bool = True,
+) -> HttpResponse:
     """The answer to a poll of a region: 204 while what it shows is current, else the region. A
     region that `settles` stops polling (286) once it can no longer change; one that does not
     (the batch page: deleted or refreshed from another page at any time) polls while open."""

@@ -21,7 +21,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache
 
@@ -143,7 +143,7 @@ def hold(key_id: str, seconds: float, caller: str = "") -> None:
         logger.warning("Rate limiter unavailable, no hold recorded: %s", error)
 
 
-def seconds_until_reset(headers, now: datetime | None = None) -> float | None:
+def seconds_until_reset(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
     """From the API's rate-limit headers: how long until requests may go again, when it says none
     are left; None when it says nothing of the sort."""
     if headers.get("anthropic-ratelimit-requests-remaining", "").strip() != "0":

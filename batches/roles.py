@@ -8,13 +8,19 @@ person may do.
   downloads). The site's superuser is an admin of every workspace.
 """
 
+from collections.abc import Iterable
 from enum import StrEnum
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, PermissionsMixin
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 
 from batches.models import Membership, Workspace
 
 Role = Membership.Role
+# Who asks: a login (request.user, an operation's actor) or the anonymous visitor.
+Person = AbstractBaseUser | AnonymousUser
 RANK = {Role.VIEWER: 1, Role.SUBMITTER: 2, Role.ADMIN: 3}
 
 
@@ -50,33 +56,35 @@ REFUSALS = {
 _CACHE_ATTRIBUTE = "_workspace_roles"
 
 
-def roles_of(user) -> dict[int, str]:
+def roles_of(user: Person) -> dict[int, str]:
     """{workspace id: role} of every workspace the person is a member of."""
     if not user.is_authenticated:
         return {}
     roles = getattr(user, _CACHE_ATTRIBUTE, None)
     if roles is None:
-        roles = dict(Membership.objects.filter(user=user).values_list("workspace_id", "role"))
+        # By id: a lookup by object wants the user model itself, not any AbstractBaseUser.
+        roles = dict(Membership.objects.filter(user=user.pk).values_list("workspace_id", "role"))
         setattr(user, _CACHE_ATTRIBUTE, roles)
     return roles
 
 
-def forget(user) -> None:
+def forget(user: Person) -> None:
     """After a change to this person's memberships within the same request."""
     if hasattr(user, _CACHE_ATTRIBUTE):
         delattr(user, _CACHE_ATTRIBUTE)
 
 
-def role_in(user, workspace: Workspace) -> Role | None:
+def role_in(user: Person, workspace: Workspace) -> Role | None:
     if not user.is_authenticated:
         return None
-    if user.is_superuser:
+    # AbstractBaseUser has no is_superuser; the user model (django's User) has it from here.
+    if isinstance(user, PermissionsMixin) and user.is_superuser:
         return Role.ADMIN
     role = roles_of(user).get(workspace.pk)
     return Role(role) if role else None
 
 
-def may(user, workspace: Workspace, ability: Ability | str) -> bool:
+def may(user: Person, workspace: Workspace, ability: Ability | str) -> bool:
     role = role_in(user, workspace)
     if role is None:
         return False
@@ -86,21 +94,23 @@ def may(user, workspace: Workspace, ability: Ability | str) -> bool:
     return RANK[role] >= RANK[NEEDS[ability]]
 
 
-def workspaces_where(user, workspaces, ability: Ability | str) -> list[Workspace]:
+def workspaces_where(
+    user: Person, workspaces: Iterable[Workspace], ability: Ability | str
+) -> list[Workspace]:
     """Those of `workspaces` in which the person may do this, in their order."""
     return [workspace for workspace in workspaces if may(user, workspace, ability)]
 
 
-def require(user, workspace: Workspace, ability: Ability) -> None:
+def require(user: Person, workspace: Workspace, ability: Ability) -> None:
     """PermissionDenied (a 403 page that says why) unless the person may."""
     if not may(user, workspace, ability):
         raise PermissionDenied(REFUSALS[ability])
 
 
-def admins(workspace: Workspace):
+def admins(workspace: Workspace) -> QuerySet[Membership]:
     return Membership.objects.filter(workspace=workspace, role=Role.ADMIN)
 
 
-def abilities(user, workspace: Workspace) -> dict[str, bool]:
+def abilities(user: Person, workspace: Workspace) -> dict[str, bool]:
     """{"view": True, "submit": False, ...}: what a page may offer this person in the workspace."""
     return {ability.value: may(user, workspace, ability) for ability in Ability}

@@ -8,8 +8,13 @@ the search reads the batch's results (batches.selectors.search_results).
 """
 
 from django.db import connection, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.sql.compiler import SQLCompiler
 
 from batches.models import Batch, Result, ResultText
+
+# A lookup's SQL and its parameters, as Django's compiler takes them.
+SqlAndParams = tuple[str, tuple[str | int, ...]]
 
 # Searches shorter than this cannot use trigrams; they read the batch instead.
 MIN_INDEXED_LENGTH = 3
@@ -22,13 +27,14 @@ class ILike(models.Lookup):
 
     lookup_name = "ilike"
 
-    def as_sql(self, compiler, connection):
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> SqlAndParams:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         rhs, rhs_params = self.process_rhs(compiler, connection)
-        return f"{lhs} ILIKE {rhs}", [*lhs_params, *rhs_params]
+        return f"{lhs} ILIKE {rhs}", (*lhs_params, *rhs_params)
 
-    def get_db_prep_lookup(self, value, connection):
-        return "%s", [f"%{connection.ops.prep_for_like_query(value)}%"]
+    def get_db_prep_lookup(self, value: str | int, connection: BaseDatabaseWrapper) -> SqlAndParams:
+        # str(): what prep_for_like_query does first anyway (its type takes only text).
+        return "%s", (f"%{connection.ops.prep_for_like_query(str(value))}%",)
 
 
 def supported() -> bool:

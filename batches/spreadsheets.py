@@ -9,6 +9,8 @@
   legacy code page.
 """
 
+from collections.abc import Iterable
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # The full-width forms (U+FF1D, U+FF0B, U+FF0D, U+FF20) that spreadsheets with East Asian input
 # read as the ASCII ones; these and the ASCII ones count after leading white space too.
@@ -28,7 +30,7 @@ BOM = "\ufeff"
 BOM_BYTES = BOM.encode("utf-8")
 
 
-def safe_cell(value):
+def safe_cell[T](value: T) -> T | str:
     """A cell as written to a CSV file: text that would start a formula is made plain text.
     Numbers are left as they are (a negative count is a number, not a formula)."""
     if isinstance(value, str) and _formula_like(value):
@@ -36,9 +38,9 @@ def safe_cell(value):
     return value
 
 
-def needs_neutralising(cells) -> bool:
+def needs_neutralising(cells: Iterable[object]) -> bool:
     return any(isinstance(cell, str) and _formula_like(cell) for cell in cells)
 
 
-def safe_row(cells) -> list:
+def safe_row[T](cells: Iterable[T]) -> list[T | str]:
     return [safe_cell(cell) for cell in cells]

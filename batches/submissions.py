@@ -16,9 +16,14 @@ import logging
 import time
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
+from django.core.files import File
 from django.db.models import Q
 from django.utils import timezone
 
@@ -29,6 +34,7 @@ from batches.intake import job
 from batches.intake.reading import detect_format
 from batches.models import Batch, Submission, SubmissionPart, Workspace
 from foundations import storage
+from foundations.local_files import LimitedReader
 
 logger = logging.getLogger(__name__)
 
@@ -42,19 +48,21 @@ SUBMIT_STALL = timedelta(minutes=2)
 
 def create_submission(
     workspace: Workspace,
-    user,
-    uploaded_file,
+    user: AbstractBaseUser | None,
+    uploaded_file: File,
     *,
     name: str = "",
     oversize: str = Submission.Oversize.SPLIT,
     csv_options: dict | None = None,
     resubmission_of: Batch | None = None,
-    spend_cap=None,
+    spend_cap: Decimal | None = None,
     labels: list[str] | None = None,
     betas: list[str] | None = None,
 ) -> Submission:
     """Store an upload. A JSONL file, or a CSV with its options, is then `checking`: the caller
     enqueues `tasks.check_submission` (after the commit). A CSV without options waits for them."""
+    if uploaded_file.name is None:  # a File made without one: nothing tells its format
+        raise ValueError("The upload has no file name.")
     filename = Path(uploaded_file.name).name
     fmt = detect_format(filename)
     if fmt is None:
@@ -62,7 +70,8 @@ def create_submission(
     submission = Submission(
         key=uuid.uuid4(),
         workspace=workspace,
-        created_by=user,
+        # A login is a row of the user model (AUTH_USER_MODEL), which the field's type names.
+        created_by=cast(User | None, user),
         name=name,
         source_filename=filename,
         source_format=fmt,
@@ -216,7 +225,7 @@ def _create_part(
             create_started_at=timezone.now(), create_attempts=part.create_attempts + 1
         )
 
-    def open_body():
+    def open_body() -> LimitedReader:
         if body.name is None:
             raise ValueError(f"Part {part.pk} has no stored body to send.")
         return storage.stream(body.name, storage=body.storage)

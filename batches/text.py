@@ -1,8 +1,10 @@
 """Text every database and page can hold: PostgreSQL keeps no NUL character in text or JSON, so
 one found in a request is a problem to report, and one in an answer is removed before storing."""
 
+from typing import Any
 
-def holds_nul(value) -> bool:
+
+def holds_nul(value: object) -> bool:
     """Whether a JSON value (a string, or lists and objects of them) holds a NUL anywhere."""
     if isinstance(value, str):
         return "\x00" in value
@@ -13,7 +15,7 @@ def holds_nul(value) -> bool:
     return False
 
 
-def without_nul(value):
+def without_nul(value: Any) -> Any:
     """The same JSON value with every NUL removed from its strings."""
     if isinstance(value, str):
         return value.replace("\x00", "")

@@ -5,6 +5,7 @@ on the batch, so list pages read them from the batch rows and never scan results
 rows, per model, result type and error type, are kept as BatchUsage for the usage pages.
 """
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 from django.db import transaction
@@ -15,7 +16,7 @@ from batches.models import Batch, BatchUsage, Result
 from batches.pricing import USAGE_FIELDS, usage_cost
 
 
-def stale_totals(batches) -> list[Batch]:
+def stale_totals(batches: Iterable[Batch]) -> list[Batch]:
     return [
         batch
         for batch in batches
@@ -55,7 +56,7 @@ def usage_rows(batches: dict[int, Batch]) -> list[BatchUsage]:
     return found
 
 
-def store_totals(batches) -> None:
+def store_totals(batches: Iterable[Batch]) -> None:
     """Count and price the stored results per batch, model, result type and error type (the
     usage pages' rows), and keep their sums on each batch (the lists' totals and cost).
 

@@ -12,11 +12,15 @@
 """
 
 import logging
-from datetime import timedelta
+from collections.abc import Collection
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any, cast
 
 import orjson
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -45,13 +49,19 @@ def cost_of_first(submission: Submission, count: int) -> Decimal | None:
     return sum((Decimal(bound) for bound in bounds), Decimal(0))
 
 
-def tries_left(workspace: Workspace, now=None) -> int:
+def tries_left(workspace: Workspace, now: datetime | None = None) -> int:
     now = now or timezone.now()
     used = Trial.objects.filter(workspace=workspace, created_at__gt=now - DAY).count()
     return max(0, workspace.daily_tries - used)
 
 
-def start(submission: Submission, user, *, count: int = 0, custom_ids=()) -> list[Trial]:
+def start(
+    submission: Submission,
+    user: AbstractBaseUser | None,
+    *,
+    count: int = 0,
+    custom_ids: Collection[str] = (),
+) -> list[Trial]:
     """Trial rows for the first `count` requests, or for these custom_ids, within the daily cap.
     Raises TryRefused, with what to do, when they cannot be tried."""
     if not submission.requests_indexed_at or not submission.request_count:
@@ -89,7 +99,8 @@ def start(submission: Submission, user, *, count: int = 0, custom_ids=()) -> lis
                 Trial.objects.create(
                     submission=submission,
                     workspace=workspace,
-                    created_by=user,
+                    # A login is a row of the user model (AUTH_USER_MODEL), as the field says.
+                    created_by=cast(User | None, user),
                     created_at=now,
                     custom_id=row.custom_id,
                     line=row.line,
@@ -181,13 +192,13 @@ def send(trial_pk: int, *, client: ApiClient | None = None) -> str:
     )
 
 
-def _text(value, limit: int) -> str:
+def _text(value: object, limit: int) -> str:
     """A string from an error, whatever the API (or a proxy before it) put there: text, no NUL,
     at most `limit` characters."""
     return str(value or "").replace("\x00", "")[:limit]
 
 
-def _finish(trial: Trial, **fields) -> str:
+def _finish(trial: Trial, **fields: Any) -> str:
     """Store the outcome, once: a second run of the task finds the trial done."""
     Trial.objects.filter(pk=trial.pk, state=Trial.State.SENDING).update(
         answered_at=timezone.now(), **fields

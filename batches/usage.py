@@ -10,12 +10,12 @@ A batch counts in the bucket of its creation: that is when it was sent, and a ba
 known only once its results are stored, days later at most.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth import get_user_model
@@ -32,6 +32,7 @@ from django.db.models import (
     FloatField,
     Func,
     Q,
+    QuerySet,
     Sum,
     Value,
     When,
@@ -43,6 +44,16 @@ from django.utils.html import format_html_join
 
 from batches.models import Batch, BatchUsage, Result, Workspace
 from batches.pricing import USAGE_FIELDS
+
+if TYPE_CHECKING:  # django-stubs' helper types (a development requirement)
+    from django_stubs_ext import WithAnnotations
+
+
+class _Bucketed(TypedDict):
+    """What `bucket_of` annotates: the first day of a row's bucket (SQLite: as text)."""
+
+    bucket: date | str
+
 
 TOKEN_LABELS = ("Input", "Output", "Cache writes", "Cache reads")
 BUCKETS = {"day": TruncDay, "week": TruncWeek, "month": TruncMonth}
@@ -96,7 +107,7 @@ class Period:
         return f"{day:%a %-d %b %Y}"
 
 
-def bucket_of(field: str, period: Period):
+def bucket_of(field: str, period: Period) -> Func:
     """An expression for the first day of the bucket that `field` (a UTC time) falls in, in the
     period's time zone.
 
@@ -127,7 +138,7 @@ def bucket_of(field: str, period: Period):
     return Func(local, function="date", output_field=CharField())
 
 
-def _shifted(field: str, seconds: int):
+def _shifted(field: str, seconds: int) -> Func:
     return Func(F(field), Value(f"{seconds:+d} seconds"), function="datetime")
 
 
@@ -193,7 +204,7 @@ class Table:
         )
 
 
-def _shown(cell) -> str:
+def _shown(cell: object) -> str:
     if isinstance(cell, bool) or cell is None:
         return ""
     if isinstance(cell, int | Decimal):
@@ -292,7 +303,7 @@ class _UsageGroup:
     unpriced: bool
 
     @classmethod
-    def of(cls, row) -> "_UsageGroup":
+    def of(cls, row: Mapping[str, Any]) -> "_UsageGroup":
         tokens = [row.get(name) or 0 for name in USAGE_FIELDS]
         return cls(
             day=_day(row["bucket"]),
@@ -309,20 +320,20 @@ class _UsageGroup:
         )
 
 
-def _day(bucket) -> date:
+def _day(bucket: str | datetime | date) -> date:
     if isinstance(bucket, str):  # SQLite's (see bucket_of)
         return date.fromisoformat(bucket)
     return bucket.date() if isinstance(bucket, datetime) else bucket
 
 
-def _money(value) -> Decimal:
+def _money(value: Decimal | Literal[0] | None) -> Decimal:
     return (value or Decimal(0)).quantize(Decimal("0.0001"))
 
 
 class _Totals:
     """Requests, the four token counts and the cost of a group of usage rows."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.requests = 0
         self.tokens = [0, 0, 0, 0]
         self.cost = Decimal(0)
@@ -452,11 +463,11 @@ class Percentile(Aggregate):
     template = "%(function)s(%(share)s) WITHIN GROUP (ORDER BY %(expressions)s)"
     output_field = DurationField()
 
-    def __init__(self, expression, share: float):
+    def __init__(self, expression: ExpressionWrapper, share: float) -> None:
         super().__init__(expression, share=float(share))
 
 
-def _from_batches(found: Usage, batches) -> None:
+def _from_batches(found: Usage, batches: "QuerySet[WithAnnotations[Batch, _Bucketed]]") -> None:
     """What the batches' own rows tell: outcomes over time, turnaround, batch sizes."""
     period = found.period
     buckets = period.buckets()
@@ -491,7 +502,8 @@ def _from_batches(found: Usage, batches) -> None:
             else {}
         ),
     )
-    rows = {_day(row["bucket"]): row for row in per_bucket.order_by()}
+    # Each bucket's row, to which SQLite's percentiles are added below (keys of no query's).
+    rows: dict[date, Any] = {_day(row["bucket"]): row for row in per_bucket.order_by()}
     if not in_sql:  # the percentiles in Python: the durations of each bucket's ended batches
         # In seconds by SQLite's own julianday() (Django's duration would call Python per row).
         julian = {

@@ -16,7 +16,7 @@ import hmac
 import logging
 import secrets
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import orjson
@@ -149,7 +149,7 @@ def deliver(delivery_pk: int, *, http: httpx.Client | None = None) -> str:
     return "retrying" if retry_at else "failed"
 
 
-def due(now=None) -> list[int]:
+def due(now: datetime | None = None) -> list[int]:
     now = now or timezone.now()
     return list(
         WebhookDelivery.objects.filter(delivered_at=None, next_attempt_at__lte=now)

@@ -2,9 +2,13 @@
 
 import logging
 import secrets
+from collections.abc import Iterable
+from typing import cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.views.decorators.debug import sensitive_variables
 
@@ -26,14 +30,21 @@ def sandbox_base_url() -> str:
 @sensitive_variables("api_key")
 @transaction.atomic
 def create_workspace(
-    name: str, base_url: str, api_key: str, *, members=(), sandbox=False, role=Role.SUBMITTER
-):
+    name: str,
+    base_url: str,
+    api_key: str,
+    *,
+    members: Iterable[AbstractBaseUser | tuple[AbstractBaseUser, str]] = (),
+    sandbox: bool = False,
+    role: str = Role.SUBMITTER,
+) -> Workspace:
     """A workspace with its key; `members` are users (given `role`) or (user, role) pairs."""
     workspace = Workspace(name=name, base_url=base_url.rstrip("/"), is_sandbox=sandbox)
     workspace.set_api_key(api_key)
     workspace.save()
     Membership.objects.bulk_create(
-        Membership(workspace=workspace, user=user, role=given)
+        # A login is a row of the user model (AUTH_USER_MODEL), which the field's type names.
+        Membership(workspace=workspace, user=cast(User, user), role=given)
         for user, given in (
             member if isinstance(member, tuple) else (member, role) for member in members
         )

@@ -2,8 +2,12 @@
 own views and tokens; each records the new password in the audit log and logs the person in.
 Asking for a reset queues its email (batches.invitations) instead of sending it in the request."""
 
+from typing import Any
+
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.forms import PasswordResetForm
+from django.contrib.auth.forms import PasswordResetForm, SetPasswordForm
+from django.contrib.auth.models import User
+from django.http import HttpResponse
 from django.urls import reverse_lazy
 
 from batches import tasks
@@ -19,7 +23,7 @@ class QueuedPasswordResetForm(PasswordResetForm):
     with a login and one without (one query, one task queued; the task of an unknown address
     sends nothing), so the answer's time does not tell which it was."""
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         found: list[int | None] = [user.pk for user in self.get_users(self.cleaned_data["email"])]
         for user_pk in found or [None]:
             tasks.send_password_reset.delay_on_commit(user_pk)
@@ -35,7 +39,7 @@ class ResetPasswordView(auth_views.PasswordResetConfirmView):
     success_url = reverse_lazy("password_reset_complete")
     audit_target = "password reset"
 
-    def form_valid(self, form):
+    def form_valid(self, form: "SetPasswordForm[User]") -> HttpResponse:
         response = super().form_valid(form)
         accounts.password_set(form.user, how=self.audit_target, request=self.request)
         return response

@@ -13,7 +13,7 @@ app.autodiscover_tasks()
 
 
 @worker_ready.connect
-def _sweep_scratch(**kwargs):
+def _sweep_scratch(**kwargs: object) -> None:
     """A worker starting on this machine removes what killed workers here left behind."""
     from foundations.storage import sweep_scratch
 
@@ -21,6 +21,6 @@ def _sweep_scratch(**kwargs):
 
 
 @app.task(name="dashboard.ping", ignore_result=False)
-def ping(value):
+def ping(value: object) -> dict[str, object]:
     """A no-op round trip, used by the health check's tests and by operators to test a worker."""
     return {"pong": value}

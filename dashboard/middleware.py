@@ -1,17 +1,22 @@
 import contextlib
 import logging
 import zoneinfo
+from collections.abc import Callable
 from functools import cache
 
 import redis
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpResponseRedirect, JsonResponse
+from django.core.handlers.wsgi import WSGIRequest
+from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
+from django.http.response import HttpResponseBase
 from django.utils import timezone
 
 from foundations import slow_clients
 
 logger = logging.getLogger(__name__)
+
+GetResponse = Callable[[HttpRequest], HttpResponseBase]
 
 
 @cache
@@ -26,10 +31,10 @@ class TimezoneMiddleware:
     there (the very first page), times are shown in UTC and labelled so.
     """
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         name = request.COOKIES.get("tz", "")
         try:
             timezone.activate(zoneinfo.ZoneInfo(name)) if name else timezone.deactivate()
@@ -46,10 +51,11 @@ class UploadsPerPersonMiddleware:
     across every process (foundations/slow_clients.py): another is answered 429 at once, its
     body unread, saying what to do. Redis out of reach counts nothing rather than refuse."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    # The body is the WSGI server's (foundations.slow_clients wraps it): a WSGI request.
+    def __call__(self, request: WSGIRequest) -> HttpResponseBase:
         body = request.environ.get("dashboard.body")
         if (
             body is None
@@ -74,7 +80,7 @@ class UploadsPerPersonMiddleware:
                 in_flight.leave()
 
     @staticmethod
-    def _refusal(request):
+    def _refusal(request: WSGIRequest) -> HttpResponseBase:
         slow_clients.leave_unread(request.environ)
         count = settings.UPLOADS_PER_USER
         uploads = f"{count} uploads on their way" if count != 1 else "an upload on its way"

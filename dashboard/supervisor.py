@@ -15,7 +15,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import IO
 
 STOP_GRACE_SECONDS = 10
 COLORS = {"redis": 31, "web": 32, "worker": 34, "beat": 35}
@@ -23,10 +26,12 @@ COLORS = {"redis": 31, "web": 32, "worker": 34, "beat": 35}
 # `make run` leaves running has them in its environment (see main).
 SECRETS_READ_ONCE = ("ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY_FILE")
 PREPARED = "DASHBOARD_SUPERVISOR_PREPARED"
+# How the first-run work reports: a line for the terminal.
+Say = Callable[[str], None]
 
 
 class Supervisor:
-    def __init__(self):
+    def __init__(self) -> None:
         self.children: dict[str, subprocess.Popen] = {}
         self.stopping = threading.Event()
         self.output_lock = threading.Lock()
@@ -36,7 +41,7 @@ class Supervisor:
         with self.output_lock:
             print(text, flush=True)
 
-    def _pump(self, name: str, stream) -> None:
+    def _pump(self, name: str, stream: IO[bytes]) -> None:
         color = COLORS.get(name, 37)
         prefix = f"\033[{color}m{name:>6} |\033[0m " if sys.stdout.isatty() else f"{name:>6} | "
         for raw in iter(stream.readline, b""):
@@ -127,7 +132,7 @@ def embedded_redis_argv(port: int, data_dir: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def create_first_admin(say) -> None:
+def create_first_admin(say: Say) -> None:
     """On the first debug run, an admin with a generated password that is printed once."""
     from django.conf import settings
     from django.contrib.auth import get_user_model
@@ -151,7 +156,7 @@ def create_first_admin(say) -> None:
     say("")
 
 
-def prepare(say) -> None:
+def prepare(say: Say) -> None:
     """Migrate and create what a first run needs. Runs in this process, before any child."""
     import django
     from django.core.management import call_command
@@ -169,7 +174,7 @@ def prepare(say) -> None:
             first_run(say)
 
 
-def _start_again_without_secrets(say) -> None:
+def _start_again_without_secrets(say: Say) -> None:
     """With an API key in the environment: do the first-run work that reads it (the workspace
     for the real API), then replace this process with one whose environment no longer holds it,
     so neither the supervisor nor anything it starts carries the key (a process's environment
@@ -194,7 +199,7 @@ def main() -> int:
     supervisor = Supervisor()
     say = supervisor.say
 
-    def on_signal(signum, frame):
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         supervisor.stopping.set()
 
     signal.signal(signal.SIGINT, on_signal)

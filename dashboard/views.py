@@ -1,10 +1,12 @@
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import redis
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
-from django.http import HttpResponsePermanentRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -37,7 +39,7 @@ def _broker_ok() -> bool:
 @login_not_required
 @never_cache
 @require_GET
-def healthz(request):
+def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database and the broker both answer, 503 naming the one that does not."""
     checks = {
         "database": "ok" if _database_ok() else "unreachable",
@@ -49,7 +51,12 @@ def healthz(request):
     )
 
 
-def locked_out(request, credentials=None, *args, **kwargs):
+def locked_out(
+    request: HttpRequest,
+    credentials: Mapping[str, Any] | None = None,
+    *args: Any,
+    **kwargs: Any,
+) -> HttpResponse:
     """What a login form answers after too many failures (django-axes calls this): the form
     again, saying until when logins from here wait. 429, as for any rate limit."""
     from django.contrib.auth.forms import AuthenticationForm
@@ -78,7 +85,7 @@ def locked_out(request, credentials=None, *args, **kwargs):
 
 @login_not_required
 @require_GET
-def favicon(request):
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
     """The icon the pages link to, for whatever asks /favicon.ico (looked up at the request: the
     static files' manifest names it)."""
     return HttpResponsePermanentRedirect(static("favicon.svg"))

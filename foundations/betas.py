@@ -5,6 +5,7 @@ A name the table does not know is still sent (the API may know it); it changes n
 """
 
 import re
+from collections.abc import Iterable, Sequence
 
 NAME = re.compile(r"\A[a-z0-9][a-z0-9.-]{0,63}\Z")
 # At most this many betas on one upload.
@@ -45,7 +46,7 @@ def parse(text: str | list[str]) -> list[str]:
     return found
 
 
-def output_limit(model: str, limit: int | None, betas) -> int | None:
+def output_limit(model: str, limit: int | None, betas: Iterable[str] | None) -> int | None:
     """A model's max_tokens limit with these betas (None: no limit known)."""
     best = limit
     for beta in betas or ():
@@ -55,6 +56,6 @@ def output_limit(model: str, limit: int | None, betas) -> int | None:
     return best
 
 
-def header(betas) -> dict[str, str]:
+def header(betas: Sequence[str] | None) -> dict[str, str]:
     """The request header that names them, or none."""
     return {"anthropic-beta": ",".join(betas)} if betas else {}

@@ -8,17 +8,29 @@ Every reader also accepts `NAME_FILE`: the path of a file holding the value (for
 by an orchestrator). Setting both is an error, because one of them would be silently ignored.
 """
 
+import enum
 import os
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Final
 
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-_UNSET = object()
 
 
-def _raw(name: str, environ=None) -> str | None:
+class _Unset(enum.Enum):
+    """The type of `_UNSET`: no default given (None or "" could be meant as one)."""
+
+    UNSET = enum.auto()
+
+
+_UNSET: Final = _Unset.UNSET
+Environ = Mapping[str, str]
+
+
+def _raw(name: str, environ: Environ | None = None) -> str | None:
     environ = os.environ if environ is None else environ
     value = environ.get(name)
     file_path = environ.get(f"{name}_FILE")
@@ -34,7 +46,7 @@ def _raw(name: str, environ=None) -> str | None:
     return value
 
 
-def env_str(name: str, default=_UNSET, environ=None) -> str:
+def env_str(name: str, default: str | _Unset = _UNSET, environ: Environ | None = None) -> str:
     value = _raw(name, environ)
     if value is None or value == "":
         if default is _UNSET:
@@ -43,7 +55,7 @@ def env_str(name: str, default=_UNSET, environ=None) -> str:
     return value
 
 
-def env_bool(name: str, default: bool, environ=None) -> bool:
+def env_bool(name: str, default: bool, environ: Environ | None = None) -> bool:
     value = _raw(name, environ)
     if value is None or value == "":
         return default
@@ -58,7 +70,12 @@ def env_bool(name: str, default: bool, environ=None) -> bool:
 
 
 def env_int(
-    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None, environ=None
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    environ: Environ | None = None,
 ) -> int:
     value = _raw(name, environ)
     if value is None or value == "":
@@ -74,7 +91,9 @@ def env_int(
     return number
 
 
-def env_float(name: str, default: float, *, minimum: float | None = None, environ=None) -> float:
+def env_float(
+    name: str, default: float, *, minimum: float | None = None, environ: Environ | None = None
+) -> float:
     value = _raw(name, environ)
     if value is None or value == "":
         return default
@@ -89,7 +108,7 @@ def env_float(name: str, default: float, *, minimum: float | None = None, enviro
     return number
 
 
-def env_list(name: str, default: list[str], environ=None) -> list[str]:
+def env_list(name: str, default: list[str], environ: Environ | None = None) -> list[str]:
     """A comma-separated list; blank items are dropped, surrounding spaces ignored."""
     value = _raw(name, environ)
     if value is None or value.strip() == "":
@@ -97,7 +116,13 @@ def env_list(name: str, default: list[str], environ=None) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def env_url(name: str, default=_UNSET, *, schemes: tuple[str, ...], environ=None) -> str:
+def env_url(
+    name: str,
+    default: str | _Unset = _UNSET,
+    *,
+    schemes: tuple[str, ...],
+    environ: Environ | None = None,
+) -> str:
     value = env_str(name, default, environ)
     if value is None or value == "":
         return value
@@ -112,14 +137,16 @@ def env_url(name: str, default=_UNSET, *, schemes: tuple[str, ...], environ=None
     return value
 
 
-def env_choice(name: str, default: str, choices, environ=None) -> str:
+def env_choice(
+    name: str, default: str, choices: Collection[str], environ: Environ | None = None
+) -> str:
     value = env_str(name, default, environ)
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r} is not one of: {', '.join(choices)}.")
     return value
 
 
-def env_timezone(name: str, default: str, environ=None) -> str:
+def env_timezone(name: str, default: str, environ: Environ | None = None) -> str:
     import zoneinfo
 
     value = env_str(name, default, environ)

@@ -6,6 +6,11 @@ httpx, in a header mapping), so this filter also hides any local whose text hold
 keys this process has decrypted (`batches.crypto` tells it which), whatever its name.
 """
 
+from collections.abc import ItemsView
+from types import FrameType
+from typing import Any
+
+from django.http import HttpRequest
 from django.views.debug import SafeExceptionReporterFilter
 
 _secrets: set[str] = set()
@@ -18,7 +23,7 @@ def remember_secret(value: str) -> None:
         _secrets.add(value)
 
 
-def holds_secret(value) -> bool:
+def holds_secret(value: object) -> bool:
     if not _secrets:
         return False
     try:
@@ -29,19 +34,22 @@ def holds_secret(value) -> bool:
 
 
 class KeySafeExceptionReporterFilter(SafeExceptionReporterFilter):
-    def is_active(self, request):
+    def is_active(self, request: HttpRequest | None) -> bool:
         """Always, the debug page included: Django's own filter stands aside while DEBUG is on,
         which showed a key typed into a form on a developer's 500 page (or a screen share)."""
         return True
 
-    def get_traceback_frame_variables(self, request, tb_frame):
+    def get_traceback_frame_variables(
+        self, request: HttpRequest | None, tb_frame: FrameType
+    ) -> ItemsView[str, Any]:
         variables = super().get_traceback_frame_variables(request, tb_frame)
-        return [
-            (name, self.cleansed_substitute if holds_secret(value) else value)
+        # The frame's names, each once (Django's own are a dict's items too).
+        return {
+            name: self.cleansed_substitute if holds_secret(value) else value
             for name, value in variables
-        ]
+        }.items()
 
-    def get_safe_request_meta(self, request):
+    def get_safe_request_meta(self, request: HttpRequest) -> dict[str, Any]:
         meta = super().get_safe_request_meta(request)
         return {
             name: self.cleansed_substitute if holds_secret(value) else value

@@ -2,15 +2,25 @@
 machine's scratch directory. Apart from `foundations.storage` so that checking a file from the shell
 (batches.intake.command_line) does not import Django's storage machinery to get them."""
 
+from collections.abc import Buffer
 from pathlib import Path
+from typing import Protocol, Self
 
 from django.conf import settings
+
+
+class BinaryStream(Protocol):
+    """What LimitedReader reads: a binary file, a storage's file, a boto3 body."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 class LimitedReader:
     """At most `length` bytes of a binary stream, then end of file; closes the stream."""
 
-    def __init__(self, stream, length: int | None):
+    def __init__(self, stream: BinaryStream, length: int | None) -> None:
         self.stream = stream
         self.left = length
 
@@ -25,7 +35,7 @@ class LimitedReader:
         self.left -= len(data)
         return data
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Buffer) -> int:
         """Fill `buffer` (no new bytes object for each block: counting lines at memory speed)."""
         view = memoryview(buffer)
         if self.left is not None:
@@ -45,10 +55,10 @@ class LimitedReader:
     def close(self) -> None:
         self.stream.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 

@@ -31,8 +31,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+from wsgiref.types import InputStream, StartResponse, WSGIApplication, WSGIEnvironment
 
 from django.conf import settings
+
+if TYPE_CHECKING:
+    import redis
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +51,7 @@ class ClientTooSlow(OSError):
     """The body arrived slower than the floor and was cut off; the message says so."""
 
 
-def was_cut_off(environ) -> bool:
+def was_cut_off(environ: WSGIEnvironment) -> bool:
     """Whether this request's body was cut off for arriving too slowly."""
     body = environ.get("dashboard.body")
     return body is not None and body.cut
@@ -65,7 +70,7 @@ class GuardedInput:
     """A request's `wsgi.input`, counted as it is read and cut off by the watchdog when too
     slow. Reads return what the server's input returns (a short read only at the end)."""
 
-    def __init__(self, raw, length: int, sock: socket.socket | None):
+    def __init__(self, raw: InputStream, length: int, sock: socket.socket | None) -> None:
         self.raw = raw
         self.length = length
         self.sock = sock
@@ -142,7 +147,7 @@ class GuardedInput:
 class Watchdog:
     """The process's one thread that looks at every body being received."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.bodies: set[GuardedInput] = set()
         self.thread: threading.Thread | None = None
@@ -185,14 +190,14 @@ class Watchdog:
 watchdog = Watchdog()
 
 
-def _declared_length(environ) -> int:
+def _declared_length(environ: WSGIEnvironment) -> int:
     try:
         return max(0, int(environ.get("CONTENT_LENGTH") or 0))
     except ValueError:
         return 0
 
 
-def leave_unread(environ) -> None:
+def leave_unread(environ: WSGIEnvironment) -> None:
     """The body of a request refused before it is read is not drained either: the server would
     wait for all of it (at a slow client's pace) before it closed the connection."""
     sock = environ.get("gunicorn.socket")
@@ -201,7 +206,7 @@ def leave_unread(environ) -> None:
             sock.shutdown(socket.SHUT_RD)
 
 
-def _busy(environ, start_response) -> Iterable[bytes]:
+def _busy(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     leave_unread(environ)
     message = "The dashboard is receiving as many uploads as it can at once: try again in a minute."
     body = ('{"message": "%s"}' % message).encode()  # noqa: UP031 (fixed text, no quotes)
@@ -216,12 +221,12 @@ def _busy(environ, start_response) -> Iterable[bytes]:
     return [body]
 
 
-def guard_bodies(application):
+def guard_bodies(application: WSGIApplication) -> WSGIApplication:
     """The WSGI application, with every request body counted and watched, and at most
     BODIES_PER_PROCESS received at once in this process."""
     slots = threading.BoundedSemaphore(settings.BODIES_PER_PROCESS)
 
-    def guarded(environ, start_response):
+    def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         length = _declared_length(environ)
         if not length:
             return application(environ, start_response)
@@ -257,7 +262,7 @@ return 1
 class UploadsInFlight:
     """One login's uploads on their way, across every process (UPLOADS_PER_USER at most)."""
 
-    def __init__(self, client, user_pk: int):
+    def __init__(self, client: "redis.Redis", user_pk: int) -> None:
         self.client = client
         self.key = f"{settings.CACHE_KEY_PREFIX}:uploads-in-flight:{user_pk}"
         self.token = f"{threading.get_ident()}-{time.time_ns()}"

@@ -10,7 +10,7 @@ check of a 2 GB upload, a download and one request's preview all read this way.
 
 from django.conf import settings
 from django.core.files import File
-from django.core.files.storage import FileSystemStorage, default_storage
+from django.core.files.storage import FileSystemStorage, Storage, default_storage
 
 from foundations.local_files import LimitedReader, scratch_dir
 
@@ -37,7 +37,9 @@ class _Empty:
         pass
 
 
-def stream(name: str, start: int = 0, end: int | None = None, storage=None) -> LimitedReader:
+def stream(
+    name: str, start: int = 0, end: int | None = None, storage: Storage | None = None
+) -> LimitedReader:
     """The stored file `name` (bytes `start` to `end`) as a stream, on whatever storage is set."""
     storage = storage or default_storage
     if hasattr(storage, "stream"):
@@ -48,7 +50,7 @@ def stream(name: str, start: int = 0, end: int | None = None, storage=None) -> L
     return LimitedReader(handle, None if end is None else max(0, end - start))
 
 
-def read_range(name: str, start: int, length: int, storage=None) -> bytes:
+def read_range(name: str, start: int, length: int, storage: Storage | None = None) -> bytes:
     with stream(name, start, start + length, storage=storage) as reader:
         return reader.read()
 
@@ -57,7 +59,7 @@ class LocalFile(File):
     """A finished temporary file handed to storage: local storage moves it into place instead of
     copying it, object storage uploads it."""
 
-    def __init__(self, path: str, name: str):
+    def __init__(self, path: str, name: str) -> None:
         super().__init__(open(path, "rb"), name=name)  # noqa: SIM115 (File closes it)
         self.path_on_disk = path
 

@@ -27,6 +27,7 @@ its shape, with no walk, so a clean file pays nothing here.
 import copy
 import json
 import re
+from collections.abc import Sequence
 from gc import get_referents
 from typing import Any
 
@@ -56,7 +57,7 @@ FIX_SMALLER = (
 )
 
 
-def short_path(path) -> str:
+def short_path(path: Sequence[str | int]) -> str:
     """A path as a field name (`params.tools[0].input_schema`), its first PATH_STEPS steps."""
     text = ""
     for part in path[:PATH_STEPS]:
@@ -68,7 +69,7 @@ def short_path(path) -> str:
     return text + ("…" if len(path) > PATH_STEPS else "")
 
 
-def deeper_than(value, levels: int) -> bool:
+def deeper_than(value: object, levels: int) -> bool:
     """Whether `value` nests lists and objects more than `levels` deep, a level at a time and
     with no recursion: `gc.get_referents` gives everything the objects of one level hold (the
     next level) in one call in C, and a string or a number holds nothing, so a request is
@@ -82,7 +83,7 @@ def deeper_than(value, levels: int) -> bool:
     return any(type(each) is dict or type(each) is list for each in level)
 
 
-def depth(value) -> int:
+def depth(value: object) -> int:
     """How many levels of lists and objects `value` nests (a scalar: 0), as `deeper_than`."""
     level, deepest = [value], 0
     while any(type(each) is dict or type(each) is list for each in level):
@@ -91,11 +92,11 @@ def depth(value) -> int:
     return deepest
 
 
-def path_to_level(value, level: int) -> list:
+def path_to_level(value: object, level: int) -> list[str | int]:
     """The keys and indices that lead to the first list or object `level` levels down (or to
     the deepest one, if none is that deep), without recursion."""
     stack: list[tuple[Any, int, list]] = [(value, 1, [])]
-    best: list = []
+    best: list[str | int] = []
     best_level = 0
     while stack:
         node, here, path = stack.pop()
@@ -113,7 +114,7 @@ def path_to_level(value, level: int) -> list:
     return best
 
 
-def nesting_problem(line: int, levels: str, path) -> Problem:
+def nesting_problem(line: int, levels: str, path: Sequence[str | int]) -> Problem:
     where = short_path(path) or "The request"
     return Problem(
         line,
@@ -123,7 +124,7 @@ def nesting_problem(line: int, levels: str, path) -> Problem:
     )
 
 
-def depth_problem(line: int, item) -> Problem | None:
+def depth_problem(line: int, item: object) -> Problem | None:
     """The problem of a line nested deeper than MAX_DEPTH, or None."""
     if not deeper_than(item, MAX_DEPTH):
         return None
@@ -194,7 +195,7 @@ def integers_written_as_integers(params: dict) -> bool:
     return type(thinking) is not dict or type(thinking.get("budget_tokens", 0)) is int
 
 
-def out_of_range_problem(line: int, field: str, value, limit) -> Problem | None:
+def out_of_range_problem(line: int, field: str, value: object, limit: object) -> Problem | None:
     """A schema error about a number past MAX_INTEGER (or MIN_INTEGER), in the words of this
     module; None for any other bound, which the schema's own words state."""
     if limit == MAX_INTEGER:

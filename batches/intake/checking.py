@@ -20,6 +20,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from batches.intake.accepted import BodyPlace
 from batches.intake.bodies import PartBody, compose_bodies
 from batches.intake.line_checking import Check, CheckStopped
 from batches.intake.merging import Merged, Report, index_rows, merge
@@ -27,6 +28,7 @@ from batches.intake.problems import Problem
 from batches.intake.reading import GZIP_MAGIC, Limits, Lines
 from batches.intake.segments import check_in_segments
 from batches.intake.templating import CsvOptions
+from foundations.local_files import LimitedReader
 
 __all__ = [
     "Check",
@@ -42,7 +44,7 @@ __all__ = [
 
 
 def check_file(
-    open_range: Callable[[int, int | None], object],
+    open_range: Callable[[int, int | None], LimitedReader],
     size: int,
     fmt: str,
     *,
@@ -67,7 +69,10 @@ def check_file(
             "The workspace's model list could not be read, so model names were not checked."
         )
 
-    def make_check(progress=None, body_place=None) -> Check:
+    def make_check(
+        progress: Callable[[int, int, int, int], bool] | None = None,
+        body_place: BodyPlace | None = None,
+    ) -> Check:
         return Check(
             models=models,
             keep_bodies=keep_bodies,
@@ -108,13 +113,13 @@ def check_file(
     return merge(results, oversize=oversize, notes=notes)
 
 
-def _gzipped(open_range) -> bool:
+def _gzipped(open_range: Callable[[int, int | None], LimitedReader]) -> bool:
     with open_range(0, 2) as head:
         return head.read(2) == GZIP_MAGIC
 
 
 class _Nothing:
-    def read(self, size=-1) -> bytes:
+    def read(self, size: int = -1) -> bytes:
         return b""
 
     def close(self) -> None:

@@ -11,12 +11,17 @@ import argparse
 import gc
 import os
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from batches.intake.checking import Report, check_file
 from batches.intake.reading import detect_format
 from batches.intake.templating import CsvOptions
 from foundations.local_files import LimitedReader
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 HELP = "Check a JSONL or CSV file of batch requests; exit 1 if it has any problem."
 
@@ -25,7 +30,7 @@ class UsageError(Exception):
     """What the person typed cannot be checked; the message says why."""
 
 
-def add_csv_arguments(parser) -> None:
+def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("CSV files")
     group.add_argument("--template", help="the prompt, with {column} placeholders")
     group.add_argument("--id-column", default="", help="the column with each row's custom_id")
@@ -35,7 +40,7 @@ def add_csv_arguments(parser) -> None:
     group.add_argument("--temperature", type=float, default=None)
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path)
     parser.add_argument("--workspace", help="check model names against this workspace's model list")
     parser.add_argument(
@@ -46,7 +51,7 @@ def add_arguments(parser) -> None:
     add_csv_arguments(parser)
 
 
-def csv_options_from(options) -> CsvOptions:
+def csv_options_from(options: Mapping[str, Any]) -> CsvOptions:
     missing = [
         flag
         for flag, value in (
@@ -68,7 +73,7 @@ def csv_options_from(options) -> CsvOptions:
     )
 
 
-def print_problems(out, name: str, problems: list[dict], count: int) -> None:
+def print_problems(out: "SupportsWrite[str]", name: str, problems: list[dict], count: int) -> None:
     for problem in problems:
         where = f"line {problem['line']}" if problem["line"] else "file"
         field = f" [{problem['field']}]" if problem["field"] else ""
@@ -77,7 +82,16 @@ def print_problems(out, name: str, problems: list[dict], count: int) -> None:
         out.write(f"… and {count - len(problems):,} more problems.\n")
 
 
-def print_summary(out, *, ok: bool, requests: int, size: int, parts: int, estimate, problems: int):
+def print_summary(
+    out: "SupportsWrite[str]",
+    *,
+    ok: bool,
+    requests: int,
+    size: int,
+    parts: int,
+    estimate: dict,
+    problems: int,
+) -> None:
     if ok:
         out.write(
             f"{requests:,} requests ready ({size / 1e6:,.1f} MB"
@@ -89,7 +103,7 @@ def print_summary(out, *, ok: bool, requests: int, size: int, parts: int, estima
         out.write(f"{requests:,} requests, {problems:,} problems.\n")
 
 
-def print_report(out, report: Report, path: Path) -> None:
+def print_report(out: "SupportsWrite[str]", report: Report, path: Path) -> None:
     print_problems(out, path.name, [p.as_dict() for p in report.problems], report.problem_count)
     for note in report.notes:
         out.write(f"Note: {note}\n")
@@ -104,10 +118,10 @@ def print_report(out, report: Report, path: Path) -> None:
     )
 
 
-def local_ranges(path: Path):
+def local_ranges(path: Path) -> Callable[[int, int | None], LimitedReader]:
     """Byte ranges of a file on this machine, as the checker reads any stored file."""
 
-    def open_range(start: int, end: int | None):
+    def open_range(start: int, end: int | None) -> LimitedReader:
         handle = path.open("rb")
         handle.seek(start)
         return LimitedReader(handle, None if end is None else end - start)
@@ -122,7 +136,7 @@ def unforeseen_words(error: Exception) -> str:
     )
 
 
-def check(file: Path, options, models=None) -> Report:
+def check(file: Path, options: Mapping[str, Any], models: list[dict] | None = None) -> Report:
     from django.conf import settings
 
     if not file.is_file():

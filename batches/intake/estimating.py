@@ -27,7 +27,7 @@ MESSAGE_OVERHEAD_TOKENS = 4
 COST_DIGITS = 60
 
 
-def _block_chars_and_tokens(block) -> tuple[int, int, bool]:
+def _block_chars_and_tokens(block: object) -> tuple[int, int, bool]:
     """(characters of text, tokens of images and documents, cache_control) of one block."""
     if type(block) is str:
         return len(block), 0, False
@@ -54,7 +54,7 @@ def _block_chars_and_tokens(block) -> tuple[int, int, bool]:
     return len(orjson.dumps(block)), 0, cached
 
 
-def _content(content) -> tuple[int, int, bool]:
+def _content(content: object) -> tuple[int, int, bool]:
     if type(content) is str:
         return len(content), 0, False
     chars = tokens = 0
@@ -93,7 +93,7 @@ class Estimate:
     """Adds up requests as they are checked, per model; memory is one row per model:
     [requests, input tokens, max output tokens, requests using the prompt cache]."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.per_model: dict[str, list[int]] = {}
 
     def row(self, model: str) -> list[int]:

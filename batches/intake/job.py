@@ -13,10 +13,12 @@
 
 import logging
 import shutil
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.storage import Storage
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -24,7 +26,14 @@ from django.utils import timezone
 from batches import bulk
 from batches.claims import Claim
 from batches.intake.bounds import MAX_DEPTH, depth
-from batches.intake.checking import CheckStopped, check_file, compose_bodies, discard, index_rows
+from batches.intake.checking import (
+    CheckStopped,
+    Merged,
+    check_file,
+    compose_bodies,
+    discard,
+    index_rows,
+)
 from batches.intake.estimating import request_tokens
 from batches.intake.problems import REPORT_HEADER, Problem
 from batches.intake.templating import CsvOptions
@@ -32,7 +41,7 @@ from batches.models import BatchRequest, Submission, SubmissionPart
 from batches.pricing import standard_cost_at_most
 from foundations import storage
 from foundations.betas import output_limit
-from foundations.local_files import scratch_dir
+from foundations.local_files import LimitedReader, scratch_dir
 from foundations.storage import LocalFile, sweep_scratch
 
 logger = logging.getLogger(__name__)
@@ -72,8 +81,8 @@ def request_stop(submission: Submission) -> bool:
     )
 
 
-def _open_range(name: str, backend):
-    def open_range(start: int, end: int | None):
+def _open_range(name: str, backend: Storage) -> Callable[[int, int | None], LimitedReader]:
+    def open_range(start: int, end: int | None) -> LimitedReader:
         return storage.stream(name, start, end, storage=backend)
 
     return open_range
@@ -184,7 +193,7 @@ def run_check(submission_pk: int) -> str:
             discard(merged)
 
 
-def _store(claim: Claim, submission: Submission, merged, directory: str) -> str:
+def _store(claim: Claim, submission: Submission, merged: Merged, directory: str) -> str:
     """Keep the bodies, the request index and the report, then say how the check went."""
     report = merged.report
     parts: list[SubmissionPart] = []

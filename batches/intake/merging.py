@@ -155,7 +155,9 @@ def merge(results: list[SegmentResult], *, oversize: str, notes: list[str] | Non
     return Merged(report, used, dropped, parts_of, offsets, paths)
 
 
-def _place(used: list[SegmentResult], dropped: list[set[int]]):
+def _place(
+    used: list[SegmentResult], dropped: list[set[int]]
+) -> tuple[list[array], list[array], Splitter]:
     """Each kept request's batch and offset in that batch's body, in file order. A file that
     fits one batch (nearly every file) is placed with a running sum, in C."""
     splitter = Splitter()
@@ -199,7 +201,9 @@ def _place(used: list[SegmentResult], dropped: list[set[int]]):
     return parts_of, offsets, splitter
 
 
-def _remove_from_estimate(estimate: Estimate, used, dropped) -> None:
+def _remove_from_estimate(
+    estimate: Estimate, used: list[SegmentResult], dropped: list[set[int]]
+) -> None:
     """Take the requests found to be duplicates across segments out of the estimate again; their
     bytes are read back from the segments' bodies (or not at all when none were kept)."""
     for result, drop in zip(used, dropped, strict=True):
@@ -224,7 +228,7 @@ def _problem_rows_file(problems: list[Problem], directory: str) -> str:
         return handle.name
 
 
-def index_rows(merged: Merged, submission_id: int):
+def index_rows(merged: Merged, submission_id: int) -> Iterator[tuple[Any, ...]]:
     """(submission, part, custom_id, line, offset, length) of every kept request, in file
     order: a zip of the segments' arrays, so 100,000 rows cost no Python loop."""
     for result, drop, parts_of, offsets in zip(

@@ -3,6 +3,7 @@
 import csv
 import io
 from dataclasses import dataclass
+from typing import IO
 
 from batches.spreadsheets import safe_cell
 
@@ -39,7 +40,7 @@ class ProblemLog:
     to `out` (a binary file) as CSV while they are found, so a huge report never sits in
     memory."""
 
-    def __init__(self, out=None, *, header: bool = True):
+    def __init__(self, out: IO[bytes] | None = None, *, header: bool = True) -> None:
         self.count = 0
         self.first: list[Problem] = []
         self._text = None

@@ -15,10 +15,12 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
 from batches.intake.problems import FIX_UTF8, Problem
+from foundations.local_files import BinaryStream
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = codecs.BOM_UTF8
@@ -68,7 +70,7 @@ class CountingReader:
     """Counts the bytes read from a stream: how far into the stored (maybe compressed) file the
     reading is, for the progress bar."""
 
-    def __init__(self, stream):
+    def __init__(self, stream: BinaryStream) -> None:
         self.stream = stream
         self.count = 0
         self._head = b""
@@ -114,13 +116,13 @@ class Lines:
 
     def __init__(
         self,
-        raw_stream,
+        raw_stream: BinaryStream,
         limits: Limits,
         *,
         on_too_long: Callable[[int], None] | None = None,
         start_line: int = 1,
         started: float | None = None,
-    ):
+    ) -> None:
         self.raw = CountingReader(raw_stream)
         self.limits = limits
         self.on_too_long = on_too_long or (lambda number: None)
@@ -134,7 +136,7 @@ class Lines:
     def raw_bytes_read(self) -> int:
         return self.raw.count
 
-    def _open(self):
+    def _open(self) -> CountingReader | gzip.GzipFile:
         if self.raw.peek2() == GZIP_MAGIC:
             self.compressed = True
             # The stubs ask for a fileobj with seek(), which GzipFile calls only to rewind;
@@ -335,7 +337,7 @@ def csv_records(
         numbers.clear()
 
 
-def open_lines(name: str, limits: Limits | None = None, **kwargs) -> Lines:
+def open_lines(name: str, limits: Limits | None = None, **kwargs: Any) -> Lines:
     """The lines of the stored file `name` (the caller closes `.raw`)."""
     from foundations.storage import stream
 

@@ -16,6 +16,8 @@ library to say where and why.
 import functools
 import json
 import re
+from collections.abc import Iterable
+from typing import Any, NoReturn
 
 import jsonschema_rs
 import orjson
@@ -67,7 +69,7 @@ def clip_middle(text: str, limit: int) -> str:
     return text[:half] + "…" + text[-half:]
 
 
-def field_name(path) -> str:
+def field_name(path: Iterable[str | int]) -> str:
     """`["params", "messages", 0, "content"]` as `params.messages[0].content`."""
     text = ""
     for part in path:
@@ -75,7 +77,7 @@ def field_name(path) -> str:
     return text
 
 
-def _value_at(document, path):
+def _value_at(document: Any, path: Iterable[str | int]) -> Any:
     for part in path:
         try:
             document = document[part]
@@ -84,7 +86,7 @@ def _value_at(document, path):
     return document
 
 
-def _content_problem(content) -> tuple[str, str]:
+def _content_problem(content: object) -> tuple[str, str]:
     if isinstance(content, list):
         for index, block in enumerate(content):
             kind = block.get("type") if isinstance(block, dict) else None
@@ -105,7 +107,7 @@ def _content_problem(content) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=1)
-def bounded_validator():
+def bounded_validator() -> jsonschema_rs.Validator:
     """The published request schema with every integer bounded (bounds.bounded_components)."""
     schema = {
         "$ref": f"#/components/schemas/{SCHEMA}",
@@ -120,7 +122,7 @@ BRANCH_LEVELS = 8
 DISCRIMINATING = ("Constant", "Enum", "AnyOf", "OneOfNotValid")
 
 
-def _type_words(error) -> str | None:
+def _type_words(error: jsonschema_rs.ValidationError) -> str | None:
     """What is wrong with a value whose JSON type no branch of an anyOf or oneOf takes (`true is
     not of type "integer" or "null".`); None when some branch takes its type."""
     context = getattr(error.kind, "context", None)
@@ -144,7 +146,9 @@ def _type_words(error) -> str | None:
     return f"{shown} is not of type {' or '.join(dict.fromkeys(wanted))}."
 
 
-def _meant(error, levels: int = BRANCH_LEVELS) -> list:
+def _meant(
+    error: jsonschema_rs.ValidationError, levels: int = BRANCH_LEVELS
+) -> list[jsonschema_rs.ValidationError]:
     """For "… is not valid under any of the schemas listed in the 'oneOf' keyword": the errors of
     the one branch the value meant, told by its discriminator (a `type` or `role` it has, or the
     JSON type of the value), so the problem says what is wrong in it (thinking.budget_tokens is
@@ -155,7 +159,7 @@ def _meant(error, levels: int = BRANCH_LEVELS) -> list:
         return [error]
     here = len(list(error.instance_path))
 
-    def other_branch(branch) -> bool:
+    def other_branch(branch: list[jsonschema_rs.ValidationError]) -> bool:
         """Whether a branch is for another kind of value: its discriminator or type differs."""
         for sub in branch:
             kind = type(sub.kind).__name__
@@ -175,7 +179,9 @@ def _meant(error, levels: int = BRANCH_LEVELS) -> list:
     return [found for sub in meant[0] for found in _meant(sub, levels - 1)]
 
 
-def _worded(item: dict, errors: list) -> list:
+def _worded(
+    item: dict, errors: list[jsonschema_rs.ValidationError]
+) -> list[jsonschema_rs.ValidationError]:
     """The errors to word: each as `_meant` finds it, but a message's content with a block of no
     known type as it is (`_content_problem` names the block and its type)."""
     worded = []
@@ -214,7 +220,8 @@ def schema_problems(line: int, item: dict) -> list[Problem]:
             message = f"{name} is required."
             fix = f"Add {name}."
         elif kind == "AdditionalProperties":
-            extra = [clip(str(name), 80) for name in error.kind.unexpected]
+            # By getattr, as `limit` and `context` are read: the kind's type is its base class.
+            extra = [clip(str(name), 80) for name in getattr(error.kind, "unexpected", ())]
             where = clip(field_name([*path, extra[0]]), FIELD_CHARS) if extra else where
             shown = ", ".join(name if name.isidentifier() else repr(name) for name in extra)
             message = f"{clip(shown, QUOTE_CHARS) or 'A field'} is not a field the API "
@@ -243,7 +250,7 @@ def schema_problems(line: int, item: dict) -> list[Problem]:
     return problems
 
 
-def may_hold_nul(raw: bytes, item) -> bool:
+def may_hold_nul(raw: bytes, item: object) -> bool:
     """Whether a request holds a NUL. JSON can only write one as an escape, so a line without a
     backslash (a one-byte search) cannot hold one; the walk runs only after `\\u0000` is seen."""
     return b"\\" in raw and b"\\u0000" in raw and holds_nul(item)
@@ -259,12 +266,12 @@ class _NotFinite(ValueError):
     pass
 
 
-def _refuse_constant(name: str):
+def _refuse_constant(name: str) -> NoReturn:
     raise _NotFinite(name)
 
 
 @functools.lru_cache(maxsize=1)
-def fast_validator():
+def fast_validator() -> jsonschema_rs.Validator:
     """The published request schema with what batches refuse besides, written as schema and
     compiled once: stream not true, at least one message, max_tokens at least 1, no integer
     past bounds.MAX_INTEGER. One call checks all of it. (The workspace's models are a dictionary
@@ -303,7 +310,7 @@ JSON_WORDS = {
 class Rules:
     """The checks of one file: the workspace's models, and the custom_ids seen so far."""
 
-    def __init__(self, models: list[dict] | None):
+    def __init__(self, models: list[dict] | None) -> None:
         self.models = {model["id"]: model.get("max_tokens") for model in models} if models else None
         # model id: its output limit (None: no limit known); a missing model gets UNKNOWN_MODEL.
         self.limits = self.models
@@ -318,7 +325,7 @@ class Rules:
         return limit is None or (limit != UNKNOWN_MODEL and params["max_tokens"] <= limit)
 
     # The bounds, before anything else looks at the line
-    def out_of_bounds(self, line: int, item) -> list[Problem] | None:
+    def out_of_bounds(self, line: int, item: object) -> list[Problem] | None:
         """None when the line keeps the bounds that every later step relies on (see `bounds`);
         else its problems: the bound it breaks, and its custom_id's, which are safe to look at.
         Nothing else of such a line is looked at."""
@@ -328,7 +335,7 @@ class Rules:
         return [*self._custom_id_problems(line, item), problem]
 
     # The fast path
-    def check(self, line: int, item, raw: bytes) -> list[Problem] | None:
+    def check(self, line: int, item: object, raw: bytes) -> list[Problem] | None:
         """None when the request is valid (its custom_id is then taken); else its problems.
         `Check.run_jsonl` writes this out inline for speed: keep the two alike."""
         bounded = self.out_of_bounds(line, item)
@@ -354,7 +361,9 @@ class Rules:
         return self.problems(line, item, raw, bounds_kept=True)
 
     # The slow path: every problem on the line, worded
-    def problems(self, line: int, item, raw: bytes, *, bounds_kept: bool = False) -> list[Problem]:
+    def problems(
+        self, line: int, item: object, raw: bytes, *, bounds_kept: bool = False
+    ) -> list[Problem]:
         """Every problem of the line; `bounds_kept`: `out_of_bounds` found none already."""
         if not bounds_kept:
             bounded = self.out_of_bounds(line, item)
@@ -383,7 +392,7 @@ class Rules:
             )
         return problems
 
-    def _custom_id_problems(self, line: int, item) -> list[Problem]:
+    def _custom_id_problems(self, line: int, item: object) -> list[Problem]:
         """A custom_id that is not one, or was used before; a good one is taken (so a later
         line using it again is told which line has it)."""
         problems: list[Problem] = []

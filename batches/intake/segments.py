@@ -20,18 +20,22 @@ from collections.abc import Callable
 from functools import partial
 from itertools import accumulate
 from pathlib import Path
+from types import TracebackType
 
 from batches.intake.accepted import BODY_HEAD, BodyPlace, SegmentResult
 from batches.intake.line_checking import Check
 from batches.intake.reading import Limits, Lines
-from foundations.local_files import scratch_dir
+from foundations.local_files import LimitedReader, scratch_dir
 
 # Counting line breaks runs about eight times as fast as checking the lines: the last segment,
 # checked by the process that first counts the lines of all the others, is this much shorter.
 COUNTING_SHARE = 1 / 8
 
+# A stream of bytes [start, end) of the file being checked.
+OpenRange = Callable[[int, int], LimitedReader]
 
-def _segment_cuts(open_range, size: int, count: int) -> list[int]:
+
+def _segment_cuts(open_range: OpenRange, size: int, count: int) -> list[int]:
     """Where `count` segments of a plain file start (each at a line), and its size: the last
     segment a little shorter than the others (COUNTING_SHARE)."""
     weights = [1.0] * (count - 1) + [1.0 - COUNTING_SHARE]
@@ -49,7 +53,7 @@ def _segment_cuts(open_range, size: int, count: int) -> list[int]:
     return cuts
 
 
-def _count_lines(open_range, start: int, end: int) -> int:
+def _count_lines(open_range: OpenRange, start: int, end: int) -> int:
     """The line breaks in bytes [start, end), at memory speed."""
     lines = 0
     buffer = bytearray(1 << 22)
@@ -67,7 +71,14 @@ def _shared_body_file() -> str:
     return path
 
 
-def _pass_over(open_range, start: int, end: int, first_line: int, make_check, limits):
+def _pass_over(
+    open_range: OpenRange,
+    start: int,
+    end: int,
+    first_line: int,
+    make_check: Callable[[], Check],
+    limits: Limits,
+) -> SegmentResult:
     lines = Lines(open_range(start, end), limits, start_line=first_line)
     try:
         return make_check().run(lines, "jsonl")
@@ -80,7 +91,7 @@ class Progress:
 
     FORMAT = "qqqq"
 
-    def __init__(self, segments: int):
+    def __init__(self, segments: int) -> None:
         import mmap
 
         self.size = struct.calcsize(self.FORMAT)
@@ -99,7 +110,7 @@ class Progress:
 
 
 def check_in_segments(
-    open_range: Callable[[int, int], object],
+    open_range: OpenRange,
     size: int,
     *,
     processes: int,
@@ -130,8 +141,8 @@ def check_in_segments(
     started = time.monotonic()
     body_path = _shared_body_file() if keep_bodies else None
 
-    def reporter(segment: int):
-        def report(lines, raw_bytes, requests, problems) -> bool:
+    def reporter(segment: int) -> Callable[[int, int, int, int], bool]:
+        def report(lines: int, raw_bytes: int, requests: int, problems: int) -> bool:
             shared.write(segment, lines, raw_bytes, requests, problems)
             if segment == last and progress is not None:
                 return progress(*shared.total())
@@ -222,8 +233,13 @@ def _segment_limits(limits: Limits, started: float, first_line: int) -> Limits:
 
 
 class _suppress_process_errors:
-    def __enter__(self):
+    def __enter__(self) -> "_suppress_process_errors":
         return self
 
-    def __exit__(self, kind, value, traceback):
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
         return kind is not None and issubclass(kind, (ProcessLookupError, ChildProcessError))
