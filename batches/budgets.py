@@ -49,6 +49,17 @@ class BudgetStatus:
         return self.budget - self.spent - self.committed
 
     @property
+    def left_to_spend(self) -> Decimal | None:
+        """What may still be spent: never below zero (a page says "over by" for the rest)."""
+        left = self.left
+        return None if left is None else max(left, Decimal(0))
+
+    @property
+    def over_by(self) -> Decimal:
+        left = self.left
+        return Decimal(0) if left is None else max(-left, Decimal(0))
+
+    @property
     def share_spent(self) -> float | None:
         return float(self.spent / self.budget) if self.budget else None
 

@@ -34,6 +34,14 @@ def test_validatebatch_accepts_a_good_file_with_exit_0():
     assert "4 requests ready" in result.stdout
 
 
+def test_validatebatch_counts_one_request_in_the_singular(tmp_path):
+    one = tmp_path / "one.jsonl"
+    one.write_bytes((SAMPLES / "questions.jsonl").read_bytes().splitlines(keepends=True)[0])
+    result = validatebatch(one)
+    assert result.returncode == 0, result.stderr
+    assert "1 request ready (" in result.stdout
+
+
 def test_validatebatch_names_each_problem_line_and_exits_1(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"custom_id": "a b", "params": {}}\nnot json\n')

@@ -39,6 +39,9 @@ def test_it_is_off_without_a_token_and_refuses_a_wrong_one(client, settings):
         response = client.get("/metrics", **header)
         assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Bearer")
     assert client.get("/metrics", **AUTH).status_code == 200  # no login needed
+    wrong = client.get("/metrics", HTTP_AUTHORIZATION="Bearer nope").content.decode()
+    missing = client.get("/metrics").content.decode()
+    assert "not the one METRICS_TOKEN holds" in wrong and "A bearer token is needed" in missing
     assert client.get("/metrics", HTTP_AUTHORIZATION=f"bearer {TOKEN}").status_code == 200
 
 

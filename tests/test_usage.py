@@ -376,6 +376,32 @@ def test_a_spend_cap_refuses_an_upload_that_could_cost_more(client, user, worksp
     assert upload.state == "submitting"
 
 
+def test_a_budget_far_past_says_so_in_words_the_same_everywhere(client, user, workspace):
+    """Over the budget, every page and message says "nothing is left (over by ...)", never a
+    negative amount, and a share far past the budget is not a five-digit percentage."""
+    from batches.templatetags.batch_tags import budget_share
+
+    budgeted(workspace, "0.01")
+    this_month_batch(workspace, "4.76")
+    upload = ready_upload(workspace, user, "4.00")
+    client.force_login(user)
+    pages = [
+        client.get(upload.get_absolute_url()).content.decode(),
+        client.get(reverse("workspace_usage", args=[workspace.slug])).content.decode(),
+        submit(client, upload).content.decode(),  # refused: the admin did not confirm
+    ]
+    for page in pages:
+        assert "$-" not in page and "-4.75" not in page
+    assert "nothing is left (over by $4.75)" in pages[0]
+    assert "nothing is left of the workspace" in pages[2] and "(over by $4.75)" in pages[2]
+    assert "476 times the budget used or committed" in pages[1]
+    assert [budget_share(value) for value in (0.4, 1.35, 475.79)] == [
+        "40.00%",
+        "135%",
+        "476 times the budget",
+    ]
+
+
 def test_an_admin_sets_the_budget_in_the_settings(client, user, workspace):
     client.force_login(user)
     response = client.post(

@@ -94,7 +94,7 @@ def print_summary(
 ) -> None:
     if ok:
         out.write(
-            f"{requests:,} requests ready ({size / 1e6:,.1f} MB"
+            f"{requests:,} request{'' if requests == 1 else 's'} ready ({size / 1e6:,.1f} MB"
             + (f", in {parts} batches" if parts > 1 else "")
             + f"); estimated input cost ${estimate['input_cost']}, "
             f"output at most ${estimate['max_output_cost']} at the batch price.\n"

@@ -83,11 +83,14 @@ def spending_refusal(
         )
     if not spending.over_budget:
         return ""
-    left = spending.budget.left or Decimal(0)
-    why = (
-        f"This file could cost up to ${spending.estimate:,.2f}, but ${max(left, Decimal(0)):,.2f} "
-        f"is left of the workspace's budget for {spending.budget.month:%B}"
+    budget = spending.budget
+    left = (
+        f"nothing is left of the workspace's budget for {budget.month:%B} (over by "
+        f"${budget.over_by:,.2f})"
+        if budget.over_by
+        else f"${budget.left_to_spend:,.2f} is left of the workspace's budget for {budget.month:%B}"
     )
+    why = f"This file could cost up to ${spending.estimate:,.2f}, but {left}"
     if actor is not None and not roles.may(actor, submission.workspace, Ability.MANAGE):
         return f"{why}. A workspace admin must confirm going over the budget: ask one to submit it."
     if not confirmed:

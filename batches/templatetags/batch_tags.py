@@ -140,6 +140,19 @@ def share(value: float | Decimal | None) -> str:
 
 
 @register.filter
+def budget_share(value: float | None) -> str:
+    """A budget's share used, in words that stay readable far past it: 12.34%, 135%, or
+    476 times the budget (never "47579.00%")."""
+    if value is None:
+        return ""
+    if value < 1:
+        return f"{value:.2%}"
+    if value < 10:
+        return f"{value:.0%}"
+    return f"{value:,.0f} times the budget"
+
+
+@register.filter
 def until(value: datetime) -> str:
     """`in 4 h 12 m` or `3 m ago`."""
     if not value:

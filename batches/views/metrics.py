@@ -20,13 +20,19 @@ def metrics(request: HttpRequest) -> HttpResponse:
         raise Http404("Metrics are turned off (METRICS_TOKEN).")
     # RFC 6750's form only: the scheme (any case), one space, the token. A bare token is not
     # taken, so a token pasted into the wrong header or a proxy's log line is not one.
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         given.strip().encode(), token.encode()
     ):
-        response = HttpResponse(
-            "A bearer token is needed.\n", status=401, content_type="text/plain"
+        # A wrong token and a missing one are told apart (an operator's typo is not a
+        # forgotten header); neither says anything of the right one.
+        said = (
+            "That bearer token is not the one METRICS_TOKEN holds.\n"
+            if scheme.lower() == "bearer"
+            else "A bearer token is needed: send Authorization: Bearer <METRICS_TOKEN>.\n"
         )
+        response = HttpResponse(said, status=401, content_type="text/plain")
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     registry = CollectorRegistry()
