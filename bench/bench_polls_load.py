@@ -19,7 +19,6 @@ import os
 import random
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
+
+from bench.data import database_url, free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VIEWERS = 50
@@ -71,20 +72,6 @@ def populate() -> list[str]:
         session.create()
         cookies.append(str(session.session_key))
     return cookies
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def database_url() -> str:
-    database = connection.settings_dict
-    if database["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{database['NAME']}"
-    user, host = database.get("USER") or "postgres", database.get("HOST") or "127.0.0.1"
-    return f"postgres://{user}@{host}:{database.get('PORT') or 5432}/{database['NAME']}"
 
 
 def start_gunicorn(port: int) -> subprocess.Popen:

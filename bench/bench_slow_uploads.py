@@ -35,6 +35,8 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from bench.data import database_url, free_port  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 UPLOADS = 15
 
@@ -60,20 +62,6 @@ def populate() -> tuple[str, str]:
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
     return str(session.session_key), f"/w/{workspace.slug}/upload/"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def database_url() -> str:
-    database = connection.settings_dict
-    if database["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{database['NAME']}"
-    user, host = database.get("USER") or "postgres", database.get("HOST") or "127.0.0.1"
-    return f"postgres://{user}@{host}:{database.get('PORT') or 5432}/{database['NAME']}"
 
 
 def start_web(port: int, scratch: Path) -> subprocess.Popen:

@@ -1,11 +1,14 @@
 """Rows for the benchmarks, made the same way by each script that needs them: a workspace's
-worth of batches, and one batch's worth of results.
+worth of batches, and one batch's worth of results; and what a script that starts a server
+needs: a free port, and the bench's database as a URL for that server.
 
 Imported after `django.setup()`.
 """
 
+import socket
 from datetime import timedelta
 
+from django.db import connection
 from django.utils import timezone
 
 from batches.models import Batch, Result, Workspace
@@ -51,3 +54,19 @@ def fill_results(batch: Batch, count: int) -> None:
             Result.objects.bulk_create(rows)
             rows = []
     Result.objects.bulk_create(rows)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def database_url() -> str:
+    """The bench's database, for a server started in another process."""
+    database = connection.settings_dict
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{database['NAME']}"
+    user, host = database.get("USER") or "postgres", database.get("HOST") or "127.0.0.1"
+    return f"postgres://{user}@{host}:{database.get('PORT') or 5432}/{database['NAME']}"
